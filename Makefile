@@ -1,0 +1,58 @@
+# reenactbook: `make reproduce` (set up, then run the experiment suite) and `make test` (set up, then check and test).
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+PIP := $(BIN)/python -m pip
+PROFILE ?= tiny
+# caches (converted weights, synthetic data, tiny models) stay inside the checkout unless set
+export REENACTBOOK_CACHE ?= $(CURDIR)/.cache
+export PIP_DISABLE_PIP_VERSION_CHECK := 1
+
+.PHONY: install reproduce test export-check clean-check nbtest pytest bench constraints e2e
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+# reinstall when the pins or the package metadata change
+$(VENV)/.installed: $(BIN)/python constraints.txt settings.ini setup.py
+	$(PIP) install -q -c constraints.txt -e ".[dev,backends]"
+	touch $@
+
+install: $(VENV)/.installed
+
+reproduce: install
+	$(BIN)/reenactbook reproduce --profile $(PROFILE)
+
+# modules must be exactly what the notebooks export
+export-check: install
+	@tmp=$$(mktemp -d); cp -r reenactbook $$tmp/before; \
+	$(BIN)/nbdev_export; \
+	if ! diff -r -q -x __pycache__ $$tmp/before reenactbook; then \
+	  echo "nbdev_export changed reenactbook/: edit the notebooks in nbs/, export, and commit both"; rm -rf $$tmp; exit 1; fi; \
+	rm -rf $$tmp; echo "export-check: modules match the notebooks"
+
+# notebooks are stored clean (no outputs, no execution counts)
+clean-check: install
+	@before=$$(cat nbs/*.ipynb | sha256sum); $(BIN)/nbdev_clean; after=$$(cat nbs/*.ipynb | sha256sum); \
+	if [ "$$before" != "$$after" ]; then echo "nbdev_clean changed notebooks: commit the cleaned notebooks"; exit 1; fi; \
+	echo "clean-check: notebooks are clean"
+
+nbtest: install
+	$(BIN)/nbdev_test --n_workers 2 --timing
+
+pytest: install
+	$(BIN)/python -m pytest tests -p no:cacheprovider
+
+# pytest runs last so that its closing line ends the output
+test: export-check clean-check nbtest
+	$(MAKE) --no-print-directory pytest
+
+bench: install
+	for b in bench/bench_*.py; do echo "== $$b"; $(BIN)/python $$b; done
+
+constraints:
+	{ echo "# Pins for every pip call of this project (make install uses: pip install -c constraints.txt ...)."; \
+	  echo "# torch and torchvision are the builds that lie on this machine kind's disk; regenerate with: make constraints"; \
+	  $(PIP) freeze --exclude-editable | grep -vi '^reenactbook'; } > constraints.txt
