@@ -17,7 +17,7 @@ $(BIN)/python:
 
 # reinstall when the pins or the package metadata change
 $(VENV)/.installed: $(BIN)/python constraints.txt settings.ini setup.py
-	$(PIP) install -q -c constraints.txt -e ".[dev,backends]"
+	$(PIP) install -q -c constraints.txt -e ".[dev,backends]" 2>&1 | { grep -v "^WARNING: Location 'file:" || true; }
 	touch $@
 
 install: $(VENV)/.installed

@@ -11,7 +11,7 @@ import torch
 
 from reenactbook.landmarks import (MEAN_FACE_3D, TEMPLATE_68, _render_sketch_opencv, _render_sketch_torch, LAYOUT_68, LAYOUT_98,
                                    MEAN_FACE_3D_98, camera_matrix, head_pose, project_points, render_sketch, rotation_matrix,
-                                   align_face, transform_points, invert_transform, template_points, _default_thickness)
+                                   align_face, transform_points, invert_transform, template_points, _default_thickness, stroke_width)
 
 
 def random_faces(n: int, size: int, layout: str, seed: int = 0) -> np.ndarray:
@@ -34,11 +34,11 @@ def rate(fn, n_faces: int, min_seconds: float = 1.0) -> float:
 
 
 def bench_sketch(size: int, faces: int) -> None:
-    print(f"== sketch map p_t at {size}x{size}, thickness {_default_thickness(size)} px (torch threads: {torch.get_num_threads()})")
+    print(f"== sketch map p_t at {size}x{size}, stroke {stroke_width(_default_thickness(size))[1]} px (torch threads: {torch.get_num_threads()})")
     for layout_name, layout in (("68", LAYOUT_68), ("98", LAYOUT_98)):
         pts = random_faces(faces, size, layout_name)
         pts_t = torch.from_numpy(pts)
-        th = _default_thickness(size)
+        th = stroke_width(_default_thickness(size))[1]
         rows = [("opencv  cv2.polylines LINE_AA, loop", lambda: _render_sketch_opencv(pts.astype(np.float64), size, th, layout), faces)]
         for batch in (1, 16, 64):
             rows.append((f"torch   segment rasteriser, batch {batch:3d}",
@@ -61,17 +61,18 @@ def bench_pose(faces: int = 400) -> None:
     rng = np.random.default_rng(1)
     cam = camera_matrix(256)
     cases = {"mean face, exact": (0.0, 0.0, 0.0),
-             "perturbed identity (3 mm smooth), 0.5 px noise": (3.0, 0.5, 0.0),
-             "perturbed identity (5 mm smooth), 1 px noise": (5.0, 1.0, 0.0),
-             "as above + focal off by 2x": (5.0, 1.0, 1.0)}
+             "other faces (size 5%/axis, 1 mm offsets), 0.5 px": (3.0, 0.5, 0.0),
+             "other faces (size 5%/axis, 1 mm offsets), 1 px": (3.0, 1.0, 0.0),
+             "other faces (size 8%/axis, 2 mm offsets), 1 px": (5.0, 1.0, 0.0),
+             "as above, true focal 2x the assumed one": (5.0, 1.0, 1.0)}
     for name, (shape_mm, noise_px, focal_off) in cases.items():
         truth = rng.uniform([-45, -45, -20], [45, 45, 20], (faces, 3))
         pts = []
         for pose in truth:
-            # identity: a smooth, symmetric random deformation (scales per axis and random offsets shared by mirrored points)
+            # another identity: per-axis size changes (sd shape_mm/60) and left/right-symmetric point offsets (sd shape_mm/2/sqrt(2) mm)
             face = MEAN_FACE_3D * rng.normal(1, shape_mm / 60, 3)
             offsets = rng.normal(0, shape_mm / 2, (68, 3))
-            face = face + (offsets + offsets[list(__import__("reenactbook.landmarks", fromlist=["LAYOUT_68"]).LAYOUT_68.mirror)] * [-1, 1, 1]) / 2
+            face = face + (offsets + offsets[list(LAYOUT_68.mirror)] * [-1, 1, 1]) / 2
             dist = rng.uniform(500, 900)
             cam_true = camera_matrix(256, 256 * (2.0 if focal_off else 1.0))
             p = project_points(face, rotation_matrix(*pose), [rng.normal(0, 20), rng.normal(0, 20), dist * (2.0 if focal_off else 1.0)], cam_true)

@@ -167,6 +167,11 @@ def set_rng_state(state: dict) -> None:
         torch.cuda.set_rng_state_all([torch.as_tensor(s, dtype=torch.uint8).cpu() for s in state["cuda"]])
 
 # %% ../nbs/00_core.ipynb #c017
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
 @contextlib.contextmanager
 def atomic_write(path: str | Path, mode: str = "wb", encoding: str | None = None):
     "Context manager yielding a file object; the file appears at `path` only if the block finishes."
@@ -178,6 +183,7 @@ def atomic_write(path: str | Path, mode: str = "wb", encoding: str | None = None
             yield f
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600 files; give them the usual permissions
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):

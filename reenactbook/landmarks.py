@@ -18,12 +18,13 @@ import torch
 from .core import ConfigBase, DataError, InputError, config_section, get_logger, write_text
 
 # %% auto #0
-__all__ = ['LAYOUT_68', 'LAYOUT_98', 'LAYOUTS', 'WFLW98_TO_68', 'MEAN_FACE_3D', 'TEMPLATE_68', 'PART_COLOURS', 'SKETCH_BACKENDS',
-           'POSE_POINTS', 'MEAN_FACE_3D_98', 'ATTRIBUTES', 'LandmarksConfig', 'Layout', 'layout_for', 'wflw98_to_68',
-           'read_pts', 'write_pts', 'read_coco_keypoints', 'render_sketch', 'Aligned', 'similarity_transform',
-           'transform_points', 'invert_transform', 'template_points', 'alignment_matrix', 'align_face', 'paste_back',
-           'rotation_matrix', 'euler_angles', 'camera_matrix', 'project_points', 'head_pose', 'interocular_distance',
-           'normalize_landmarks', 'nme', 'velocity', 'jerk', 'mean_face_3d', 'attribute_field', 'manipulate']
+__all__ = ['LAYOUT_68', 'LAYOUT_98', 'LAYOUTS', 'WFLW98_TO_68', 'MEAN_FACE_3D', 'MEAN_FACE_3D_98', 'TEMPLATE_68', 'PART_COLOURS',
+           'SKETCH_BACKENDS', 'POSE_POINTS', 'ATTRIBUTES', 'LandmarksConfig', 'Layout', 'layout_for', 'wflw98_to_68',
+           'read_pts', 'write_pts', 'read_coco_keypoints', 'mean_face_3d', 'stroke_width', 'render_sketch',
+           'rotation_matrix', 'euler_angles', 'camera_matrix', 'project_points', 'head_pose', 'Aligned',
+           'similarity_transform', 'transform_points', 'invert_transform', 'template_points', 'eye_angle',
+           'alignment_matrix', 'align_face', 'paste_back', 'interocular_distance', 'normalize_landmarks', 'nme',
+           'velocity', 'jerk', 'attribute_field', 'manipulate']
 
 # %% ../nbs/01_landmarks.ipynb #c005
 @config_section("landmarks")
@@ -32,7 +33,7 @@ class LandmarksConfig(ConfigBase):
     "Landmark layout, sketch map and alignment options."
     layout: str = "98"             # layout the sketch map p_t is drawn from: 98 (the paper's HRNet/WFLW) or 68 (iBUG)
     aligned_size: int = 256        # side of the aligned face crops (the paper rescales faces to 256x256)
-    sketch_thickness: float = 0.0  # sketch line width in pixels; 0 = size / 128 (2 px at 256)
+    sketch_thickness: float = 0.0  # sketch stroke width in pixels; 0 = 3.35 px at 256, scaled with the size
     sketch_backend: str = "auto"   # auto (fastest for the device) | opencv | torch
     profiles: ClassVar[dict] = {"tiny": {"layout": "68", "aligned_size": 64}}
 
@@ -251,16 +252,41 @@ MEAN_FACE_3D = np.array([
 MEAN_FACE_3D.flags.writeable = False
 
 # %% ../nbs/01_landmarks.ipynb #c022
-def _make_template(eye_distance: float = 0.25, eye_height: float = 0.40) -> np.ndarray:
-    flat = MEAN_FACE_3D[:, :2].astype(np.float64) * [1, -1]  # y down
-    eyes = np.stack([flat[36:42].mean(0), flat[42:48].mean(0)])
+def _mean_face_98() -> np.ndarray:
+    m = MEAN_FACE_3D.astype(np.float64)
+    out = np.zeros((98, 3))
+    out[WFLW98_TO_68] = m
+    out[1:32:2] = (m[0:16] + m[1:17]) / 2                              # odd jaw points
+    down = np.array([0, -6.0, 0])
+    for upper, lower in ((range(33, 38), [38, 39, 40, 41]), (range(42, 47), [47, 48, 49, 50])):
+        u = out[list(upper)]
+        out[lower] = ((u[1:] + u[:-1]) / 2)[::-1] + down                 # lower edge, inner to outer
+    for a, b, mid in ((61, 63, 62), (65, 67, 66), (69, 71, 70), (73, 75, 74)):
+        out[mid] = (out[a] + out[b]) / 2
+    out[96] = m[36:42].mean(0) + [0, 0, 2.0]
+    out[97] = m[42:48].mean(0) + [0, 0, 2.0]
+    return out.astype(np.float32)
+
+MEAN_FACE_3D_98 = _mean_face_98()
+MEAN_FACE_3D_98.flags.writeable = False
+
+def mean_face_3d(layout: Layout | str = "68") -> np.ndarray:
+    "The 3D mean face (mm, x right, y up, z to the viewer) in `layout`."
+    return MEAN_FACE_3D_98 if layout_for(layout).name == "98" else MEAN_FACE_3D
+
+# %% ../nbs/01_landmarks.ipynb #c025
+def _make_template(face: np.ndarray, eye_distance: float = 0.25, eye_height: float = 0.40) -> np.ndarray:
+    "Frontal view of a 3D face (68 or 98 points) placed like the 68-point mean face's eyes, normalised to [0, 1]."
+    flat = face[:, :2].astype(np.float64) * [1, -1]  # y down
+    ref = MEAN_FACE_3D[:, :2].astype(np.float64) * [1, -1]
+    eyes = np.stack([ref[36:42].mean(0), ref[42:48].mean(0)])
     scale = eye_distance / np.linalg.norm(eyes[1] - eyes[0])
     return ((flat - eyes.mean(0)) * scale + [0.5, eye_height]).astype(np.float32)
 
-TEMPLATE_68 = _make_template()
+TEMPLATE_68 = _make_template(MEAN_FACE_3D)
 TEMPLATE_68.flags.writeable = False
 
-# %% ../nbs/01_landmarks.ipynb #c025
+# %% ../nbs/01_landmarks.ipynb #c028
 def _check_points(points, what: str = "landmarks", layouts: tuple[str, ...] = ("68", "98")) -> np.ndarray:
     "Landmarks as a float64 numpy array `[..., P, 2]`, checked (shape, finite values)."
     if isinstance(points, torch.Tensor):
@@ -285,7 +311,7 @@ def _check_spread(points: np.ndarray, what: str = "landmarks") -> None:
     if (iod < 1e-6).any():
         raise InputError(f"{what} are degenerate: the outer eye corners ({a}, {b}) coincide in {int((iod < 1e-6).sum())} face(s)")
 
-# %% ../nbs/01_landmarks.ipynb #c027
+# %% ../nbs/01_landmarks.ipynb #c030
 PART_COLOURS = {  # RGB in [0, 1]
     "jaw": (1.0, 1.0, 1.0),
     "right_brow": (1.0, 0.5, 0.0), "left_brow": (1.0, 1.0, 0.0),
@@ -306,20 +332,28 @@ def _segments(layout: Layout) -> tuple[np.ndarray, np.ndarray]:
     return np.array(pairs), np.array(colours, dtype=np.float32)
 
 def _default_thickness(size: int) -> float:
-    return max(1.0, size / 128)
+    "Default stroke width: 3.35 px at 256 (cv2's LINE_AA stroke for thickness 2), proportional to the size."
+    return 3.35 * size / 256
+
+def stroke_width(width: float) -> tuple[int, float]:
+    "The drawable stroke nearest to `width` px: (cv2 thickness, its anti-aliased width). cv2 draws 1.3 px for thickness 1, else 2*floor((t+1)/2) + 1.35 px."
+    if width < 2.35:
+        return 1, 1.3
+    k = max(1, int(round((width - 1.35) / 2)))
+    return (2 if k == 1 else 2 * k - 1), 2 * k + 1.35
 
 def _render_sketch_opencv(points: np.ndarray, size: int, thickness: float, layout: Layout) -> torch.Tensor:
     "CPU rasteriser: cv2 anti-aliased polylines, one face at a time. points: [B, P, 2] float."
     shift = 4
     fixed = np.round(points * (1 << shift)).clip(-(1 << 28), 1 << 28).astype(np.int32)
     canvas = np.zeros((len(points), size, size, 3), np.uint8)
-    width = max(1, int(round(thickness)))
+    width = stroke_width(thickness)[0]
     draws = [(idx, name in layout.closed, tuple(int(round(255 * c)) for c in PART_COLOURS[name]))
              for name, idx in layout.parts.items()]
     for image, face in zip(canvas, fixed):
         for idx, closed, colour in draws:
             if len(idx) == 1:
-                cv2.circle(image, tuple(int(v) for v in face[idx[0]]), int(round(width * 0.75 * (1 << shift))), colour, -1, cv2.LINE_AA, shift)
+                cv2.circle(image, tuple(int(v) for v in face[idx[0]]), int(round(thickness / 2 * (1 << shift))), colour, -1, cv2.LINE_AA, shift)
             else:
                 cv2.polylines(image, [face[idx]], closed, colour, width, cv2.LINE_AA, shift)
     # numpy's transposing cast is several times faster than torch's .permute().float() on the CPU
@@ -330,6 +364,8 @@ def _render_sketch_opencv(points: np.ndarray, size: int, thickness: float, layou
 def _render_sketch_torch(points: torch.Tensor, size: int, thickness: float, layout: Layout, budget: int = 2**25) -> torch.Tensor:
     "Batched rasteriser on any device: exact distance to each segment in a window around samples along it. points: [B, P, 2]."
     device = points.device
+    if points.shape[0] == 0:
+        return torch.zeros(0, 3, size, size, device=device)
     pairs, colours = _segments(layout)
     pairs = torch.as_tensor(pairs, device=device)
     colours = torch.as_tensor(colours, device=device)
@@ -375,6 +411,7 @@ def render_sketch(landmarks, size: int, thickness: float | None = None, layout: 
     thickness = _default_thickness(size) if not thickness else float(thickness)
     if not 0 < thickness <= size / 4:
         raise InputError(f"sketch thickness must be in (0, size/4], got {thickness}")
+    thickness = stroke_width(thickness)[1]  # the same stroke on every backend
     if device is None:
         device = landmarks.device if isinstance(landmarks, torch.Tensor) else torch.device("cpu")
     device = torch.device(device)
@@ -397,109 +434,7 @@ def render_sketch(landmarks, size: int, thickness: float | None = None, layout: 
         return _render_sketch_torch(torch.as_tensor(points, dtype=torch.float32, device=device), size, thickness, layout)
     return _render_sketch_opencv(points, size, thickness, layout).to(device)
 
-# %% ../nbs/01_landmarks.ipynb #c032
-class Aligned(NamedTuple):
-    "An aligned face: the `size` x `size` image, its landmarks in that image, and the 2x3 `matrix` original -> aligned."
-    image: np.ndarray
-    landmarks: np.ndarray
-    matrix: np.ndarray
-
-def similarity_transform(src, dst, weights=None) -> np.ndarray:
-    "Least-squares similarity transform (2x3) mapping points `src` [N, 2] onto `dst` [N, 2] (Umeyama, no reflection)."
-    src, dst = np.asarray(src, np.float64), np.asarray(dst, np.float64)
-    if src.ndim != 2 or src.shape[1] != 2 or src.shape != dst.shape or len(src) < 2:
-        raise InputError(f"similarity_transform needs two [N, 2] point sets of the same shape (N >= 2), got {src.shape} and {dst.shape}")
-    if not (np.isfinite(src).all() and np.isfinite(dst).all()):
-        raise InputError("similarity_transform: points contain NaN or infinite coordinates")
-    w = np.ones(len(src)) if weights is None else np.asarray(weights, np.float64)
-    w = w / w.sum()
-    mu_src, mu_dst = w @ src, w @ dst
-    a, b = src - mu_src, dst - mu_dst
-    var_src = w @ (a * a).sum(1)
-    if var_src < 1e-12:
-        raise InputError("similarity_transform: the source points are degenerate (all at one place)")
-    cov = (b * w[:, None]).T @ a
-    u, s, vt = np.linalg.svd(cov)
-    d = np.diag([1.0, np.sign(np.linalg.det(u) * np.linalg.det(vt))])
-    rotation = u @ d @ vt
-    scale = np.trace(np.diag(s) @ d) / var_src
-    return np.hstack([scale * rotation, (mu_dst - scale * rotation @ mu_src)[:, None]])
-
-def transform_points(points, matrix):
-    "Apply 2x3 `matrix` (or a batch [..., 2, 3]) to points [..., P, 2]; numpy or torch in, the same out."
-    if isinstance(points, torch.Tensor):
-        m = torch.as_tensor(matrix, dtype=points.dtype, device=points.device)
-        return points @ m[..., :2].transpose(-1, -2) + m[..., None, :, 2]
-    m = np.asarray(matrix, np.float64)
-    if m.shape[-2:] != (2, 3):
-        raise InputError(f"an affine matrix is 2x3, got {m.shape}")
-    return np.asarray(points) @ np.swapaxes(m[..., :2], -1, -2) + m[..., None, :, 2]
-
-def invert_transform(matrix):
-    "The inverse of a 2x3 affine matrix (or a batch [..., 2, 3])."
-    m = np.asarray(matrix, np.float64)
-    if m.shape[-2:] != (2, 3):
-        raise InputError(f"an affine matrix is 2x3, got {m.shape}")
-    det = np.linalg.det(m[..., :2])
-    if (np.abs(det) < 1e-12).any():
-        raise InputError("the affine matrix is singular (zero scale) and cannot be inverted")
-    inv = np.linalg.inv(m[..., :2])
-    return np.concatenate([inv, -(inv @ m[..., 2:])], -1)
-
-def _as_uint8_image(image, what: str = "image") -> np.ndarray:
-    image = np.asarray(image)
-    if image.ndim == 2:
-        image = np.repeat(image[..., None], 3, -1)
-    if image.ndim != 3 or image.shape[2] not in (1, 3, 4) or image.shape[0] < 2 or image.shape[1] < 2:
-        raise InputError(f"{what} must be an HxWx3 array, got shape {image.shape}")
-    if image.dtype != np.uint8:
-        if np.issubdtype(image.dtype, np.floating) and image.size and image.max() <= 1.0 + 1e-6:
-            image = image * 255.0
-        image = np.clip(np.round(image), 0, 255).astype(np.uint8)
-    if image.shape[2] == 1:
-        image = np.repeat(image, 3, -1)
-    return np.ascontiguousarray(image[..., :3])
-
-def template_points(size: int = 256, layout: Layout | str = "68") -> np.ndarray:
-    "`TEMPLATE_68` in pixels of a `size` x `size` crop."
-    return TEMPLATE_68.astype(np.float64) * size - 0.5
-
-def alignment_matrix(landmarks, size: int = 256) -> np.ndarray:
-    "The 2x3 least-squares similarity taking one face's landmarks [68 or 98, 2] to the template in a `size` crop."
-    points = _check_points(landmarks)
-    if points.ndim != 2:
-        raise InputError(f"alignment_matrix takes one face [P, 2], got {points.shape}")
-    _check_spread(points)
-    fit = points[WFLW98_TO_68] if len(points) == 98 else points
-    return similarity_transform(fit, template_points(size))
-
-def align_face(image, landmarks, size: int = 256) -> Aligned:
-    "Warp `image` (uint8 HxWx3) so its `landmarks` [68 or 98, 2] match the template in a `size` x `size` crop (zero fill)."
-    image = _as_uint8_image(image)
-    matrix = alignment_matrix(landmarks, size)
-    warped = cv2.warpAffine(image, matrix, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
-    return Aligned(warped, transform_points(_check_points(landmarks), matrix).astype(np.float32), matrix)
-
-def paste_back(aligned_image, matrix, target_image, feather: float = 0.04) -> np.ndarray:
-    "Paste an aligned face (uint8 or float HxWx3, or torch [3,H,W] in [0,1]) back into `target_image` (uint8) with the inverse of `matrix`."
-    if isinstance(aligned_image, torch.Tensor):
-        aligned_image = aligned_image.detach().float().cpu().clamp(0, 1)
-        aligned_image = (aligned_image.permute(1, 2, 0) if aligned_image.ndim == 3 and aligned_image.shape[0] == 3 else aligned_image).numpy()
-    face = _as_uint8_image(aligned_image, "aligned_image")
-    target = _as_uint8_image(target_image, "target_image")
-    back = invert_transform(matrix)
-    h, w = target.shape[:2]
-    size = face.shape[0]
-    # the crop's own footprint with a soft edge, so the seam is invisible
-    margin = max(1, int(round(feather * size)))
-    mask = np.zeros((size, size), np.float32)
-    mask[margin:-margin, margin:-margin] = 1
-    mask = cv2.GaussianBlur(mask, (0, 0), margin / 2)
-    warped = cv2.warpAffine(face, back, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
-    alpha = cv2.warpAffine(mask, back, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0)[..., None]
-    return np.clip(np.round(alpha * warped + (1 - alpha) * target), 0, 255).astype(np.uint8)
-
-# %% ../nbs/01_landmarks.ipynb #c036
+# %% ../nbs/01_landmarks.ipynb #c035
 POSE_POINTS = np.arange(17, 55)  # brows, nose, eyes, upper lip and mouth corners: the rigid part of the 68 points
 
 def rotation_matrix(yaw, pitch, roll) -> np.ndarray:
@@ -558,7 +493,123 @@ def head_pose(landmarks, image_size, focal: float | None = None) -> np.ndarray:
     poses = np.stack([euler_angles(_solve_pose(face, camera)[0]) for face in flat]) if len(flat) else np.zeros((0, 3))
     return poses.reshape(*points.shape[:-2], 3)
 
-# %% ../nbs/01_landmarks.ipynb #c042
+# %% ../nbs/01_landmarks.ipynb #c041
+class Aligned(NamedTuple):
+    "An aligned face: the `size` x `size` image, its landmarks in that image, and the 2x3 `matrix` original -> aligned."
+    image: np.ndarray
+    landmarks: np.ndarray
+    matrix: np.ndarray
+
+def similarity_transform(src, dst, weights=None, angle: float | None = None) -> np.ndarray:
+    "Least-squares similarity transform (2x3) mapping points `src` [N, 2] onto `dst` [N, 2] (Umeyama, no reflection); `angle` (radians) fixes the rotation."
+    src, dst = np.asarray(src, np.float64), np.asarray(dst, np.float64)
+    if src.ndim != 2 or src.shape[1] != 2 or src.shape != dst.shape or len(src) < 2:
+        raise InputError(f"similarity_transform needs two [N, 2] point sets of the same shape (N >= 2), got {src.shape} and {dst.shape}")
+    if not (np.isfinite(src).all() and np.isfinite(dst).all()):
+        raise InputError("similarity_transform: points contain NaN or infinite coordinates")
+    w = np.ones(len(src)) if weights is None else np.asarray(weights, np.float64)
+    w = w / w.sum()
+    mu_src, mu_dst = w @ src, w @ dst
+    a, b = src - mu_src, dst - mu_dst
+    var_src = w @ (a * a).sum(1)
+    if var_src < 1e-12:
+        raise InputError("similarity_transform: the source points are degenerate (all at one place)")
+    cov = (b * w[:, None]).T @ a
+    if angle is None:
+        u, s, vt = np.linalg.svd(cov)
+        d = np.diag([1.0, np.sign(np.linalg.det(u) * np.linalg.det(vt))])
+        rotation = u @ d @ vt
+        scale = np.trace(np.diag(s) @ d) / var_src
+    else:  # the rotation is given: the least-squares scale along it
+        rotation = np.array([[math.cos(angle), -math.sin(angle)], [math.sin(angle), math.cos(angle)]])
+        scale = np.trace(rotation.T @ cov) / var_src
+        if scale <= 0:
+            raise InputError("similarity_transform: with this rotation the points would be mirrored (negative scale)")
+    return np.hstack([scale * rotation, (mu_dst - scale * rotation @ mu_src)[:, None]])
+
+def transform_points(points, matrix):
+    "Apply 2x3 `matrix` (or a batch [..., 2, 3]) to points [..., P, 2]; numpy or torch in, the same out."
+    if isinstance(points, torch.Tensor):
+        m = torch.as_tensor(matrix, dtype=points.dtype, device=points.device)
+        return points @ m[..., :2].transpose(-1, -2) + m[..., None, :, 2]
+    m = np.asarray(matrix, np.float64)
+    if m.shape[-2:] != (2, 3):
+        raise InputError(f"an affine matrix is 2x3, got {m.shape}")
+    return np.asarray(points) @ np.swapaxes(m[..., :2], -1, -2) + m[..., None, :, 2]
+
+def invert_transform(matrix):
+    "The inverse of a 2x3 affine matrix (or a batch [..., 2, 3])."
+    m = np.asarray(matrix, np.float64)
+    if m.shape[-2:] != (2, 3):
+        raise InputError(f"an affine matrix is 2x3, got {m.shape}")
+    det = np.linalg.det(m[..., :2])
+    if (np.abs(det) < 1e-12).any():
+        raise InputError("the affine matrix is singular (zero scale) and cannot be inverted")
+    inv = np.linalg.inv(m[..., :2])
+    return np.concatenate([inv, -(inv @ m[..., 2:])], -1)
+
+def _as_uint8_image(image, what: str = "image") -> np.ndarray:
+    image = np.asarray(image)
+    if image.ndim == 2:
+        image = np.repeat(image[..., None], 3, -1)
+    if image.ndim != 3 or image.shape[2] not in (1, 3, 4) or image.shape[0] < 2 or image.shape[1] < 2:
+        raise InputError(f"{what} must be an HxWx3 array, got shape {image.shape}")
+    if image.dtype != np.uint8:
+        if np.issubdtype(image.dtype, np.floating) and image.size and image.max() <= 1.0 + 1e-6:
+            image = image * 255.0
+        image = np.clip(np.round(image), 0, 255).astype(np.uint8)
+    if image.shape[2] == 1:
+        image = np.repeat(image, 3, -1)
+    return np.ascontiguousarray(image[..., :3])
+
+def template_points(size: int = 256, layout: Layout | str = "68") -> np.ndarray:
+    "The template (`TEMPLATE_68`, or its 98-point version) in pixels of a `size` x `size` crop."
+    template = _make_template(MEAN_FACE_3D_98) if layout_for(layout).name == "98" else TEMPLATE_68
+    return template.astype(np.float64) * size - 0.5
+
+def eye_angle(landmarks) -> np.ndarray:
+    "Angle (radians, image axes: positive = clockwise on screen) of the line from the right to the left eye centre, [...] for [..., 68 or 98, 2]."
+    points = _check_points(landmarks)
+    p68 = points[..., WFLW98_TO_68, :] if points.shape[-2] == 98 else points
+    d = p68[..., 42:48, :].mean(-2) - p68[..., 36:42, :].mean(-2)
+    return np.arctan2(d[..., 1], d[..., 0])
+
+def alignment_matrix(landmarks, size: int = 256, level_eyes: bool = True) -> np.ndarray:
+    "The 2x3 least-squares similarity taking one face's landmarks [68 or 98, 2] to the template in a `size` crop."
+    points = _check_points(landmarks)
+    if points.ndim != 2:
+        raise InputError(f"alignment_matrix takes one face [P, 2], got {points.shape}")
+    _check_spread(points)
+    fit = points[WFLW98_TO_68] if len(points) == 98 else points
+    return similarity_transform(fit, template_points(size), angle=-float(eye_angle(fit)) if level_eyes else None)
+
+def align_face(image, landmarks, size: int = 256, level_eyes: bool = True) -> Aligned:
+    "Warp `image` (uint8 HxWx3) so its `landmarks` [68 or 98, 2] match the template in a `size` x `size` crop (zero fill)."
+    image = _as_uint8_image(image)
+    matrix = alignment_matrix(landmarks, size, level_eyes)
+    warped = cv2.warpAffine(image, matrix, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+    return Aligned(warped, transform_points(_check_points(landmarks), matrix).astype(np.float32), matrix)
+
+def paste_back(aligned_image, matrix, target_image, feather: float = 0.04) -> np.ndarray:
+    "Paste an aligned face (uint8 or float HxWx3, or torch [3,H,W] in [0,1]) back into `target_image` (uint8) with the inverse of `matrix`."
+    if isinstance(aligned_image, torch.Tensor):
+        aligned_image = aligned_image.detach().float().cpu().clamp(0, 1)
+        aligned_image = (aligned_image.permute(1, 2, 0) if aligned_image.ndim == 3 and aligned_image.shape[0] == 3 else aligned_image).numpy()
+    face = _as_uint8_image(aligned_image, "aligned_image")
+    target = _as_uint8_image(target_image, "target_image")
+    back = invert_transform(matrix)
+    h, w = target.shape[:2]
+    size = face.shape[0]
+    # the crop's own footprint with a soft edge, so the seam is invisible
+    margin = max(1, int(round(feather * size)))
+    mask = np.zeros((size, size), np.float32)
+    mask[margin:-margin, margin:-margin] = 1
+    mask = cv2.GaussianBlur(mask, (0, 0), margin / 2)
+    warped = cv2.warpAffine(face, back, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+    alpha = cv2.warpAffine(mask, back, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0)[..., None]
+    return np.clip(np.round(alpha * warped + (1 - alpha) * target), 0, 255).astype(np.uint8)
+
+# %% ../nbs/01_landmarks.ipynb #c045
 def interocular_distance(landmarks) -> np.ndarray:
     "Distance between the outer eye corners [...] of landmarks [..., 68 or 98, 2] (numpy or torch in, the same out)."
     layout = layout_for(landmarks)
@@ -583,7 +634,7 @@ def nme(pred, gt) -> np.ndarray:
     _check_spread(g, "ground-truth landmarks")
     return np.linalg.norm(p - g, axis=-1).mean(-1) / interocular_distance(g)
 
-# %% ../nbs/01_landmarks.ipynb #c045
+# %% ../nbs/01_landmarks.ipynb #c048
 def _check_sequence(seq, what: str) -> np.ndarray | torch.Tensor:
     shape = tuple(seq.shape) if hasattr(seq, "shape") else np.shape(seq)
     if len(shape) < 3 or shape[-1] != 2:
@@ -609,29 +660,6 @@ def jerk(seq, fps: float | None = None):
         raise InputError(f"jerk needs at least 4 frames, got {seq.shape[-3]}")
     return _diff(seq, 3) * (fps or 1.0) ** 3
 
-# %% ../nbs/01_landmarks.ipynb #c048
-def _mean_face_98() -> np.ndarray:
-    m = MEAN_FACE_3D.astype(np.float64)
-    out = np.zeros((98, 3))
-    out[WFLW98_TO_68] = m
-    out[1:32:2] = (m[0:16] + m[1:17]) / 2                              # odd jaw points
-    down = np.array([0, -6.0, 0])
-    for upper, lower in ((range(33, 38), [38, 39, 40, 41]), (range(42, 47), [47, 48, 49, 50])):
-        u = out[list(upper)]
-        out[lower] = ((u[1:] + u[:-1]) / 2)[::-1] + down                 # lower edge, inner to outer
-    for a, b, mid in ((61, 63, 62), (65, 67, 66), (69, 71, 70), (73, 75, 74)):
-        out[mid] = (out[a] + out[b]) / 2
-    out[96] = m[36:42].mean(0) + [0, 0, 2.0]
-    out[97] = m[42:48].mean(0) + [0, 0, 2.0]
-    return out.astype(np.float32)
-
-MEAN_FACE_3D_98 = _mean_face_98()
-MEAN_FACE_3D_98.flags.writeable = False
-
-def mean_face_3d(layout: Layout | str = "68") -> np.ndarray:
-    "The 3D mean face (mm, x right, y up, z to the viewer) in `layout`."
-    return MEAN_FACE_3D_98 if layout_for(layout).name == "98" else MEAN_FACE_3D
-
 # %% ../nbs/01_landmarks.ipynb #c051
 ATTRIBUTES = ("nose_width", "eye_size", "mouth_width", "jaw_width", "face_length", "brow_height")
 
@@ -648,9 +676,9 @@ def attribute_field(attribute: str, layout: Layout | str = "68") -> np.ndarray:
         idx = parts["nose_base"]
         field_[idx, 0] = 0.35 * x[idx]
     elif attribute == "eye_size":
-        for eye, pupil in (("right_eye", "right_pupil"), ("left_eye", "left_pupil")):
+        for eye, six_points in (("right_eye", slice(36, 42)), ("left_eye", slice(42, 48))):
             idx = parts[eye]
-            centre = face[idx].mean(0)
+            centre = MEAN_FACE_3D[six_points].mean(0)  # the same centre in both layouts (the pupils stay there)
             field_[idx, 0] = 0.20 * (x[idx] - centre[0])
             field_[idx, 1] = 0.45 * (y[idx] - centre[1])
     elif attribute == "mouth_width":

@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .core import ConfigBase, ConfigError, InputError, config_section, get_logger
+from .core import ConfigBase, ConfigError, InputError, config_section, get_device, get_logger
 from .reenactor import Reenactor
 
 # %% auto #0
@@ -38,7 +38,7 @@ GAN_MODES = ("lsgan", "hinge", "bce")
 @config_section("losses")
 @dataclass
 class LossConfig(ConfigBase):
-    "Which reenactor losses are used, their weights and the networks behind them."
+    "Which reenactor losses are used and how they are weighted (the networks behind them: the `models` section)."
     preset: str = "full"          # term set: vanilla | +identity | +mask | +boundary (= full), the columns of Figure 6
     terms: list[str] = field(default_factory=list)  # explicit term list (subset of LOSS_TERMS); overrides `preset` when non-empty
     gan_mode: str = "lsgan"       # lsgan (pix2pixHD: least squares) | hinge | bce (Goodfellow's log loss)
@@ -48,15 +48,11 @@ class LossConfig(ConfigBase):
     weight_identity: float = 1.0            # ours (paper: none given); 1 - cos is in [0, 2]
     weight_mask: float = 10.0               # ours; the mean L1 over the mask, images in [0, 1]
     weight_boundary: float = 10.0           # ours; smooth L1 of landmarks in units of the image size
-    perceptual_layer_weights: list[float] = field(default_factory=list)  # per feature map; [] = pix2pixHD's (1/32, 1/16, 1/8, 1/4, 1) for 5 maps, else equal
-    identity_input_size: int = 256          # generated and source faces are resized to this before θ (it expects the dataset's 256 px alignment); 0 = as they are
+    perceptual_layer_weights: list[float] = field(default_factory=list)  # one per feature map; [] = the network's own (VGG19: pix2pixHD's 1/32, 1/16, 1/8, 1/4, 1)
+    identity_landmarks: bool = True         # crop θ's input around the batch's source/target landmarks when it has them (else the aligned template)
     boundary_part: str = "jaw"              # LAYOUT_68 part(s) compared by the boundary loss, comma-separated
     boundary_beta: float = 0.01             # smooth-L1 change point, in units of the image size (quadratic below, linear above)
     boundary_reference: str = "predicted"   # predicted: η(y) as eq. 8 | dataset: the batch's target landmarks
-    identity_backend: str = "auto"          # pretrained.get_identity_embedder backend
-    perceptual_backend: str = "auto"        # pretrained.get_perceptual_features backend
-    landmark_backend: str = "auto"          # pretrained.get_landmark_detector backend (must be differentiable)
-    mask_backend: str = "auto"              # pretrained.get_face_masker backend (used when the batch has no target_mask)
     profiles: ClassVar[dict] = {}
 
     def __post_init__(self):
@@ -139,10 +135,10 @@ def feature_matching_loss(fake_outputs: Sequence[Sequence[torch.Tensor]], real_o
 PIX2PIXHD_VGG_WEIGHTS = (1 / 32, 1 / 16, 1 / 8, 1 / 4, 1.0)
 
 def perceptual_layer_weights(n_maps: int, weights: Sequence[float] = ()) -> list[float]:
-    "Per-map weights: `weights` when given (one per map), else pix2pixHD's for 5 maps, else equal weights 1/n."
+    "Per-map weights: `weights` when given (one per map; the config's, else the network's `layer_weights`), else pix2pixHD's for 5 maps, else 1/n."
     if weights:
         if len(weights) != n_maps:
-            raise ConfigError(f"losses.perceptual_layer_weights has {len(weights)} values but the perceptual network "
+            raise ConfigError(f"perceptual layer weights: {len(weights)} values (losses.perceptual_layer_weights) but the perceptual network "
                               f"returns {n_maps} feature maps; give {n_maps} weights or [] for the default")
         return [float(w) for w in weights]
     return list(PIX2PIXHD_VGG_WEIGHTS) if n_maps == 5 else [1.0 / n_maps] * n_maps
@@ -157,7 +153,7 @@ def perceptual_loss(fake_features: Sequence[torch.Tensor], real_features: Sequen
 def identity_loss(generated_embedding: torch.Tensor, source_embedding: torch.Tensor) -> torch.Tensor:
     "Mean cosine distance 1 - cos(θ(G(x)), θ(F_s)) between embeddings [B, D] (normalised here, so any scale works)."
     cos = F.cosine_similarity(generated_embedding.float(), source_embedding.detach().float(), dim=-1)
-    return (1 - cos).mean()
+    return (1 - cos).clamp_min(0).mean()  # rounding can make 1 - cos of identical vectors -1e-7
 
 # %% ../nbs/21_losses.ipynb #c018
 def mask_loss(generated: torch.Tensor, target: torch.Tensor, mask: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
@@ -197,10 +193,7 @@ def boundary_loss(generated_landmarks: torch.Tensor, real_landmarks: torch.Tenso
 @contextlib.contextmanager
 def frozen(module: nn.Module | None):
     "Within the block, `module`'s parameters collect no gradients (restored afterwards); gradients still flow through it."
-    if module is None:
-        yield
-        return
-    params = [p for p in module.parameters() if p.requires_grad]
+    params = [p for p in module.parameters() if p.requires_grad] if module is not None else []
     for p in params:
         p.requires_grad_(False)
     try:
@@ -210,11 +203,11 @@ def frozen(module: nn.Module | None):
             p.requires_grad_(True)
 
 def _freeze(network):
-    "Put a pretrained network (an nn.Module, or an object with `eval`/`requires_grad_`) in eval mode without trainable parameters."
-    if callable(getattr(network, "eval", None)):
-        network.eval()
-    if callable(getattr(network, "requires_grad_", None)):
-        network.requires_grad_(False)
+    "Eval mode and no trainable parameters for a network: an nn.Module, or a wrapper holding nn.Modules (the `pretrained` backends)."
+    modules = [network] if isinstance(network, nn.Module) else [v for v in vars(network).values() if isinstance(v, nn.Module)] \
+        if hasattr(network, "__dict__") else []
+    for module in modules:
+        module.eval().requires_grad_(False)
     return network
 
 def _floats(terms: dict[str, torch.Tensor]) -> dict[str, float]:
@@ -222,20 +215,37 @@ def _floats(terms: dict[str, torch.Tensor]) -> dict[str, float]:
     values = torch.stack([v.detach().float().reshape(()) for v in terms.values()]).tolist()
     return dict(zip(terms, values))
 
+_NETWORK_OF_TERM = {"perceptual": "perceptual", "identity": "identity", "boundary": "landmarks", "mask": "masker"}
+
 class ReenactorLoss:
     "Every reenactor loss term of `config` for the G and D steps; each step returns (total, {term: float})."
-    def __init__(self, config: LossConfig | None = None, identity_embedder: Callable | None = None,
-                 perceptual_features: Callable | None = None, landmark_detector: Any | None = None,
-                 face_masker: Callable | None = None):
+    def __init__(self, config: LossConfig | None = None,
+                 models: Any | None = None,  # the `models` config section (pretrained.ModelsConfig): backends; None = all auto
+                 device: str | torch.device = "auto",  # where the pretrained networks run (the training device)
+                 identity_embedder: Callable | None = None,  # images [B,3,H,W] (, landmarks [B,68,2]) -> unit [B,D]
+                 perceptual_features: Callable | None = None,  # images -> list of feature maps
+                 landmark_detector: Any | None = None,  # `.landmarks_aligned(images) -> [B,68,2]` pixels, differentiable
+                 face_masker: Callable | None = None):  # (images, landmarks=None) -> [B,1,H,W] in [0,1]
         self.config = config or LossConfig()
+        self.models, self.device = models, get_device(device)
         self.terms = self.config.active_terms
         self.networks = {"identity": identity_embedder, "perceptual": perceptual_features,
                          "landmarks": landmark_detector, "masker": face_masker}
-        self._devices: dict[str, torch.device] = {}
         self.boundary_index = boundary_indices(self.config.boundary_part) if "boundary" in self.terms else None
-        for term, name in (("perceptual", "perceptual"), ("identity", "identity"), ("boundary", "landmarks")):
-            if term in self.terms:
-                self._network(name)  # build and check now, not in the middle of the first step
+        for term in self.terms:  # build and check now, not in the middle of the first step
+            if term in _NETWORK_OF_TERM:
+                self._network(_NETWORK_OF_TERM[term])
+
+    @classmethod
+    def from_options(cls, options, device: str | torch.device = "auto", **networks) -> "ReenactorLoss":
+        "The losses of a run: `options.losses` with the pretrained backends of `options.models`."
+        return cls(options.losses, getattr(options, "models", None), device, **networks)
+
+    def with_config(self, config: LossConfig) -> "ReenactorLoss":
+        "The losses of another config (an ablation preset, other weights) sharing this one's networks (more are built if needed)."
+        n = self.networks
+        return type(self)(config, self.models, self.device, identity_embedder=n["identity"], perceptual_features=n["perceptual"],
+                          landmark_detector=n["landmarks"], face_masker=n["masker"])
 
     @property
     def needs_discriminator(self) -> bool:
@@ -243,32 +253,29 @@ class ReenactorLoss:
         return "adversarial" in self.terms or "feature_matching" in self.terms
 
     def _build(self, name: str):
+        "Build a pretrained network with the backend `models` names (auto when not given)."
         from reenactbook import pretrained
-        c = self.config
-        build = {"identity": lambda: pretrained.get_identity_embedder(backend=c.identity_backend),
-                 "perceptual": lambda: pretrained.get_perceptual_features(backend=c.perceptual_backend),
-                 "landmarks": lambda: pretrained.get_landmark_detector(backend=c.landmark_backend),
-                 "masker": lambda: pretrained.get_face_masker(backend=c.mask_backend)}[name]
-        network = build()
-        get_logger("losses").info(f"reenactor losses: {name} network {getattr(network, 'backend', type(network).__name__)}")
-        return network
+        m = self.models
+        backend = getattr(m, name, "auto") if m is not None else "auto"
+        if name == "identity":
+            return pretrained.get_identity_embedder(backend, self.device, differentiable=True)
+        if name == "perceptual":
+            return pretrained.get_perceptual_features(backend, self.device)
+        if name == "landmarks":
+            return pretrained.get_landmark_detector(backend, self.device, differentiable=True)
+        return pretrained.get_face_masker(backend, self.device, getattr(m, "mask_parts", "face") if m is not None else "face")
 
-    def _network(self, name: str, device: torch.device | None = None):
-        "The pretrained network `name` (built on first use with the configured backend), frozen, on `device`."
+    def _network(self, name: str):
+        "The pretrained network `name`: given, or built on first use; frozen."
         network = self.networks[name]
-        if name not in self._devices:
-            network = self.networks[name] = _freeze(network if network is not None else self._build(name))
-            if name == "landmarks" and not getattr(network, "differentiable", True):
-                raise ConfigError(f"the boundary loss needs a differentiable landmark network, but backend "
-                                  f"{getattr(network, 'backend', '?')!r} is not; choose a differentiable losses.landmark_backend "
-                                  "or drop the boundary term (losses.preset=+mask or losses.weight_boundary=0)")
-            self._devices[name] = None
-        if device is not None and self._devices[name] != device:
-            if callable(getattr(network, "to", None)):
-                moved = network.to(device)
-                network = self.networks[name] = moved if moved is not None else network
-            self._devices[name] = device
-        return network
+        if network is None:
+            network = self.networks[name] = self._build(name)
+            get_logger("losses").info(f"reenactor losses: {name} network {self.backends[name]}")
+        if name == "landmarks" and not getattr(network, "differentiable", True):
+            raise ConfigError(f"the boundary loss needs a differentiable landmark network, but backend "
+                              f"{getattr(network, 'backend', '?')!r} is not; choose a differentiable models.landmarks "
+                              "or drop the boundary term (losses.preset=+mask or losses.weight_boundary=0)")
+        return _freeze(network)
 
     @property
     def backends(self) -> dict[str, str]:
@@ -285,17 +292,17 @@ class ReenactorLoss:
             raise InputError(f"generated images {tuple(getattr(generated, 'shape', ()))} must have the target's shape "
                              f"{tuple(batch['target'].shape)}")
 
-    def _resize_for_identity(self, images: torch.Tensor) -> torch.Tensor:
-        size = self.config.identity_input_size
-        if size and tuple(images.shape[-2:]) != (size, size):
-            images = F.interpolate(images, size=(size, size), mode="bilinear", align_corners=False, antialias=False)
-        return images
+    def _embed(self, images: torch.Tensor, landmarks: torch.Tensor | None) -> torch.Tensor:
+        embed = self._network("identity")
+        if landmarks is None or not self.config.identity_landmarks:
+            return embed(images).to(images.device)
+        return embed(images, landmarks).to(images.device)
 
     def generator_loss(self, batch: dict, generated: torch.Tensor, discriminator: Callable | None = None
                        ) -> tuple[torch.Tensor, dict[str, float]]:
         "G's weighted total and its unweighted terms (`g_<term>`, `g_total`) for generated = G([source, target_sketch])."
         self._check_batch(batch, generated)
-        c, device, terms = self.config, generated.device, {}
+        c, terms = self.config, {}
         target = batch["target"]
         if self.needs_discriminator:
             if discriminator is None:
@@ -310,27 +317,28 @@ class ReenactorLoss:
                     real_outputs = discriminator(condition, target)
                 terms["feature_matching"] = feature_matching_loss(fake_outputs, real_outputs)
         if "perceptual" in self.terms:
-            features = self._network("perceptual", device)
+            features = self._network("perceptual")
             with torch.no_grad():
                 real_features = features(target)
-            terms["perceptual"] = perceptual_loss(features(generated), real_features, c.perceptual_layer_weights)
+            weights = c.perceptual_layer_weights or getattr(features, "layer_weights", ())
+            terms["perceptual"] = perceptual_loss(features(generated), real_features, weights).to(generated.device)
         if "identity" in self.terms:
-            embed = self._network("identity", device)
             with torch.no_grad():
-                source_embedding = embed(self._resize_for_identity(batch["source"]))
-            terms["identity"] = identity_loss(embed(self._resize_for_identity(generated)), source_embedding)
+                source_embedding = self._embed(batch["source"], batch.get("source_landmarks"))
+            terms["identity"] = identity_loss(self._embed(generated, batch.get("target_landmarks")), source_embedding)
         if "mask" in self.terms:
-            terms["mask"] = mask_loss(generated, target, self.foreground_mask(batch))
+            terms["mask"] = mask_loss(generated, target, self.foreground_mask(batch).to(generated.device))
         if "boundary" in self.terms:
-            detector = self._network("landmarks", device)
+            detector = self._network("landmarks")
             if c.boundary_reference == "dataset":
                 if "target_landmarks" not in batch:
                     raise InputError("losses.boundary_reference=dataset needs batch['target_landmarks'] [B, 68, 2]")
-                real_landmarks = batch["target_landmarks"].to(device)
+                real_landmarks = batch["target_landmarks"]
             else:
                 with torch.no_grad():
                     real_landmarks = detector.landmarks_aligned(target)
-            terms["boundary"] = boundary_loss(detector.landmarks_aligned(generated), real_landmarks,
+            generated_landmarks = detector.landmarks_aligned(generated).to(generated.device)
+            terms["boundary"] = boundary_loss(generated_landmarks, real_landmarks.to(generated.device),
                                               tuple(generated.shape[-2:]), self.boundary_index, c.boundary_beta)
         if not terms:
             raise ConfigError("no reenactor loss term is active; check losses.preset / losses.terms / the weights")
@@ -341,10 +349,8 @@ class ReenactorLoss:
         "M of eq. 7 for the real target: `batch['target_mask']`, else the face masker on `batch['target']` (no gradient)."
         if "target_mask" in batch:
             return batch["target_mask"]
-        target = batch["target"]
-        masker = self._network("masker", target.device)
         with torch.no_grad():
-            return masker(target, batch.get("target_landmarks"))
+            return self._network("masker")(batch["target"], batch.get("target_landmarks"))
 
     def discriminator_loss(self, batch: dict, generated: torch.Tensor, discriminator: Callable
                            ) -> tuple[torch.Tensor, dict[str, float]]:

@@ -5,6 +5,7 @@
 # %% ../nbs/10_lsg.ipynb #c002
 from __future__ import annotations
 
+import contextlib
 import csv
 import hashlib
 import json
@@ -26,10 +27,10 @@ from .core import (CheckpointError, ConfigBase, ConfigError, DataError, InputErr
 # %% auto #0
 __all__ = ['EYE_POINTS', 'LOSS_TERMS', 'LSGConfig', 'check_endpoints', 'interocular', 'normalize_shape', 'sequence_frame',
            'linear_interpolation', 'LandmarkSequenceNet', 'RealnessDiscriminator', 'IdentityConsistencyDiscriminator',
-           'LandmarkIdentityClassifier', 'HiddenIdentityClassifier', 'generate_sequence', 'LSGTrainer', 'plot_losses',
-           'lsg_dataset', 'lsg_windows', 'train_lsg', 'LandmarkSequenceGenerator', 'pretrained_lsg', 'sketch_strip',
-           'train_lsg_cli', 'lsg_cli', 'IdentityJudge', 'train_identity_judge', 'frechet_distance', 'sequence_metrics',
-           'evaluate_sequences', 'markdown_table', 'plot_evaluation']
+           'LandmarkIdentityClassifier', 'HiddenIdentityClassifier', 'generate_sequence', 'cpu_threads', 'LSGTrainer',
+           'plot_losses', 'lsg_dataset', 'lsg_windows', 'train_lsg', 'LandmarkSequenceGenerator', 'pretrained_lsg',
+           'sketch_strip', 'train_lsg_cli', 'lsg_cli', 'IdentityJudge', 'train_identity_judge', 'frechet_distance',
+           'sequence_metrics', 'evaluate_sequences', 'markdown_table', 'plot_evaluation']
 
 # %% ../nbs/10_lsg.ipynb #c005
 @config_section("lsg")
@@ -57,6 +58,7 @@ class LSGConfig(ConfigBase):
     steps: int = 3000                       # training steps
     checkpoint_every: int = 500             # steps between checkpoints (and at the end)
     log_every: int = 25                     # steps per row of losses.csv (means over the interval)
+    cpu_threads: int = 1                    # torch CPU threads while training on the CPU (these small LSTMs gain nothing from more; 0 = torch's default)
     profiles: ClassVar[dict] = {
         "tiny": {"steps": 1500, "hidden": 96, "batch_size": 64},
         "sample": {"steps": 5000},
@@ -207,6 +209,17 @@ def generate_sequence(net: LandmarkSequenceNet, start: torch.Tensor, end: torch.
 
 # %% ../nbs/10_lsg.ipynb #c017
 LOSS_TERMS = ("d1", "d2", "s1_real", "g_d1", "g_d2", "g_s1", "g_s2", "reconstruction", "smoothness", "g_total")
+
+@contextlib.contextmanager
+def cpu_threads(threads: int):
+    "Run a block with `threads` torch CPU threads (0: leave the setting alone), then restore the previous count."
+    previous = torch.get_num_threads()
+    if threads > 0:
+        torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
 
 def _bce(logits: torch.Tensor, target: float | torch.Tensor) -> torch.Tensor:
     target = torch.full_like(logits, float(target)) if not isinstance(target, torch.Tensor) else target.to(logits.dtype)
@@ -374,7 +387,17 @@ class LSGTrainer:
         out_dir.mkdir(parents=True, exist_ok=True)
         _truncate_log(log_path, self.step)
         bar = progress(total=steps, initial=self.step, desc="LSG") if show_progress else None
-        start_time = time.time()
+        with cpu_threads(cfg.cpu_threads if self.device.type == "cpu" else 0):
+            self._loop(steps, checkpoint, log_path, bar, time.time())
+        if bar is not None:
+            bar.close()
+        if not checkpoint.exists():
+            self.save(checkpoint)
+        plot_losses(log_path, out_dir / "losses.png")
+        return checkpoint
+
+    def _loop(self, steps: int, checkpoint: Path, log_path: Path, bar, start_time: float) -> None:
+        cfg = self.config
         while self.step < steps:
             values = self.train_step()
             for name, value in values.items():
@@ -389,12 +412,6 @@ class LSGTrainer:
                 bar.update(1)
                 if self.step % cfg.log_every == 0:
                     bar.set_postfix(reconstruction=f"{values['reconstruction']:.4f}", d1=f"{values['d1']:.3f}")
-        if bar is not None:
-            bar.close()
-        if not checkpoint.exists():
-            self.save(checkpoint)
-        plot_losses(log_path, out_dir / "losses.png")
-        return checkpoint
 
 def _manipulate_rows(points: torch.Tensor, which: torch.Tensor, choices: torch.Tensor, strengths: torch.Tensor) -> torch.Tensor:
     "Change the rows `which` of `points` [B,P,2] by a random `landmarks.manipulate` attribute (`choices` in [0, 1)) of signed `strengths`."
@@ -670,7 +687,7 @@ class _ShapeFeatures:
 def _manipulated(points: np.ndarray, attribute: str, strength: float) -> np.ndarray:
     "`landmarks.manipulate` of every set in `points` [N,P,2]."
     from reenactbook.landmarks import manipulate
-    return np.stack([np.asarray(manipulate(p, attribute, strength), np.float32) for p in points])
+    return np.asarray(manipulate(points.astype(np.float64), attribute, strength), np.float32)
 
 def sequence_metrics(sequences: torch.Tensor, truth: torch.Tensor, labels: torch.Tensor, judge: IdentityJudge,
                      identity_means: torch.Tensor, features: _ShapeFeatures, real_features: np.ndarray) -> dict:
@@ -692,8 +709,25 @@ def sequence_metrics(sequences: torch.Tensor, truth: torch.Tensor, labels: torch
 
 def evaluate_sequences(generator: LandmarkSequenceGenerator | None, dataset, split: str = "test", k: int | None = None, stride: int = 1,
                        noise_levels: tuple = (0.02, 0.05, 0.1), attributes: tuple | None = None, strength: float = 1.0,
-                       max_windows: int = 400, judge_steps: int = 600, seed: int = 0, methods: dict | None = None):
+                       max_windows: int = 400, judge_steps: int = 600, seed: int = 0, methods: dict | None = None, threads: int = 1):
     "LI vs LSG (or any `methods`: name -> f(p_start, p_end, k)) on real windows of `split`, clean, noisy and manipulated: a DataFrame."
+    with cpu_threads(threads):
+        return _evaluate_sequences(generator, dataset, split, k, stride, noise_levels, attributes, strength, max_windows, judge_steps, seed, methods)
+
+def _judge_split(dataset, split: str) -> tuple[np.ndarray, np.ndarray]:
+    """Rows for the identity judge and rows whose windows are evaluated: the first video of every identity of `split`
+    (and every frame outside `split`) teaches the judge; the other videos are evaluated. Identities with a single video
+    are evaluated on the windows of their first half of frames, the judge learns their second half."""
+    index = dataset.index
+    in_split = np.zeros(len(index), bool)
+    in_split[dataset.rows(split)] = True
+    first_video = (index["video"] == index.groupby("identity")["video"].transform("min")).to_numpy()
+    single = (index.groupby("identity")["video"].transform("nunique") == 1).to_numpy()
+    late = (index["frame"] >= index.groupby(["identity", "video", "clip"])["frame"].transform("median")).to_numpy()
+    judge = ~in_split | (in_split & ~single & first_video) | (in_split & single & late)
+    return np.flatnonzero(judge), np.flatnonzero(in_split & ~judge)
+
+def _evaluate_sequences(generator, dataset, split, k, stride, noise_levels, attributes, strength, max_windows, judge_steps, seed, methods):
     import pandas as pd
     from reenactbook.views import LandmarkWindows
     from reenactbook.landmarks import ATTRIBUTES
@@ -705,20 +739,26 @@ def evaluate_sequences(generator: LandmarkSequenceGenerator | None, dataset, spl
             methods["LSG"] = generator.lsg
     attributes = ATTRIBUTES if attributes is None else attributes
     rng = np.random.default_rng(seed)
-    windows = LandmarkWindows(dataset, k, stride, split)
-    chosen = np.sort(rng.choice(len(windows), size=min(max_windows, len(windows)), replace=False))
+    judge_rows, evaluated_rows = _judge_split(dataset, split)
+    if len(evaluated_rows) == 0:
+        raise DataError(f"{dataset.root}: nothing to evaluate in split {split!r}")
+    names = dataset.identities
+    evaluated_identities = sorted(dataset.index["identity"].iloc[evaluated_rows].unique())
+    windows = LandmarkWindows(dataset, k, stride, None, identities=names)
+    inside = np.isin(windows.rows, evaluated_rows).all(1)
+    candidates = np.flatnonzero(inside)
+    if len(candidates) == 0:
+        raise DataError(f"{dataset.root}: no window of {k} frames in the evaluated videos of split {split!r}")
+    chosen = np.sort(rng.choice(candidates, size=min(max_windows, len(candidates)), replace=False))
     all_x, all_y = windows.tensors()
     truth, labels = all_x[chosen], all_y[chosen]
-    # the identity judge learns the split's identities from real frames outside the evaluation windows
-    rows = dataset.rows(split)
-    held_out = np.setdiff1d(rows, windows.rows[chosen].reshape(-1))
-    judge_rows = held_out if len(np.unique(dataset.index["identity"].to_numpy()[held_out])) == len(windows.identities) else rows
-    label_of = {name: i for i, name in enumerate(windows.identities)}
+    # the identity judge: every identity of the dataset, from frames that are never evaluated
+    label_of = {name: i for i, name in enumerate(names)}
     judge_points = torch.from_numpy(np.asarray(dataset.landmarks("68")[judge_rows], np.float32))
     judge_labels = torch.tensor([label_of[i] for i in dataset.index["identity"].to_numpy()[judge_rows]])
-    judge = train_identity_judge(judge_points, judge_labels, len(windows.identities), steps=judge_steps, seed=seed)
+    judge = train_identity_judge(judge_points, judge_labels, len(names), steps=judge_steps, seed=seed)
     with torch.no_grad():
-        identity_means = F.normalize(torch.zeros(len(windows.identities), judge.head.in_features).index_add_(0, judge_labels, judge.embed(judge_points)), dim=-1)
+        identity_means = F.normalize(torch.zeros(len(names), judge.head.in_features).index_add_(0, judge_labels, judge.embed(judge_points)), dim=-1)
     features = _ShapeFeatures(judge_points)
     real_features = features(judge_points)
     # conditions: the same corrupted endpoints for every method
@@ -735,7 +775,8 @@ def evaluate_sequences(generator: LandmarkSequenceGenerator | None, dataset, spl
             sequences = torch.as_tensor(np.asarray(fn(s.numpy(), e.numpy(), k), np.float32))
             rows_out.append({"condition": name, "method": method, **sequence_metrics(sequences, truth, labels, judge, identity_means, features, real_features)})
     table = pd.DataFrame(rows_out)
-    table.attrs.update(windows=len(chosen), identities=len(windows.identities), split=split, k=k, judge_frames=len(judge_rows))
+    table.attrs.update(windows=len(chosen), identities=len(evaluated_identities), split=split, k=k, judge_frames=len(judge_rows),
+                       judge_identities=len(names))
     return table
 
 def markdown_table(table, digits: int = 4) -> str:

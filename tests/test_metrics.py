@@ -308,7 +308,7 @@ def faces(shared_weights):
     try:
         from reenactbook.synthetic import tiny_dataset
         data = tiny_dataset(size=64)
-        return torch.stack([torch.from_numpy(data.image(i)).permute(2, 0, 1) for i in (0, 1)]).float() / 255
+        return torch.stack([torch.from_numpy(np.array(data.image(i))).permute(2, 0, 1) for i in (0, 1)]).float() / 255
     except (ImportError, AttributeError):
         return F.interpolate(images(2, size=16), size=64, mode="bilinear", align_corners=False)
 

@@ -1,0 +1,229 @@
+"""Benchmark of reenactbook.prep on CPU: end-to-end frames/s and peak memory over the sample clips, where the time goes,
+and whether memory stays flat on a long 1080p video.
+
+    REENACTBOOK_SAMPLES=../shared/data .venv/bin/python bench/bench_prep.py [--workers 2] [--max-frames 0] [--backends offline]
+
+Prints figures only (no asserts). Targets (issue 5): >= 30 frames/s on 2 cores with the offline models (dlib HOG + face-api 68),
+peak memory < 2 GB for any clip length. Peak memory is resource.getrusage ru_maxrss: this process, and the largest child
+(each worker is a child; their sum is bounded by workers x the largest)."""
+import argparse
+import contextlib
+import os
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+
+OFFLINE = ["prep.face_detector=dlib", "prep.landmark_detector=faceapi"]
+
+
+def peak_mb() -> tuple[float, float]:
+    "Peak resident memory (MB) of this process and of its largest child so far."
+    return (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024)
+
+
+def _descendants(pid: int) -> list[int]:
+    out = []
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        with contextlib.suppress(OSError):
+            for child in (task / "children").read_text().split():
+                out += [int(child), *_descendants(int(child))]
+    return out
+
+
+def pss_mb(pid: int) -> float:
+    "Proportional set size (MB) of a process: shared library pages split between the processes that map them."
+    with contextlib.suppress(OSError, IndexError, ValueError):
+        return int(Path(f"/proc/{pid}/smaps_rollup").read_text().split("Pss:")[1].split()[0]) / 1024
+    return 0.0
+
+
+@contextlib.contextmanager
+def total_memory_sampler(interval: float = 0.25):
+    "Track the peak of the summed PSS of this process and all its children (the memory the run really occupies)."
+    import threading
+    peak, stop = [0.0], threading.Event()
+    def sample():
+        while not stop.is_set():
+            pids = [os.getpid(), *_descendants(os.getpid())]
+            peak[0] = max(peak[0], sum(pss_mb(p) for p in pids))
+            stop.wait(interval)
+    thread = threading.Thread(target=sample, daemon=True)
+    thread.start()
+    try:
+        yield peak
+    finally:
+        stop.set(); thread.join()
+
+
+def end_to_end(clips: Path, workers: int, overrides: list[str], max_frames: int) -> None:
+    from reenactbook.core import load_options
+    from reenactbook.prep import prepare_dataset
+    options = load_options("sample", overrides + [f"prep.max_frames={max_frames}"])
+    with tempfile.TemporaryDirectory() as tmp, total_memory_sampler() as total_peak:
+        start = time.perf_counter()
+        result = prepare_dataset(clips, Path(tmp) / "ds", options, workers=workers)
+        wall = time.perf_counter() - start
+        stats = [__import__("json").loads(p.read_text()) for p in (Path(tmp) / "ds" / "prep").glob("*.json")]
+    busy = sum(s["seconds"] for s in stats)
+    print(f"end to end: {result.frames_seen} frames of {len(stats)} clips in {wall:.1f} s with {workers} workers "
+          f"= {result.frames_seen / wall:.1f} frames/s (start-up included)")
+    print(f"  per worker, start-up excluded: {result.frames_seen / busy:.1f} frames/s "
+          f"(x {max(workers, 1)} workers = {result.frames_seen / busy * max(workers, 1):.1f} frames/s if the cores were free)")
+    print(f"  kept {result.frames_kept}, skipped frames {result.frames_skipped or {}}, skipped files {result.items_skipped or {}}")
+    print(f"  detector runs {sum(s['detections'] for s in stats)} for {result.frames_seen} frames "
+          f"({sum(s['redetections'] for s in stats)} forced by tracking); backends {result.dataset.meta['prep']['backends']}")
+    own, child = peak_mb()
+    print(f"  peak memory (ru_maxrss): main process {own:.0f} MB, largest worker {child:.0f} MB; "
+          f"all processes together (peak summed PSS) {total_peak[0]:.0f} MB")
+
+
+@contextlib.contextmanager
+def stage_timers():
+    "Time the stages of process_clip by wrapping the functions it calls (this process only)."
+    from reenactbook import dataset, landmarks, prep
+    totals, counts = defaultdict(float), defaultdict(int)
+
+    def timed(name, fn):
+        def wrapper(*args, **kwargs):
+            start = time.perf_counter()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                totals[name] += time.perf_counter() - start
+                counts[name] += 1
+        return wrapper
+
+    def timed_frames(fn):
+        def wrapper(*args, **kwargs):
+            frames = fn(*args, **kwargs)
+            while True:
+                start = time.perf_counter()
+                try:
+                    item = next(frames)
+                except StopIteration:
+                    return
+                finally:
+                    totals["decode"] += time.perf_counter() - start
+                counts["decode"] += 1
+                yield item
+        return wrapper
+
+    patches = [(prep, "iter_clip_frames", timed_frames(prep.iter_clip_frames)),
+               (prep.FaceTracker, "detect", timed("detect", prep.FaceTracker.detect)),
+               (prep.FaceTracker, "_landmarks", timed("landmarks", prep.FaceTracker._landmarks)),
+               (landmarks, "align_face", timed("align", landmarks.align_face)),
+               (prep, "sharpness", timed("blur", prep.sharpness)),
+               (landmarks, "head_pose", timed("pose", landmarks.head_pose)),
+               (dataset.ShardWriter, "add", timed("write jpeg", dataset.ShardWriter.add))]
+    originals = [(obj, name, getattr(obj, name)) for obj, name, _ in patches]
+    for obj, name, fn in patches:
+        setattr(obj, name, fn)
+    try:
+        yield totals, counts
+    finally:
+        for obj, name, fn in originals:
+            setattr(obj, name, fn)
+
+
+def profile_stages(clips: Path, overrides: list[str], frames: int) -> None:
+    import cv2
+    import torch
+    from reenactbook.core import load_options
+    from reenactbook.prep import prepare_dataset
+    torch.set_num_threads(1); cv2.setNumThreads(1)
+    options = load_options("sample", overrides + [f"prep.max_frames={frames}"])
+    with tempfile.TemporaryDirectory() as tmp, stage_timers() as (totals, counts):
+        start = time.perf_counter()
+        result = prepare_dataset(clips, Path(tmp) / "ds", options, workers=0)
+        wall = time.perf_counter() - start
+    accounted = sum(totals.values())
+    print(f"where the time goes (one process, one thread, {result.frames_seen} frames, {result.frames_seen / wall:.1f} frames/s "
+          f"incl. model loading; per frame {1000 * accounted / result.frames_seen:.1f} ms in the stages):")
+    for name, total in sorted(totals.items(), key=lambda kv: -kv[1]):
+        print(f"  {name:<11} {1000 * total / result.frames_seen:6.1f} ms/frame  ({counts[name]} calls, {100 * total / accounted:4.1f} %)")
+
+
+def long_video(tmp: Path, clip: Path, seconds: float) -> Path:
+    "A 1920x1080 30 fps H.264 video of `seconds`: the sample clip enlarged 2.25x and looped."
+    import av
+    import cv2
+    path = tmp / "long_1080p.mp4"
+    frames = []
+    with av.open(str(clip)) as source:
+        for i, frame in enumerate(source.decode(video=0)):
+            if i >= 60:
+                break
+            frames.append(frame.to_ndarray(format="rgb24"))
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream("libx264", rate=30, options={"preset": "ultrafast", "crf": "23"})
+        stream.width, stream.height, stream.pix_fmt = 1920, 1080, "yuv420p"
+        for i in range(int(seconds * 30)):
+            k = i % (2 * len(frames) - 2)  # back and forth through the frames: smooth motion
+            small = frames[k if k < len(frames) else 2 * len(frames) - 2 - k]
+            big = cv2.resize(small, (1080, 1080), interpolation=cv2.INTER_LINEAR)
+            canvas = np.zeros((1080, 1920, 3), np.uint8); canvas[:, 420:1500] = big
+            for packet in stream.encode(av.VideoFrame.from_ndarray(canvas, format="rgb24")):
+                out.mux(packet)
+        for packet in stream.encode():
+            out.mux(packet)
+    return path
+
+
+CHILD = """
+import resource, sys, tempfile, time
+from pathlib import Path
+from reenactbook.core import load_options
+from reenactbook.prep import prepare_dataset
+options = load_options("sample", sys.argv[3:] + ["prep.max_frames=" + sys.argv[2]])
+with tempfile.TemporaryDirectory() as tmp:
+    start = time.perf_counter()
+    result = prepare_dataset(sys.argv[1], Path(tmp) / "ds", options, workers=0)
+    wall = time.perf_counter() - start
+print(result.frames_seen, round(result.frames_seen / wall, 1), resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024)
+"""
+
+
+def memory_flat(samples: Path, overrides: list[str], seconds: float) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        start = time.perf_counter()
+        video = long_video(Path(tmp), samples / "clips" / "lp_d6.mp4", seconds)
+        print(f"long video: {video.stat().st_size / 1e6:.1f} MB, {int(seconds * 30)} frames of 1920x1080 (made in {time.perf_counter() - start:.0f} s)")
+        for frames in (30, 0):
+            line = subprocess.run([sys.executable, "-c", CHILD, str(video), str(frames), *overrides, "prep.frame_stride=3"],
+                                  capture_output=True, text=True, env={**os.environ, "REENACTBOOK_NO_PROGRESS": "1"})
+            if line.returncode:
+                print(line.stderr[-2000:]); return
+            seen, fps, peak = line.stdout.split()[-3:]
+            print(f"  1080p, every 3rd frame, {seen:>4} frames: {fps} frames/s, peak memory {peak} MB (whole process, in-process prep)")
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--max-frames", type=int, default=0, help="frames per clip (0 = all 3,880 frames of the 13 clips)")
+    parser.add_argument("--backends", choices=["offline", "auto"], default="offline")
+    parser.add_argument("--profile-frames", type=int, default=40, help="frames per clip for the stage profile (0 = skip)")
+    parser.add_argument("--long-seconds", type=float, default=20, help="length of the 1080p memory test (0 = skip)")
+    args = parser.parse_args()
+    from reenactbook.core import samples_dir
+    samples = samples_dir(required=True)
+    overrides = OFFLINE if args.backends == "offline" else []
+    os.environ.setdefault("REENACTBOOK_NO_PROGRESS", "1")
+    print(f"CPU cores available: {len(os.sched_getaffinity(0))}, load average {os.getloadavg()[0]:.1f} (shared machine)")
+    end_to_end(samples / "clips", args.workers, overrides, args.max_frames)
+    if args.profile_frames:
+        profile_stages(samples / "clips", overrides, args.profile_frames)
+    if args.long_seconds:
+        memory_flat(samples, overrides, args.long_seconds)
+    print(f"load average at the end {os.getloadavg()[0]:.1f}")
+
+
+if __name__ == "__main__":
+    main()

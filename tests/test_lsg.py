@@ -1,0 +1,175 @@
+"""The landmark sequence generator (reenactbook.lsg): networks, the LI baseline, training, resume, inference, CLI, evaluation."""
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from reenactbook.core import CheckpointError, InputError, load_checkpoint, load_options, save_checkpoint
+from reenactbook.lsg import (IdentityConsistencyDiscriminator, HiddenIdentityClassifier, LandmarkIdentityClassifier,
+                             LandmarkSequenceGenerator, LandmarkSequenceNet, RealnessDiscriminator, evaluate_sequences,
+                             generate_sequence, linear_interpolation, lsg_cli, lsg_windows, pretrained_lsg, train_lsg,
+                             train_lsg_cli)
+from reenactbook.views import _example_dataset
+
+SMALL = {"lsg.hidden": 16, "lsg.head_hidden": 16, "lsg.batch_size": 8, "lsg.log_every": 2, "lsg.checkpoint_every": 3}
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory):
+    return _example_dataset(tmp_path_factory.mktemp("lsg") / "ds", identities=4, videos=2, frames=12)
+
+
+@pytest.fixture(scope="module")
+def trained(dataset, tmp_path_factory):
+    options = load_options("tiny", {**SMALL, "lsg.steps": 6})
+    return train_lsg(options, tmp_path_factory.mktemp("run"), dataset=dataset, show_progress=False)
+
+
+def endpoints(batch=3, seed=0):
+    rng = np.random.default_rng(seed)
+    base = np.random.default_rng(9).uniform(60, 190, (68, 2)).astype(np.float32)
+    return (base + rng.normal(0, 2, (batch, 68, 2))).astype(np.float32), (base + rng.normal(0, 2, (batch, 68, 2))).astype(np.float32)
+
+
+def test_generator_shapes_and_residual_structure():
+    net = LandmarkSequenceNet(68, hidden=24, layers=2)
+    start, end = (torch.from_numpy(a) for a in endpoints())
+    with torch.no_grad():
+        for p in net.parameters():  # any weights, but a zero shift layer
+            p.normal_(0, 0.3)
+        net.to_shift.weight.zero_(); net.to_shift.bias.zero_()
+        sequence, shift, states = generate_sequence(net, start, end, 8)
+    assert sequence.shape == shift.shape == (3, 8, 68, 2) and states.shape == (3, 8, 48)
+    assert torch.equal(sequence, torch.from_numpy(linear_interpolation(start.numpy(), end.numpy(), 8)))
+    with torch.no_grad():
+        net.to_shift.bias.normal_(0, 0.1)
+        moved = generate_sequence(net, start, end, 8)[0]
+    assert not torch.equal(moved[:, 0], start) and not torch.equal(moved[:, -1], end)  # endpoints are refined too
+
+
+def test_discriminator_and_classifier_outputs():
+    start, end = (torch.from_numpy(a) for a in endpoints(5))
+    d1, d2 = RealnessDiscriminator(68, 32), IdentityConsistencyDiscriminator(68, 32)
+    s1, s2 = LandmarkIdentityClassifier(68, 7, 32), HiddenIdentityClassifier(20, 7, 32)
+    with torch.no_grad():
+        assert d1(start).shape == (5,) and d2(start, end).shape == (5,)
+        assert s1(start).shape == (5, 7) and s2(torch.randn(5, 8, 20)).shape == (5, 7)
+        for p in (d1.probability(start * 100), d2.probability(start, -end), s1(start).softmax(-1)):
+            assert ((p >= 0) & (p <= 1)).all()
+        # shape-normalised: moving and scaling a face does not change D1's verdict
+        torch.testing.assert_close(d1(start), d1(start * 2 + 30), rtol=1e-4, atol=1e-4)
+
+
+def test_linear_interpolation_exact_endpoints_and_kinds():
+    a, b = endpoints(4)
+    for k in (2, 3, 8, 17):
+        seq = linear_interpolation(a, b, k)
+        assert seq.shape == (4, k, 68, 2) and isinstance(seq, np.ndarray)
+        assert np.array_equal(seq[:, 0], a) and np.array_equal(seq[:, -1], b)
+    torch_seq = linear_interpolation(torch.from_numpy(a[0]), torch.from_numpy(b[0]), 8)
+    assert isinstance(torch_seq, torch.Tensor) and torch_seq.shape == (8, 68, 2)
+    np.testing.assert_allclose(torch_seq[4].numpy(), a[0] + 4 / 7 * (b[0] - a[0]), rtol=1e-5)
+
+
+@pytest.mark.parametrize("make, message", [
+    (lambda a, b: (a, b, 1), "k must be an integer >= 2"),
+    (lambda a, b: (a, b, 2.5), "k must be an integer >= 2"),
+    (lambda a, b: (a, b[:2], 8), "batch of 3, p_end of 2"),
+    (lambda a, b: (a[:, :60], b[:, :60], 8), "trained on 68-point landmarks, got 60"),
+    (lambda a, b: (a, b[:, :, :1], 8), "shape [P,2] or [B,P,2]"),
+    (lambda a, b: (np.where(np.arange(68)[None, :, None] == 3, np.nan, a), b, 8), "NaN or infinite"),
+    (lambda a, b: (a, "nonsense", 8), "p_end"),
+])
+def test_bad_input_is_refused_clearly(trained, make, message):
+    model = LandmarkSequenceGenerator.from_checkpoint(trained, "cpu")
+    a, b = endpoints()
+    with pytest.raises(InputError, match=message.replace("[", r"\[").replace("]", r"\]")):
+        model.lsg(*make(a, b))
+
+
+def test_resume_continues_exactly(dataset, tmp_path):
+    options = load_options("tiny", {**SMALL, "lsg.steps": 7})
+    whole = train_lsg(options, tmp_path / "whole", dataset=dataset, show_progress=False)
+    train_lsg(options, tmp_path / "parts", dataset=dataset, steps=3, show_progress=False)
+    assert load_checkpoint(tmp_path / "parts" / "lsg.safetensors").meta["step"] == 3
+    resumed = train_lsg(options, tmp_path / "parts", dataset=dataset, show_progress=False)
+    a, b = load_checkpoint(whole), load_checkpoint(resumed)
+    assert a.meta["step"] == b.meta["step"] == 7
+    for net in ("generator", "s2", "d1", "d2", "s1"):
+        for key, value in a.state[net].items():
+            assert torch.equal(value, b.state[net][key]), f"{net}.{key} differs after resume"
+    assert torch.equal(a.state["optim_g"]["state"][0]["exp_avg"], b.state["optim_g"]["state"][0]["exp_avg"])
+    strip = lambda path: [line.rsplit(",", 1)[0] for line in path.read_text().splitlines()]
+    assert strip(tmp_path / "whole" / "losses.csv") == strip(tmp_path / "parts" / "losses.csv")
+
+
+def test_training_writes_logs_and_checkpoint(trained):
+    run = trained.parent
+    header, *rows = (run / "losses.csv").read_text().splitlines()
+    for term in ("d1", "d2", "s1_real", "g_d1", "g_d2", "g_s1", "g_s2", "reconstruction", "smoothness", "g_total"):
+        assert term in header.split(",")
+    assert [int(r.split(",")[0]) for r in rows] == [2, 4, 6]
+    assert (run / "losses.png").stat().st_size > 1000 and (run / "options.json").exists()
+    assert json.loads((run / "lsg.json").read_text())["meta"]["step"] == 6
+
+
+def test_inference_batched_and_single(trained, dataset):
+    model = LandmarkSequenceGenerator.from_checkpoint(trained, "cpu")
+    x, _ = lsg_windows(dataset, load_options("tiny")).tensors()
+    batch = model.lsg(x[:10, 0], x[:10, -1])
+    assert batch.shape == (10, 8, 68, 2) and batch.dtype == torch.float32
+    single = model.lsg(x[3, 0].numpy(), x[3, -1].numpy(), k=8)
+    assert isinstance(single, np.ndarray) and single.shape == (8, 68, 2)
+    np.testing.assert_allclose(single, batch[3].numpy(), rtol=1e-4, atol=1e-3)
+    assert model.lsg(x[:2, 0], x[:2, -1], k=5).shape == (2, 5, 68, 2)
+
+
+def test_checkpoint_errors(tmp_path):
+    other = save_checkpoint(tmp_path / "other.safetensors", {"w": torch.zeros(2)}, {"kind": "reenactor"})
+    with pytest.raises(CheckpointError, match="not an LSG checkpoint"):
+        LandmarkSequenceGenerator.from_checkpoint(other)
+    (tmp_path / "broken.safetensors").write_bytes(b"\x00" * 20)
+    with pytest.raises(CheckpointError):
+        LandmarkSequenceGenerator.from_checkpoint(tmp_path / "broken.safetensors")
+
+
+def test_cli_train_and_generate(dataset, tmp_path):
+    from reenactbook.landmarks import read_pts, write_pts
+    overrides = [f"run.data_root={dataset.root}", *(f"{k}={v}" for k, v in SMALL.items()), "lsg.steps=4"]
+    checkpoint = train_lsg_cli("tiny", overrides, out=str(tmp_path / "run"))
+    for name in ("lsg.safetensors", "options.json", "losses.csv", "losses.png"):
+        assert (tmp_path / "run" / name).exists()
+    a, b = endpoints(1)
+    write_pts(tmp_path / "a.pts", a[0]); write_pts(tmp_path / "b.pts", b[0])
+    sequence = lsg_cli(str(tmp_path / "a.pts"), str(tmp_path / "b.pts"), k=6, checkpoint=str(checkpoint), out=str(tmp_path / "out"))
+    assert sequence.shape == (6, 68, 2)
+    np.testing.assert_allclose(np.load(tmp_path / "out" / "sequence.npy"), sequence)
+    np.testing.assert_allclose(read_pts(tmp_path / "out" / "frame_05.pts"), sequence[5], rtol=1e-4)
+    from PIL import Image
+    assert Image.open(tmp_path / "out" / "strip.png").size[0] == 6 * Image.open(tmp_path / "out" / "strip.png").size[1] // 2
+    with pytest.raises(InputError, match="--start and --end"):
+        lsg_cli(None, str(tmp_path / "b.pts"), checkpoint=str(checkpoint))
+
+
+def test_pretrained_lsg_trains_once_then_loads(dataset, cache):
+    overrides = {**SMALL, "lsg.steps": 3, "run.data_root": str(dataset.root)}
+    first = pretrained_lsg("tiny", overrides)
+    checkpoint = first.source
+    stamp = checkpoint.stat().st_mtime_ns
+    second = pretrained_lsg("tiny", overrides)
+    assert second.source == checkpoint and checkpoint.stat().st_mtime_ns == stamp and second.step == 3
+    assert str(cache) in str(checkpoint)
+
+
+def test_evaluate_sequences_table(trained, dataset):
+    model = LandmarkSequenceGenerator.from_checkpoint(trained, "cpu")
+    table = evaluate_sequences(model, dataset, split="train", noise_levels=(0.05,), attributes=("nose_width",),
+                               max_windows=20, judge_steps=30)
+    assert list(table["condition"]) == ["real", "clean", "clean", "noise 0.05", "noise 0.05", "nose_width +1", "nose_width +1"]
+    assert set(table["method"]) == {"real", "LI", "LSG"}
+    for column in ("identity_csim", "identity_accuracy", "frechet", "jerk", "nme_inbetween", "nme_endpoints"):
+        assert np.isfinite(table[column]).all()
+    li = table[(table["method"] == "LI") & (table["condition"] == "clean")].iloc[0]
+    assert li["nme_endpoints"] == 0.0  # LI keeps clean endpoints exactly
+    assert table[table["condition"] == "real"].iloc[0]["nme_inbetween"] == 0.0
