@@ -43,14 +43,14 @@ class PrepConfig(ConfigBase):
     "Preprocessing of real videos and images (paper, Implementation details)."
     image_size: int = 256          # side of the aligned face in pixels (paper: 256)
     min_face_size: int = 128       # drop faces whose 68-landmark box is smaller than this on its longest side, in source pixels (paper: 128)
-    blur_threshold: float = 8.0    # drop faces whose sharpness (variance of the Laplacian of the aligned face region) is below this
+    blur_threshold: float = 10.0   # drop faces whose sharpness (variance of the Laplacian of the aligned face region) is below this
     fps: float = 0.0               # frames sampled per second of video; 0 = use frame_stride (paper: VoxCeleb1 at 1 fps)
     frame_stride: int = 1          # keep every n-th decoded frame (when fps = 0)
     max_frames: int = 0            # at most this many sampled frames per clip; 0 = no limit
     detect_every: int = 5          # run the face detector on every n-th sampled frame; in between the box follows the landmarks
     track_min_iou: float = 0.5     # re-detect when the tracked box and the box of its new landmarks overlap less than this
     track_refine: int = 0          # re-crop passes of crop-regression landmark models on tracked frames (the box already comes from landmarks); -1 = the model's default
-    detect_max_side: int = 256     # frames are shrunk to this longest side for detection ...
+    detect_max_side: int = 192     # frames are shrunk to this longest side for detection ...
     detect_min_face: int = 40      # ... but never so far that a min_face_size face gets smaller than this (dlib upsampling once finds 40 px faces)
     detect_padding: float = 0.15   # black border added around the (shrunk) frame before detection, as a share of its longest side
     batch_size: int = 16           # frames per face-detector call when detect_every = 1 (GPU batches)
@@ -652,8 +652,10 @@ def _work(unit: WorkUnit, split: str) -> dict:
     return _run_unit(unit, split, _WORKER["context"])
 
 def _run_unit(unit: WorkUnit, split: str, context: PrepContext) -> dict:
+    backends = {"face_detector": getattr(context.face_detector, "backend", type(context.face_detector).__name__),
+                "landmark_detector": getattr(context.landmark_detector, "backend", type(context.landmark_detector).__name__)}
     try:
-        return process_unit(unit, split, context).to_json()
+        return {**process_unit(unit, split, context).to_json(), "backends": backends}
     except DataError:
         raise
     except Exception as e:  # a bug or a backend crash in one video must not stop the whole run
@@ -723,7 +725,14 @@ def prepare_dataset(src: str | Path,  # a VoxCeleb-style tree, a folder of video
     workers = default_workers(len(todo)) if workers is None else max(0, int(workers))
     results = _run_all(todo, split_of, out, config, workers, face_detector, landmark_detector)
     failed = [r for r in results if "failed" in r]
-    writer.skipped = _collect_skips(out, units, ignored, failed, writer)
+    ran = {r["key"] for r in results}
+    writer.skipped = []  # rebuilt from the units' records: a resumed run lists what earlier runs skipped too
+    for entry in _collect_skips(out, units, ignored, failed, writer):
+        if entry.get("key") in ran or "key" not in entry:  # new in this run: logged by DatasetWriter.skip
+            details = {k: v for k, v in entry.items() if k not in ("item", "reason")}
+            writer.skip(entry["item"], entry["reason"], **details)
+        else:
+            writer.skipped.append(entry)
     notes = _collect_notes(out, units, writer)
     frames_skipped, items_skipped = {}, {}
     for s in writer.skipped:
@@ -731,12 +740,10 @@ def prepare_dataset(src: str | Path,  # a VoxCeleb-style tree, a folder of video
             frames_skipped[s["reason"]] = frames_skipped.get(s["reason"], 0) + int(s["frames"])
         else:
             items_skipped[s["reason"]] = items_skipped.get(s["reason"], 0) + 1
-    options.save(out)
-    backends = {"face_detector": config.face_detector, "landmark_detector": config.landmark_detector}
-    if face_detector is not None or landmark_detector is not None or workers == 0:
-        backends = {"face_detector": getattr(face_detector, "backend", config.face_detector),
-                    "landmark_detector": getattr(landmark_detector, "backend", config.landmark_detector)}
+    backends = next((r["backends"] for r in results if "backends" in r), None) or _previous_backends(out) or \
+        {"face_detector": config.face_detector, "landmark_detector": config.landmark_detector}
     try:
+        options.save(out)
         dataset = writer.finalize({"prep": {"split_rule": split_rule, "test_identities": sorted(i for i, s in split_of.items() if s == "test"),
                                             "backends": backends, "source": str(src)}})
         report = json.loads((out / "report.json").read_text())
@@ -803,6 +810,13 @@ def _run_all(todo, split_of, out, config, workers, face_detector, landmark_detec
         return results
     finally:
         bar.close()
+
+def _previous_backends(root: Path) -> dict | None:
+    "The backends recorded by an earlier run over this root."
+    try:
+        return json.loads((root / "dataset.json").read_text()).get("prep", {}).get("backends")
+    except (OSError, json.JSONDecodeError):
+        return None
 
 def _load_stats(root: Path, key: str) -> dict | None:
     path = _stats_path(root, key)

@@ -596,8 +596,9 @@ def _disc(img, centre, radius, colour):
 def _clipped(img, q, draw):
     "Run `draw(patch, offset)` on a copy of the bounding box of polygon `q` and keep the result only inside the polygon."
     h, w = img.shape[:2]
-    x0, y0 = max(int(q[:, 0].min()) // _ONE - 1, 0), max(int(q[:, 1].min()) // _ONE - 1, 0)
-    x1, y1 = min(int(q[:, 0].max()) // _ONE + 2, w), min(int(q[:, 1].max()) // _ONE + 2, h)
+    x, y, width, height = cv2.boundingRect(q)
+    x0, y0 = max((x >> _SHIFT) - 1, 0), max((y >> _SHIFT) - 1, 0)
+    x1, y1 = min(((x + width) >> _SHIFT) + 2, w), min(((y + height) >> _SHIFT) + 2, h)
     if x1 - x0 < 1 or y1 - y0 < 1:
         return
     roi = img[y0:y1, x0:x1]
@@ -606,8 +607,8 @@ def _clipped(img, q, draw):
     cv2.fillPoly(mask, [q - offset], 255, _AA, _SHIFT)
     patch = roi.copy()
     draw(patch, offset)
-    alpha = mask[..., None].astype(np.uint16)
-    roi[:] = ((patch * alpha + roi * (255 - alpha) + 127) // 255).astype(np.uint8)
+    alpha = mask.astype(np.float32) * (1 / 255)
+    roi[:] = cv2.blendLinear(patch, roi, alpha, 1 - alpha)
 
 class _Palette:
     "A person's colours as OpenCV colour tuples."
@@ -645,6 +646,7 @@ class Painter:
         self.texture, to_camera = background
         self.warp = np.stack([_compose(m, to_camera) for m in geometry.matrix])
         self.shade = shading(geometry, rig, motion.light, max(16, self.size // 4))
+        self.ones = np.ones((self.size, self.size), np.float32)
         self.iris = _px(iris_centres(geometry, rig, motion))
         self.opening = np.linalg.norm(geometry.landmarks[:, 66] - geometry.landmarks[:, 62], axis=-1)
         self.smile = motion.expression[:, EXPRESSION_MODES.index("smile")]
@@ -680,8 +682,8 @@ class Painter:
         _fill(img, face, c.skin); _fill(mask, face, 255)
         self._face(img, t)
         light = cv2.resize(self.shade[t], (size, size), interpolation=cv2.INTER_LINEAR)
-        gain = 1 + mask.astype(np.float32) * (1 / 255) * (light - 1)
-        return np.clip(img * gain[..., None], 0, 255).astype(np.uint8)
+        gain = cv2.scaleAdd(cv2.multiply(mask, light - 1, dtype=cv2.CV_32F), 1 / 255, self.ones)   # 1 + mask (light - 1)
+        return cv2.multiply(img, cv2.merge([gain, gain, gain]), dtype=cv2.CV_8U)
 
     def _ears(self, img, mask, t):
         for name in ("ear_right", "ear_left"):
