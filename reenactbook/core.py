@@ -167,14 +167,11 @@ def set_rng_state(state: dict) -> None:
         torch.cuda.set_rng_state_all([torch.as_tensor(s, dtype=torch.uint8).cpu() for s in state["cuda"]])
 
 # %% ../nbs/00_core.ipynb #c017
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
+_UMASK = os.umask(0); os.umask(_UMASK)  # read once: os.umask is process-wide and not thread-safe
 
 @contextlib.contextmanager
-def atomic_write(path: str | Path, mode: str = "wb", encoding: str | None = None):
-    "Context manager yielding a file object; the file appears at `path` only if the block finishes."
+def atomic_write(path: str | Path, mode: str = "wb", encoding: str | None = None, fsync: bool = True):
+    "Context manager yielding a file object; the file appears at `path` only if the block finishes. `fsync=False` skips the flush to disk (for many small files committed together later)."
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
@@ -182,8 +179,9 @@ def atomic_write(path: str | Path, mode: str = "wb", encoding: str | None = None
         with os.fdopen(fd, mode, encoding=encoding if "b" not in mode else None) as f:
             yield f
             f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600 files; give them the usual permissions
+            if fsync:
+                os.fsync(f.fileno())
+        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600 files; give them the usual permissions
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):

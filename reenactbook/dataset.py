@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -78,7 +79,7 @@ class ShardWriter:
         rel = frame_relpath(row["identity"], row["video"], row["clip"], row["frame"])
         path = self.root / rel
         path.parent.mkdir(parents=True, exist_ok=True)
-        with atomic_write(path) as f:
+        with atomic_write(path, fsync=False) as f:  # frames reach the disk before the shard's index is committed (fsync there)
             Image.fromarray(image).save(f, format="JPEG", quality=self.jpeg_quality)
         for layout, pts in landmarks.items():
             pts = np.asarray(pts, dtype=np.float32)
@@ -91,6 +92,7 @@ class ShardWriter:
         return rel
 
     def _commit(self, final: Path) -> None:
+        os.sync()  # flush this shard's frame images before its index makes them part of the dataset
         tmp = final.with_name(final.name + ".tmp")
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)

@@ -10,7 +10,6 @@ import functools
 import inspect
 import io
 import itertools
-import json
 import math
 import time
 from collections import deque

