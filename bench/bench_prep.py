@@ -88,15 +88,16 @@ def end_to_end(clips: Path, workers: int, overrides: list[str], max_frames: int)
 def stage_timers():
     "Time the stages of process_clip by wrapping the functions it calls (this process only)."
     from reenactbook import dataset, landmarks, prep
-    totals, counts = defaultdict(float), defaultdict(int)
+    totals, cpu, counts = defaultdict(float), defaultdict(float), defaultdict(int)
 
     def timed(name, fn):
         def wrapper(*args, **kwargs):
-            start = time.perf_counter()
+            start, start_cpu = time.perf_counter(), time.process_time()
             try:
                 return fn(*args, **kwargs)
             finally:
                 totals[name] += time.perf_counter() - start
+                cpu[name] += time.process_time() - start_cpu
                 counts[name] += 1
         return wrapper
 
@@ -104,13 +105,14 @@ def stage_timers():
         def wrapper(*args, **kwargs):
             frames = fn(*args, **kwargs)
             while True:
-                start = time.perf_counter()
+                start, start_cpu = time.perf_counter(), time.process_time()
                 try:
                     item = next(frames)
                 except StopIteration:
                     return
                 finally:
                     totals["decode"] += time.perf_counter() - start
+                    cpu["decode"] += time.process_time() - start_cpu
                 counts["decode"] += 1
                 yield item
         return wrapper
@@ -126,28 +128,31 @@ def stage_timers():
     for obj, name, fn in patches:
         setattr(obj, name, fn)
     try:
-        yield totals, counts
+        yield totals, cpu, counts
     finally:
         for obj, name, fn in originals:
             setattr(obj, name, fn)
 
 
-def profile_stages(clips: Path, overrides: list[str], frames: int) -> None:
+def profile_stages(clips: Path, overrides: list[str], frames: int, label: str = "sample clips") -> None:
     import cv2
     import torch
     from reenactbook.core import load_options
     from reenactbook.prep import prepare_dataset
     torch.set_num_threads(1); cv2.setNumThreads(1)
     options = load_options("sample", overrides + [f"prep.max_frames={frames}"])
-    with tempfile.TemporaryDirectory() as tmp, stage_timers() as (totals, counts):
+    with tempfile.TemporaryDirectory() as tmp, stage_timers() as (totals, cpu, counts):
         start = time.perf_counter()
         result = prepare_dataset(clips, Path(tmp) / "ds", options, workers=0)
         wall = time.perf_counter() - start
-    accounted = sum(totals.values())
-    print(f"where the time goes (one process, one thread, {result.frames_seen} frames, {result.frames_seen / wall:.1f} frames/s "
-          f"incl. model loading; per frame {1000 * accounted / result.frames_seen:.1f} ms in the stages):")
+    n = result.frames_seen
+    accounted, accounted_cpu = sum(totals.values()), sum(cpu.values())
+    print(f"where the time goes ({label}; one process, one thread, {n} frames, {n / wall:.1f} frames/s incl. model loading):")
+    print(f"  per frame {1000 * accounted / n:.1f} ms wall, {1000 * accounted_cpu / n:.1f} ms CPU in the stages "
+          f"-> {n / accounted_cpu:.1f} frames/s per free core")
     for name, total in sorted(totals.items(), key=lambda kv: -kv[1]):
-        print(f"  {name:<11} {1000 * total / result.frames_seen:6.1f} ms/frame  ({counts[name]} calls, {100 * total / accounted:4.1f} %)")
+        print(f"  {name:<11} {1000 * total / n:6.1f} ms wall {1000 * cpu[name] / n:6.1f} ms CPU per frame "
+              f"({counts[name]} calls, {100 * total / accounted:4.1f} % of the wall time)")
 
 
 def long_video(tmp: Path, clip: Path, seconds: float) -> Path:
@@ -195,6 +200,7 @@ def memory_flat(samples: Path, overrides: list[str], seconds: float) -> None:
         start = time.perf_counter()
         video = long_video(Path(tmp), samples / "clips" / "lp_d6.mp4", seconds)
         print(f"long video: {video.stat().st_size / 1e6:.1f} MB, {int(seconds * 30)} frames of 1920x1080 (made in {time.perf_counter() - start:.0f} s)")
+        profile_stages(video, overrides + ["prep.frame_stride=3"], 30, label="1080p video")
         for frames in (30, 0):
             line = subprocess.run([sys.executable, "-c", CHILD, str(video), str(frames), *overrides, "prep.frame_stride=3"],
                                   capture_output=True, text=True, env={**os.environ, "REENACTBOOK_NO_PROGRESS": "1"})

