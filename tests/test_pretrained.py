@@ -343,3 +343,26 @@ def test_fid_conversion_matches_and_is_recorded(isolated):
     path.write_bytes(bytes(data))
     with pytest.raises(CorruptWeightsError, match=pt.FID_WEIGHTS):
         pt.find_weights(pt.FID_WEIGHTS)
+
+
+def test_vgg19_layers_are_the_relus_pix2pixhd_uses():
+    import torchvision
+    from reenactbook.backends import Vgg19Perceptual
+    features = torchvision.models.vgg19(weights=None).features
+    assert all(isinstance(features[end - 1], torch.nn.ReLU) for end in Vgg19Perceptual.ends)
+    convs = [sum(isinstance(m, torch.nn.Conv2d) for m in features[:end]) for end in Vgg19Perceptual.ends]
+    assert convs == [1, 3, 5, 9, 13]  # relu1_1, relu2_1, relu3_1, relu4_1, relu5_1
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no GPU here")
+def test_backends_give_the_same_answers_on_the_gpu(weights_env, aligned_faces):
+    images, points = aligned_faces
+    for backend in ("faceapi", "mobilefacenet", "mobilefacenet_onnx"):
+        cpu = pt.get_identity_embedder(backend, "cpu")(images, points)
+        gpu = pt.get_identity_embedder(backend, "cuda")(images.cuda(), points.cuda())
+        assert gpu.device.type == "cuda"
+        torch.testing.assert_close(gpu.cpu(), cpu, atol=2e-3, rtol=0)
+    for backend in ("faceapi", "pfld"):
+        cpu = pt.get_landmark_detector(backend, "cpu").landmarks_aligned(images)
+        gpu = pt.get_landmark_detector(backend, "cuda").landmarks_aligned(images.cuda())
+        torch.testing.assert_close(gpu.cpu(), cpu, atol=0.5, rtol=0)

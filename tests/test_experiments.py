@@ -1,0 +1,81 @@
+"""The experiment suite (experiments/*.ipynb, run by `reenactbook reproduce`): every notebook takes the runner's parameters,
+and one notebook (05, the cheapest) runs through papermill with tiny knobs and writes its tables and figures."""
+import json
+import math
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+EXPERIMENTS = REPO / "experiments"
+RUNNER_PARAMETERS = ("profile", "data_root", "results_dir", "device", "seed")
+
+
+def _parameters_cell(notebook: Path) -> str:
+    cells = json.loads(notebook.read_text())["cells"]
+    tagged = [c for c in cells if "parameters" in c.get("metadata", {}).get("tags", [])]
+    assert len(tagged) == 1, f"{notebook.name}: {len(tagged)} cells tagged 'parameters', expected 1"
+    assert tagged[0] is next(c for c in cells if c["cell_type"] == "code"), f"{notebook.name}: the parameters cell must be the first code cell"
+    return "".join(tagged[0]["source"])
+
+
+def test_every_notebook_takes_the_runner_parameters():
+    from reenactbook.experiments import experiment_notebooks
+    notebooks = experiment_notebooks(EXPERIMENTS)
+    assert [p.name[:2] for p in notebooks] == ["00", "01", "02", "03", "04", "05", "06"]
+    for notebook in notebooks:
+        values = {}
+        exec(_parameters_cell(notebook), {}, values)  # plain assignments only
+        missing = [name for name in RUNNER_PARAMETERS if name not in values]
+        assert not missing, f"{notebook.name}: parameters cell lacks {missing}"
+        assert values["profile"] == "tiny" and values["seed"] == 0 and values["device"] == "auto"
+        assert values["results_dir"] == f"results/tiny/{notebook.stem}", notebook.name
+        outputs = [c.get("outputs") for c in json.loads(notebook.read_text())["cells"] if c["cell_type"] == "code"]
+        assert not any(outputs), f"{notebook.name}: stored with outputs; store the notebooks clean"
+
+
+def _suite_models() -> Path | None:
+    "models.json of an earlier `reenactbook reproduce --profile tiny` from this checkout, when its checkpoints still exist."
+    manifest = REPO / "results" / "tiny" / "00_train_tiny" / "models.json"
+    if not manifest.exists():
+        return None
+    data = json.loads(manifest.read_text())
+    paths = [data["lsg"]["checkpoint"], data["reenactors"].get("full", {}).get("checkpoint", "")]
+    return manifest if all(p and Path(p).exists() for p in paths) else None
+
+
+def _quick_models(folder: Path) -> Path:
+    "A minute-free stand-in for 00_train_tiny: a tiny LSG (cached) and a one-step reenactor; they test the notebook, not the models."
+    from reenactbook.lsg import pretrained_lsg
+    from reenactbook.train import train_reenactor, training_options
+    lsg = pretrained_lsg("tiny", {"lsg.steps": 20, "lsg.hidden": 16, "lsg.head_hidden": 32, "lsg.batch_size": 16,
+                                  "lsg.checkpoint_every": 20, "lsg.log_every": 10}, device="cpu")
+    options = training_options("tiny", {"reenactor.ngf": 4, "reenactor.ndf": 4, "reenactor.n_blocks": 1, "train.batch_size": 2,
+                                        "train.max_steps": 1, "train.tensorboard": False, "train.eval_pairs": 1, "train.sample_pairs": 1,
+                                        "train.cpu_threads": 1, "losses.terms": ["adversarial"], "views.pairs_per_identity": 1,
+                                        "views.sketch_layout": "68", "run.device": "cpu"})
+    result = train_reenactor(options, folder / "reenactor", overwrite=True, evaluate=False, show_progress=False)
+    manifest = folder / "models.json"
+    manifest.write_text(json.dumps({"lsg": {"checkpoint": str(lsg.source)}, "reenactors": {"full": {"checkpoint": result["reenactor"]}}}))
+    return manifest
+
+
+def test_noisy_refinement_notebook_writes_its_tables_and_figures(tmp_path):
+    papermill = pytest.importorskip("papermill")
+    manifest = _suite_models() or _quick_models(tmp_path)
+    results = tmp_path / "05_noisy_refinement"
+    papermill.execute_notebook(str(EXPERIMENTS / "05_noisy_refinement.ipynb"), str(tmp_path / "executed.ipynb"),
+                               parameters=dict(profile="tiny", results_dir=str(results), device="cpu", seed=0,
+                                               models_manifest=str(manifest), n_windows=4, noise_px="0,2", judge_steps=20),
+                               kernel_name="python3", cwd=str(EXPERIMENTS), progress_bar=False)
+    for name in ("figure7_refinement.md", "figure7_refinement.csv", "figure7_errors_vs_noise.png",
+                 "figure7_sketch_strips.png", "figure7_faces.png"):
+        assert (results / name).stat().st_size > 0, name
+    table = pd.read_csv(results / "figure7_refinement.csv")
+    assert sorted(zip(table["noise σ (px)"], table["method"])) == [(0.0, "LI"), (0.0, "LSG"), (2.0, "LI"), (2.0, "LSG")]
+    assert table.drop(columns="method").map(math.isfinite).all().all()
+    li = table[table["method"] == "LI"].set_index("noise σ (px)")["landmark error, endpoints ↓ (px)"]
+    assert li[0.0] == pytest.approx(0.0, abs=1e-4)                       # LI keeps clean endpoints exactly
+    assert li[2.0] == pytest.approx(2.0 * math.sqrt(math.pi / 2), rel=0.15)  # ... and noisy ones: E|N(0, σ²I₂)| = σ√(π/2)
+    assert (results / "figure7_refinement.md").read_text().startswith("| noise σ (px) | noise σ (inter-ocular) | method |")

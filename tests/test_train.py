@@ -1,0 +1,288 @@
+"""Reenactor training: the learning-rate schedule, EMA, gradient accumulation, the ablation switches, clear errors, exact
+resume after a real SIGKILL (separate processes), and DistributedDataParallel with 2 CPU processes under torchrun (gloo).
+A small model at 32 px on the tiny synthetic faces keeps every run to seconds."""
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from reenactbook.core import CheckpointError, CheckpointMismatchError, ConfigError, DataError, load_checkpoint
+from reenactbook.losses import LOSS_PRESETS
+from reenactbook.reenactor import Reenactor
+from reenactbook.synthetic import tiny_dataset
+from reenactbook.train import (ReenactorTrainer, TrainingLog, learning_rate_factor, list_checkpoints, make_ema,
+                               make_scheduler, set_progress, train_reenactor, training_options, truncate_log)
+
+SMALL = ["reenactor.image_size=32", "reenactor.ngf=8", "reenactor.ndf=8", "reenactor.n_blocks=1", "reenactor.n_layers_d=2",
+         "train.batch_size=2", "train.log_every=1", "train.sample_pairs=2", "train.tensorboard=false", "train.cpu_threads=1",
+         "run.deterministic=true"]
+LOSS_COLUMNS = ["g_adversarial", "g_feature_matching", "g_mask", "g_total", "d_real", "d_fake", "d_total"]
+
+
+def small_options(*extra):
+    return training_options("tiny", [*SMALL, *extra])
+
+
+@pytest.fixture(scope="module")
+def dataset():
+    return tiny_dataset()
+
+
+def run(options, out, dataset, **kwargs):
+    return train_reenactor(options, out, dataset=dataset, evaluate=False, show_progress=False, **kwargs)
+
+
+def first_batch(trainer, size):
+    "The first `size` pairs of epoch 0 in the trainer's order, collated on its device."
+    trainer.pairs.set_epoch(0)
+    indices = list(trainer.sampler(0))[:size]
+    return trainer.prepare(torch.utils.data.default_collate([trainer.pairs[i] for i in indices]))
+
+
+# ---------------------------------------------------------------- schedule and EMA
+def test_learning_rate_is_constant_then_linear_to_zero():
+    assert [learning_rate_factor(p, 45, 30) for p in (0, 29.99, 30, 33, 37.5, 45, 46)] == pytest.approx([1, 1, 1, 0.8, 0.5, 0, 0])
+    parameter = nn.Parameter(torch.zeros(1))
+    scheduler = make_scheduler(torch.optim.Adam([parameter], lr=2e-4), 45, 30)
+    rates = []
+    for progress in range(46):
+        set_progress(scheduler, progress)
+        rates.append(scheduler.get_last_lr()[0])
+    assert rates[:31] == pytest.approx([2e-4] * 31)
+    assert np.diff(rates[30:]) == pytest.approx(np.full(15, -2e-4 / 15))
+    assert rates[-1] == pytest.approx(0.0, abs=1e-12)
+
+
+def test_learning_rate_in_a_training_log(tmp_path, dataset):
+    "A real run of 3 epochs, decay after 1.5: the logged rates follow the progress in epochs."
+    options = small_options("train.epochs=3", "train.decay_fraction=0.5", "train.batch_size=8", "train.lr_generator=1e-3")
+    run(options, tmp_path, dataset)
+    log = pd.read_csv(tmp_path / "train_log.csv")
+    expected = [1e-3 * learning_rate_factor(p, 3, 1.5) for p in log["progress"]]
+    assert log["lr_generator"].to_numpy() == pytest.approx(expected, rel=1e-5, abs=1e-9)
+    assert (log["lr_generator"][log["progress"] <= 1.5] == 1e-3).all() and (log["progress"] <= 1.5).sum() >= 5
+    assert log["lr_generator"].iloc[-1] == pytest.approx(0.0, abs=1e-9)
+    assert log["epoch"].tolist() == sorted(log["epoch"]) and log["epoch"].iloc[-1] == 2
+    # the curriculum stage is logged each epoch (tiny: a stage every 2 epochs)
+    assert log.groupby("epoch")["curriculum_stage"].first().tolist() == [0, 0, 1]
+
+
+def test_ema_follows_the_generator(dataset):
+    trainer = ReenactorTrainer(small_options("train.ema_decay=0.5"), dataset)
+    batch = first_batch(trainer, 2)
+    trainer.train_step([batch])
+    after_first = [p.detach().clone() for p in trainer.generator.parameters()]
+    for e, p in zip(trainer.ema.module.parameters(), after_first):  # the first update copies G
+        assert torch.equal(e, p)
+    trainer.train_step([batch])
+    for e, p1, p2 in zip(trainer.ema.module.parameters(), after_first, trainer.generator.parameters()):
+        assert torch.allclose(e, 0.5 * p1 + 0.5 * p2, atol=1e-7)
+    assert trainer.inference_generator is trainer.ema.module
+    assert make_ema(trainer.generator, 0.0) is None
+
+
+# ---------------------------------------------------------------- gradient accumulation
+def test_accumulating_two_half_batches_equals_one_full_batch(dataset):
+    "Gradients and losses of 2 micro-batches of 2 pairs = those of one batch of 4 (same initial weights)."
+    whole = ReenactorTrainer(small_options("train.batch_size=4"), dataset)
+    split = ReenactorTrainer(small_options("train.batch_size=2", "train.accumulate=2"), dataset)
+    for a, b in zip(whole.model.state_dict().values(), split.model.state_dict().values()):
+        assert torch.equal(a, b)
+    batch = first_batch(whole, 4)
+    halves = [{k: v[:2] for k, v in batch.items()}, {k: v[2:] for k, v in batch.items()}]
+    losses_whole, losses_split = whole.train_step([batch]), split.train_step(halves)
+    assert losses_split == pytest.approx(losses_whole, rel=1e-5)
+    for (name, a), b in zip(whole.model.named_parameters(), split.model.parameters()):
+        assert torch.allclose(a.grad, b.grad, rtol=1e-4, atol=1e-5), name  # gradients are O(1); float noise ~1e-6
+
+
+# ---------------------------------------------------------------- ablation switches reach the loss set
+class StandInFeatures(nn.Module):
+    backend = "stand-in"
+
+    def __init__(self):
+        super().__init__()
+        self.convs = nn.ModuleList([nn.Conv2d(3, 4, 3, 2, 1), nn.Conv2d(4, 4, 3, 2, 1)])
+
+    def forward(self, x):
+        out = []
+        for conv in self.convs:
+            x = torch.relu(conv(x))
+            out.append(x)
+        return out
+
+
+class StandInEmbedder(nn.Module):
+    backend = "stand-in"
+
+    def __init__(self):
+        super().__init__()
+        self.net = nn.Sequential(nn.Conv2d(3, 8, 4, 4), nn.Flatten(), nn.LazyLinear(16))
+
+    def forward(self, x, landmarks=None):
+        return F.normalize(self.net(x), dim=-1)
+
+
+class StandInLandmarks(nn.Module):
+    backend, differentiable = "stand-in", True
+
+    def __init__(self):
+        super().__init__()
+        self.head = nn.Sequential(nn.AdaptiveAvgPool2d(4), nn.Flatten(), nn.Linear(48, 136))
+
+    def landmarks_aligned(self, images):
+        return self.head(images).view(-1, 68, 2) + images.shape[-1] / 2
+
+
+def stand_ins():
+    return {"perceptual_features": StandInFeatures(), "identity_embedder": StandInEmbedder(), "landmark_detector": StandInLandmarks()}
+
+
+@pytest.mark.parametrize("preset", ["vanilla", "+identity", "+boundary"])
+def test_loss_presets_reach_the_trained_losses(dataset, preset):
+    trainer = ReenactorTrainer(small_options(f"losses.preset={preset}"), dataset, loss_networks=stand_ins())
+    assert trainer.loss.terms == LOSS_PRESETS[preset]
+    values = trainer.train_step([first_batch(trainer, 2)])
+    assert {k[2:] for k in values if k.startswith("g_") and k != "g_total"} == set(LOSS_PRESETS[preset])
+
+
+def test_tiny_loss_set_and_curriculum_switch(dataset):
+    trainer = ReenactorTrainer(small_options(), dataset)
+    assert trainer.loss.terms == ("adversarial", "feature_matching", "mask")
+    assert trainer.pairs.curriculum.enabled and len(trainer.pairs.curriculum.identities(0)) < len(trainer.pairs.identity_names)
+    off = ReenactorTrainer(small_options("views.curriculum=false", "losses.terms=adversarial,mask"), dataset)
+    assert off.loss.terms == ("adversarial", "mask")
+    assert not off.pairs.curriculum.enabled and off.pairs.curriculum.identities(0) == off.pairs.identity_names
+    assert len(off.pairs) == 10 * len(off.pairs.identity_names)
+
+
+# ---------------------------------------------------------------- clear errors
+def test_bad_options_are_clear_errors(tmp_path, dataset):
+    with pytest.raises(ConfigError, match="train.batch_size"):
+        small_options("train.batch_size=0")
+    with pytest.raises(ConfigError, match="ema_decay"):
+        small_options("train.ema_decay=1")
+    with pytest.raises(ConfigError, match="decay_fraction"):
+        small_options("train.decay_fraction=2")
+    with pytest.raises(ConfigError, match="views.image_size=48 differs from reenactor.image_size=32"):
+        ReenactorTrainer(small_options("views.image_size=48"), dataset)
+    with pytest.raises(DataError, match="fewer than one optimiser step"):
+        run(small_options("train.batch_size=64"), tmp_path / "big-batch", dataset)
+
+
+def test_resume_errors_name_the_file(tmp_path, dataset):
+    with pytest.raises(CheckpointError, match="no training checkpoint to resume from"):
+        run(small_options("train.max_steps=1"), tmp_path / "empty", dataset, resume=True)
+    out = tmp_path / "run"
+    run(small_options("train.max_steps=1"), out, dataset)
+    checkpoint = list_checkpoints(out)[-1]
+    with pytest.raises(CheckpointMismatchError, match=str(checkpoint)):
+        run(small_options("train.max_steps=2", "reenactor.ngf=16"), out, dataset, resume=True)
+    with pytest.raises(ConfigError, match="EMA"):
+        run(small_options("train.max_steps=2", "train.ema_decay=0.9"), out, dataset, resume=True)
+    with pytest.raises(ConfigError, match="--resume"):
+        run(small_options("train.max_steps=1"), out, dataset)
+    assert run(small_options("train.max_steps=1"), out, dataset, overwrite=True)["step"] == 1
+    checkpoint.write_bytes(checkpoint.read_bytes()[:100])
+    with pytest.raises(CheckpointError, match="truncated"):
+        run(small_options("train.max_steps=2"), out, dataset, resume=True)
+
+
+def test_log_drops_rows_after_the_checkpoint(tmp_path):
+    path = tmp_path / "train_log.csv"
+    path.write_text("step,a\n1,0.5\n2,0.4\n3,0.3\n4,0.2\n5,0.")
+    truncate_log(path, 3)
+    assert path.read_text() == "step,a\n1,0.5\n2,0.4\n3,0.3\n"
+    log = TrainingLog(tmp_path, resume_step=2, tensorboard=True)
+    log.row(3, {"a": 0.25})
+    log.close()
+    assert pd.read_csv(path)["step"].tolist() == [1, 2, 3]
+    assert list((tmp_path / "tensorboard").glob("events.out.tfevents.*"))
+
+
+# ---------------------------------------------------------------- kill and resume, in separate processes
+SCRIPT = """
+import os, signal, sys
+import reenactbook.train as train
+kill_at = int(os.environ.get("KILL_AT", "0"))
+write_checkpoint = train.write_checkpoint
+def write_then_maybe_die(out_dir, step, *args, **kwargs):
+    path = write_checkpoint(out_dir, step, *args, **kwargs)
+    if step == kill_at:
+        os.kill(os.getpid(), signal.SIGKILL)  # a real kill: no cleanup, no flush, nothing after this line
+    return path
+train.write_checkpoint = write_then_maybe_die
+out, resume, overrides = sys.argv[1], sys.argv[2] == "resume", sys.argv[3:]
+train.train_reenactor(train.training_options("tiny", overrides), out, resume=resume, evaluate=False, show_progress=False)
+"""
+
+
+def python(script: Path, *args, env=None, timeout=120):
+    environment = {**os.environ, "REENACTBOOK_NO_PROGRESS": "1", "PYTHONUNBUFFERED": "1", **(env or {})}
+    return subprocess.run([sys.executable, str(script), *args], env=environment, capture_output=True, text=True, timeout=timeout)
+
+
+def test_killed_and_resumed_run_matches_an_uninterrupted_one(tmp_path, dataset):
+    script = tmp_path / "train_script.py"
+    script.write_text(SCRIPT)
+    overrides = [*SMALL, "train.max_steps=6", "train.checkpoint_every=3", "train.ema_decay=0.9"]
+    straight = tmp_path / "straight"
+    run(training_options("tiny", overrides), straight, dataset)
+
+    interrupted = tmp_path / "interrupted"
+    killed = python(script, str(interrupted), "new", *overrides, env={"KILL_AT": "3"})
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
+    assert [p.name for p in list_checkpoints(interrupted)] == ["step-00000003.safetensors"]
+    assert pd.read_csv(interrupted / "train_log.csv")["step"].tolist() == [1, 2, 3]
+    resumed = python(script, str(interrupted), "resume", *overrides)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert "resuming from" in resumed.stderr
+
+    a, b = (load_checkpoint(list_checkpoints(d)[-1]) for d in (straight, interrupted))
+    assert a.meta["step"] == b.meta["step"] == 6
+    for part in ("generator", "discriminator", "ema"):
+        for key, value in a.state[part].items():
+            assert torch.allclose(value.float(), b.state[part][key].float(), rtol=0, atol=1e-6), f"{part}.{key}"
+    for part in ("optimizer_generator", "optimizer_discriminator"):
+        for index, slots in a.state[part]["state"].items():
+            for name, value in slots.items():
+                assert torch.allclose(value.float(), b.state[part]["state"][index][name].float(), rtol=0, atol=1e-6)
+    assert a.state["scheduler_generator"] == b.state["scheduler_generator"]
+    assert a.state["position"] == b.state["position"]
+    log_a, log_b = pd.read_csv(straight / "train_log.csv"), pd.read_csv(interrupted / "train_log.csv")
+    assert log_b["step"].tolist() == [1, 2, 3, 4, 5, 6]  # no duplicate rows
+    assert np.allclose(log_a[LOSS_COLUMNS].to_numpy(), log_b[LOSS_COLUMNS].to_numpy(), rtol=1e-5, atol=1e-7)
+
+
+# ---------------------------------------------------------------- DistributedDataParallel, 2 CPU processes (gloo)
+def test_two_process_ddp_equals_one_process_with_the_double_batch(tmp_path, dataset):
+    "torchrun --nproc_per_node 2 with batch 2 per process = one process with batch 4: same losses, same generator."
+    script = tmp_path / "train_script.py"
+    script.write_text(SCRIPT)
+    overrides = [*SMALL, "train.max_steps=2", "train.lr_generator=1e-3", "train.lr_discriminator=1e-3"]
+    ddp = tmp_path / "ddp"
+    environment = {**os.environ, "REENACTBOOK_NO_PROGRESS": "1"}
+    done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", str(script),
+                           str(ddp), "new", *overrides], env=environment, capture_output=True, text=True, timeout=180)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "2 process(es) x batch 2" in done.stderr
+    single = tmp_path / "single"
+    run(training_options("tiny", [*overrides, "train.batch_size=4"]), single, dataset)
+
+    log_ddp, log_single = pd.read_csv(ddp / "train_log.csv"), pd.read_csv(single / "train_log.csv")
+    assert log_ddp["step"].tolist() == [1, 2]  # rank 0 alone wrote the log
+    assert np.allclose(log_ddp[LOSS_COLUMNS].iloc[0], log_single[LOSS_COLUMNS].iloc[0], rtol=1e-4)
+    assert np.allclose(log_ddp[LOSS_COLUMNS].iloc[1], log_single[LOSS_COLUMNS].iloc[1], rtol=2e-3)
+    assert load_checkpoint(list_checkpoints(ddp)[-1]).state["position"]["world_size"] == 2
+    models = [Reenactor.from_checkpoint(d / "reenactor.safetensors").eval() for d in (ddp, single)]
+    x = torch.rand(2, 3, 32, 32), torch.rand(2, 3, 32, 32)
+    with torch.no_grad():
+        assert torch.allclose(models[0].generate(*x), models[1].generate(*x), atol=1e-4)
