@@ -30,8 +30,8 @@ __all__ = ['PROFILES', 'SECTION_MODULES', 'CHECKPOINT_FORMAT', 'ReenactbookError
            'get_logger', 'progress', 'cache_dir', 'weights_dirs', 'samples_dir', 'get_device', 'amp_dtype', 'autocast',
            'seed_everything', 'rng_state', 'set_rng_state', 'atomic_write', 'write_bytes', 'write_text', 'write_json',
            'sha256_file', 'config_section', 'ConfigBase', 'RunConfig', 'Options', 'config_sections', 'load_options',
-           'package_versions', 'save_checkpoint', 'Checkpoint', 'load_checkpoint', 'load_module_state', 'torch_load',
-           'environment_info']
+           'package_versions', 'save_checkpoint', 'Checkpoint', 'load_checkpoint', 'checkpoint_meta',
+           'load_module_state', 'torch_load', 'environment_info']
 
 # %% ../nbs/00_core.ipynb #c005
 class ReenactbookError(Exception):
@@ -528,6 +528,19 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     device = get_device(map_location) if isinstance(map_location, str) else map_location
     tensors = {k: v.to(device) for k, v in tensors.items()}
     return Checkpoint(path, _unflatten(info["skeleton"], tensors), info.get("meta", {}), info.get("versions", {}))
+
+def checkpoint_meta(path: str | Path) -> dict:
+    "The `meta` of a checkpoint, read from the safetensors header only (no tensors are loaded)."
+    from safetensors import safe_open
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: no checkpoint file here")
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            header = f.metadata() or {}
+        return json.loads(header["reenactbook"]).get("meta", {})
+    except Exception as e:  # safetensors raises several types for foreign or truncated files
+        raise CheckpointError(f"{path}: not a reenactbook checkpoint ({type(e).__name__}: {e})") from None
 
 def load_module_state(module: torch.nn.Module, state_dict: dict, source: str | Path = "checkpoint") -> torch.nn.Module:
     "Load `state_dict` into `module`, refusing any key or shape mismatch with a message naming `source` and the first bad key."

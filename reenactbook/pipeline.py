@@ -22,16 +22,16 @@ import numpy as np
 import torch
 from fastcore.script import Param
 
-from .core import (CheckpointError, CheckpointMismatchError, ConfigBase, ConfigError, DataError, InputError,
+from .core import (CheckpointError, checkpoint_meta, CheckpointMismatchError, ConfigBase, ConfigError, DataError, InputError,
                               Options, atomic_write, autocast, config_section, get_device, get_logger, load_options,
                               progress)
 
 # %% auto #0
-__all__ = ['MODES', 'FILLS', 'CONTAINERS', 'PipelineConfig', 'checkpoint_meta', 'load_reenactor', 'sketch_layout_of', 'load_lsg',
-           'SourceFace', 'make_tracker', 'observation_points', 'as_layout', 'prepare_source', 'MotionTransfer',
-           'transfer_landmarks', 'StageTimer', 'ReenactmentSession', 'Driver', 'video_info', 'open_driver',
-           'make_bridge', 'fill_gaps', 'smooth', 'inbetween', 'keyframes', 'batches', 'check_output', 'VideoWriter',
-           'ReenactmentResult', 'reenact_video', 'reenact', 'reenact_cli']
+__all__ = ['MODES', 'FILLS', 'CONTAINERS', 'PipelineConfig', 'load_reenactor', 'sketch_layout_of', 'load_lsg', 'SourceFace',
+           'make_tracker', 'observation_points', 'as_layout', 'prepare_source', 'MotionTransfer', 'transfer_landmarks',
+           'StageTimer', 'ReenactmentSession', 'Driver', 'video_info', 'open_driver', 'make_bridge', 'fill_gaps',
+           'smooth', 'inbetween', 'keyframes', 'batches', 'check_output', 'VideoWriter', 'ReenactmentResult',
+           'reenact_video', 'reenact', 'reenact_cli']
 
 # %% ../nbs/40_pipeline.ipynb #c006
 MODES = ("relative", "absolute")
@@ -80,19 +80,6 @@ class PipelineConfig(ConfigBase):
         return self
 
 # %% ../nbs/40_pipeline.ipynb #c009
-def checkpoint_meta(path: str | Path) -> dict:
-    "The `meta` of a reenactbook checkpoint, read from the safetensors header only (no tensors are loaded)."
-    from safetensors import safe_open
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"{path}: no checkpoint file here")
-    try:
-        with safe_open(str(path), framework="pt") as f:
-            header = f.metadata() or {}
-        return json.loads(header["reenactbook"]).get("meta", {})
-    except Exception as e:  # safetensors raises several types for foreign or truncated files
-        raise CheckpointError(f"{path}: not a reenactbook checkpoint ({type(e).__name__}: {e})") from None
-
 def load_reenactor(checkpoint, device: str | torch.device = "cpu"):
     "A `Reenactor` (generator only, eval mode, on `device`) from a checkpoint path, or a given `Reenactor` moved there; and its checkpoint meta."
     from reenactbook.reenactor import Reenactor
@@ -291,7 +278,7 @@ class ReenactmentSession:
                  device: str | torch.device | None = None, amp: bool = True, channels_last: bool = True, compile: bool = False):
         from reenactbook.pretrained import photo_tensor
         self.device = get_device(device or next(reenactor.parameters()).device)
-        self.reenactor = reenactor.to(self.device).eval().requires_grad_(False)
+        self.reenactor = reenactor.to(self.device).eval()
         self.source, self.layout, self.amp = source, str(layout), bool(amp)
         self.sketch_thickness = sketch_thickness or None
         self.size = source.size
@@ -785,7 +772,10 @@ def reenact_video(source_image, driving, out, checkpoint=None, mode: str | None 
     timer, notes = session.timer, []
     driver = open_driver(driving, layout, config, get_tracker, timer, notes)
     # the landmark stream
-    bridge = make_bridge(lsg_model)
+    interpolate = make_bridge(lsg_model)
+    def bridge(start, end, k):
+        with timer("lsg" if lsg_model is not None else "interpolate"):
+            return interpolate(start, end, k)
     found, made = Counter(), Counter()
     transfer = MotionTransfer(source.aligned.landmarks, size, config.mode, config.stabilize)
     stream = _counting(driver.observations, found)

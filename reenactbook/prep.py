@@ -396,16 +396,19 @@ class FaceTracker:
         "Forget the face (at the start of a clip)."
         self.box, self.score, self.faces, self.since_detection, self.calibration = None, 0.0, 0, 0, None
 
-    def detection_scale(self, shape: tuple[int, ...]) -> float:
-        "Factor applied to a frame before detection."
+    def detection_scale(self, shape: tuple[int, ...], face_side: float | None = None) -> float:
+        "Factor applied to a frame before detection; re-detecting a tracked face of `face_side` px, only as much as that face needs."
         c = self.config
         longest = max(shape[:2])
-        return min(1.0, max(c.detect_max_side / longest, c.detect_min_face / max(c.min_face_size, 1)))
+        scale = max(c.detect_max_side / longest, c.detect_min_face / max(c.min_face_size, 1))
+        if face_side:
+            scale = min(scale, max(c.detect_max_side / longest, 2.5 * c.detect_min_face / face_side))
+        return min(1.0, scale)
 
-    def detect(self, frames: list[np.ndarray]) -> list[tuple[np.ndarray, np.ndarray]]:
+    def detect(self, frames: list[np.ndarray], face_side: float | None = None) -> list[tuple[np.ndarray, np.ndarray]]:
         "Boxes [N,4] (source pixels) and scores [N] per frame, in one detector call."
         import cv2
-        scales = [self.detection_scale(f.shape) for f in frames]
+        scales = [self.detection_scale(f.shape, face_side) for f in frames]
         small = [f if s == 1.0 else cv2.resize(f, (max(1, round(f.shape[1] * s)), max(1, round(f.shape[0] * s))), interpolation=cv2.INTER_AREA)
                  for f, s in zip(frames, scales)]
         pads = [round(self.config.detect_padding * max(f.shape[:2])) for f in small]
@@ -481,7 +484,8 @@ class FaceTracker:
                 self.box, self.since_detection = new_box, self.since_detection + 1
                 return FaceObservation(l68[0], None if l98 is None else l98[0], box, self.score, False, self.faces)
             self.redetections += 1
-        boxes, scores = detection if detection is not None else self.detect([frame])[0]
+        tracked_side = float(max(self.box[2:] - self.box[:2])) if self.box is not None else None
+        boxes, scores = detection if detection is not None else self.detect([frame], tracked_side)[0]
         if len(boxes) == 0:
             self.reset()
             return None

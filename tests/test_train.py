@@ -125,7 +125,7 @@ class StandInEmbedder(nn.Module):
 
     def __init__(self):
         super().__init__()
-        self.net = nn.Sequential(nn.Conv2d(3, 8, 4, 4), nn.Flatten(), nn.LazyLinear(16))
+        self.net = nn.Sequential(nn.Conv2d(3, 8, 4, 4), nn.Flatten(), nn.Linear(8 * 8 * 8, 16))  # 32 px images
 
     def forward(self, x, landmarks=None):
         return F.normalize(self.net(x), dim=-1)

@@ -68,6 +68,9 @@ def jupyter_lab(root: Path, work: Path, timeout: float = 120.0, log: Path | None
     dirs = {name: work / name for name in ("config", "data", "runtime", "settings", "workspaces", "ipython")}
     for path in dirs.values():
         path.mkdir(parents=True, exist_ok=True)
+    notification = dirs["settings"] / "@jupyterlab" / "apputils-extension" / "notification.jupyterlab-settings"
+    notification.parent.mkdir(parents=True, exist_ok=True)
+    notification.write_text(json.dumps({"fetchNews": "false"}))  # no "get notified about Jupyter news?" toast
     env = {**os.environ, "JUPYTER_CONFIG_DIR": str(dirs["config"]), "JUPYTER_DATA_DIR": str(dirs["data"]),
            "JUPYTER_RUNTIME_DIR": str(dirs["runtime"]), "JUPYTERLAB_SETTINGS_DIR": str(dirs["settings"]),
            "JUPYTERLAB_WORKSPACES_DIR": str(dirs["workspaces"]), "IPYTHONDIR": str(dirs["ipython"]),
@@ -136,7 +139,17 @@ def run_demo(page, base: str, token: str, notebook: str, timeout: float = 240.0)
     page.set_default_timeout(timeout * 1000)
     page.goto(f"{base}/lab/tree/{notebook}?token={token}&reset")
     page.wait_for_selector(".jp-Notebook .jp-Cell")
-    page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']")  # the kernel is up
+    deadline = time.monotonic() + timeout
+    while True:  # JupyterLab may ask which kernel to start: take the preferred one (the notebook's python3)
+        dialog = page.locator(".jp-Dialog")
+        if dialog.count() and "Select Kernel" in dialog.inner_text():
+            dialog.locator(".jp-mod-accept").click()
+        elif page.locator(".jp-Notebook-ExecutionIndicator[data-status='idle']").count() and \
+                "No Kernel" not in page.locator(".jp-NotebookPanel-toolbar").inner_text():
+            break
+        if time.monotonic() > deadline:
+            raise TimeoutError("the notebook's kernel did not start")
+        time.sleep(0.5)
     page.locator(".lm-MenuBar-itemLabel", has_text=re.compile(r"^Run$")).click()
     page.locator(".lm-Menu-itemLabel", has_text=re.compile(r"^Run All Cells$")).click()
     page.wait_for_selector(FIGURE + "[src]")
