@@ -32,6 +32,7 @@ LOSS_PRESETS: dict[str, tuple[str, ...]] = {
     "+mask": _VANILLA + ("identity", "mask"),                      # + mask loss (eq. 7)
     "+boundary": _VANILLA + ("identity", "mask", "boundary"),      # + boundary loss (eq. 8): the full model
     "full": _VANILLA + ("identity", "mask", "boundary"),           # alias of "+boundary"
+    "fast": ("adversarial", "feature_matching", "mask"),           # the tiny profile: no pretrained network in the loop (CPU minutes)
 }
 GAN_MODES = ("lsgan", "hinge", "bce")
 
@@ -39,7 +40,7 @@ GAN_MODES = ("lsgan", "hinge", "bce")
 @dataclass
 class LossConfig(ConfigBase):
     "Which reenactor losses are used and how they are weighted (the networks behind them: the `models` section)."
-    preset: str = "full"          # term set: vanilla | +identity | +mask | +boundary (= full), the columns of Figure 6
+    preset: str = "full"          # term set: vanilla | +identity | +mask | +boundary (= full), the columns of Figure 6; fast (tiny profile)
     terms: list[str] = field(default_factory=list)  # explicit term list (subset of LOSS_TERMS); overrides `preset` when non-empty
     gan_mode: str = "lsgan"       # lsgan (pix2pixHD: least squares) | hinge | bce (Goodfellow's log loss)
     weight_adversarial: float = 1.0         # pix2pixHD; a weight of 0 switches the term off
@@ -53,7 +54,7 @@ class LossConfig(ConfigBase):
     boundary_part: str = "jaw"              # LAYOUT_68 part(s) compared by the boundary loss, comma-separated
     boundary_beta: float = 0.01             # smooth-L1 change point, in units of the image size (quadratic below, linear above)
     boundary_reference: str = "predicted"   # predicted: η(y) as eq. 8 | dataset: the batch's target landmarks
-    profiles: ClassVar[dict] = {}
+    profiles: ClassVar[dict] = {"tiny": {"preset": "fast"}}  # perceptual, identity and boundary cost ~1 s of CPU per step each
 
     def __post_init__(self):
         if self.preset not in LOSS_PRESETS:

@@ -283,7 +283,8 @@ def test_presets_are_figure_6():
     options = load_options("tiny", ["losses.preset=+identity"])
     assert options.losses.active_terms == LOSS_PRESETS["+identity"]
     assert with_preset(LossConfig(terms=["mask"]), "vanilla").active_terms == LOSS_PRESETS["vanilla"]
-    assert load_options("tiny", {"losses.weight_identity": 0}).losses.active_terms == ("adversarial", "feature_matching",
+    assert load_options("tiny").losses.active_terms == LOSS_PRESETS["fast"]  # the tiny profile trains without pretrained networks
+    assert load_options("paper", {"losses.weight_identity": 0}).losses.active_terms == ("adversarial", "feature_matching",
                                                                                         "perceptual", "mask", "boundary")
     with pytest.raises(ConfigError, match="losses.preset must be one of"):
         load_options("tiny", ["losses.preset=+vgg"])
@@ -431,7 +432,7 @@ def real_losses(shared_weights):
     "ReenactorLoss with the backends `auto` picks here: the shared MobileFaceNet for θ, face-api's nets (npm) for the rest."
     from reenactbook.networks.faceapi import faceapi_dir
     faceapi_dir()  # the offline default networks, fetched with npm into the cache on first use
-    return ReenactorLoss.from_options(load_options("tiny"), device="cpu")
+    return ReenactorLoss.from_options(load_options("tiny", ["losses.preset=full"]), device="cpu")
 
 
 @pytest.fixture(scope="module")
