@@ -453,10 +453,10 @@ class LandmarkDemo:
         return self.update()
 
     def _set_source(self, source) -> None:
-        self.source = make_source(source, self.size, self.seed)
-        self._state["source"] = self.source.name
-        self.source_fit = fit_face(self.source.landmarks)
-        self._source_embedding = None
+        loaded = make_source(source, self.size, self.seed)
+        fit = fit_face(loaded.landmarks)
+        self.source, self.source_fit, self._source_embedding = loaded, fit, None
+        self._state["source"] = loaded.name
 
     # -- the views
     def edits(self) -> dict:
@@ -495,6 +495,9 @@ class LandmarkDemo:
         return self._outputs
 
     def _update_heavy(self) -> None:
+        if self._light.pending:  # the landmark views of the last change first
+            self._light.cancel()
+            self.update(heavy=False)
         if self.reenactor is not None and self._outputs.get("reenacted") is None:
             self._reenact()
             self._refresh()
@@ -642,14 +645,24 @@ class LandmarkDemo:
             return
         name = next(n for n, c in self.controls.items() if c is change["owner"])
         if name == "source":
-            self.status.value = f"loading {change['new']}..."
-            self._safely(lambda: (self._set_source(change["new"]), self.update()))
+            self._change_source(change["new"])
             return
         self._state[name] = self._check(name, change["new"])
         self._outputs["reenacted"] = None
         self._light()
         if self.reenactor is not None:
             self._heavy()
+
+    def _change_source(self, new) -> None:
+        "Load another source from the dropdown; on failure say why and go back to the previous one."
+        self.status.value = f"loading {new}..."
+        try:
+            self._set_source(new)
+        except Exception as e:
+            self._sync_controls()  # the dropdown back to the source still shown
+            self.status.value = f"<span style='color:#b00'>{type(e).__name__}: {e}</span>"
+            return
+        self._safely(self.update)
 
     def _on_upload(self, change) -> None:
         files = change["new"]
@@ -671,9 +684,10 @@ class LandmarkDemo:
                 continue
             identity = sims["identity"][key] if sims["identity"] is not None else None
             cell = lambda v: "-" if v is None else f"{np.mean(v):.3f}" + ("" if np.ndim(v) == 0 else f" (min {np.min(v):.3f})")
-            rows.append(f"<tr><td>{view}</td><td>{cell(landmark)}</td><td>{cell(identity)}</td></tr>")
+            rows.append("<tr>" + "".join(f"<td style='padding:1px 12px 1px 0'>{v}</td>" for v in (view, cell(landmark), cell(identity))) + "</tr>")
         yaw, pitch, roll = out["pose"]["target"]
-        self.table.value = ("<table class='reenactbook-similarity'><tr><th>view</th><th>landmark identity</th><th>CSIM (reenacted)</th></tr>"
+        header = "".join(f"<th style='text-align:left; padding-right:12px'>{h}</th>" for h in ("view", "landmark identity", "CSIM (reenacted)"))
+        self.table.value = (f"<table class='reenactbook-similarity'><tr>{header}</tr>"
                             + "".join(rows) + f"</table><small>target head pose: yaw {yaw:.1f}, pitch {pitch:.1f}, roll {roll:.1f}</small>")
         t = out["timings"]
         note = f"landmarks {t['landmarks_ms']:.0f} ms"

@@ -160,6 +160,9 @@ def test_widget_sliders_drive_the_demo(lsg):
     assert demo.controls["yaw"].value == 12.0
     demo.controls["source"].value = "synthetic:2"
     assert demo.state["source"] == "synthetic:2" and demo.outputs["source"] == "synthetic:2"
+    demo._change_source("synthetic:x")  # a source that cannot load: the error is shown, the demo stays as it was
+    assert "InputError" in demo.status.value and demo.state["source"] == "synthetic:2"
+    assert demo.controls["source"].value == "synthetic:2"
 
 
 def test_reenacted_views_and_identity_cosine(lsg, reenactor_path):
