@@ -9,6 +9,7 @@ import contextlib
 import json
 import os
 import shutil
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -130,8 +131,8 @@ class DatasetWriter:
         self.image_size, self.source, self.jpeg_quality = int(image_size), source, int(jpeg_quality)
         try:
             (self.root / "shards").mkdir(parents=True, exist_ok=True)
-            probe = self.root / ".write-probe"
-            probe.write_bytes(b"ok"); probe.unlink()
+            with tempfile.NamedTemporaryFile(dir=self.root, prefix=".write-probe-"):
+                pass  # a uniquely named probe: several workers may open the same root
         except OSError as e:
             raise DataError(f"{self.root}: cannot write the dataset here ({e.strerror}). Choose a writable folder with free space.") from None
         meta = self.root / "dataset.json"
@@ -168,7 +169,9 @@ class DatasetWriter:
         df = pd.concat(tables, ignore_index=True) if tables else _frame_table([])
         layouts = sorted({p.stem[len("landmarks"):] for d in shard_dirs for p in d.glob("landmarks*.npy")})
         for layout in layouts:
-            arrays = [np.load(d / f"landmarks{layout}.npy") for d in shard_dirs]
+            # a shard without frames (every frame of a video skipped) may have no landmark files
+            arrays = [np.load(d / f"landmarks{layout}.npy") if (d / f"landmarks{layout}.npy").exists()
+                      else np.zeros((0, LAYOUT_POINTS[layout], 2), np.float32) for d in shard_dirs]
             if any(len(a) != len(t) for a, t in zip(arrays, tables)):
                 raise DataError(f"{self.root}: a shard lacks layout {layout} landmarks; delete the shards and re-run")
             with atomic_write(self.root / f"landmarks{layout}.npy") as f:
@@ -177,7 +180,7 @@ class DatasetWriter:
         for name in extra_names:
             (self.root / "extras").mkdir(exist_ok=True)
             with atomic_write(self.root / "extras" / f"{name}.npy") as f:
-                np.save(f, np.concatenate([np.load(d / "extras" / f"{name}.npy") for d in shard_dirs]))
+                np.save(f, np.concatenate([np.load(d / "extras" / f"{name}.npy") for d, t in zip(shard_dirs, tables) if len(t)]))
         with atomic_write(self.root / "index.parquet") as f:
             df.to_parquet(f, index=False)
         reasons: dict[str, int] = {}

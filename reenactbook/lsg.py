@@ -43,10 +43,10 @@ class LSGConfig(ConfigBase):
     layers: int = 1                         # Bi-LSTM layers of the encoder and of the decoder
     head_hidden: int = 256                  # hidden width of D1, D2, S1, S2
     prior_components: int = 24              # ours: G_l's per-frame linear path starts as the projection onto this many principal components of the training shapes (0: starts at zero, i.e. at LI)
-    lambda_d1: float = 0.1                  # lambda_1 of eq. 2: realness adversarial loss (D1)
-    lambda_d2: float = 0.1                  # lambda_2 of eq. 2: identity-consistency adversarial loss (D2)
-    lambda_s1: float = 0.1                  # lambda_3 of eq. 2: support task on generated landmarks (S1, eq. 4)
-    lambda_s2: float = 0.1                  # lambda_4 of eq. 2: support task on G_l's hidden states (S2, eq. 3)
+    lambda_d1: float = 0.02                 # lambda_1 of eq. 2: realness adversarial loss (D1)
+    lambda_d2: float = 0.02                 # lambda_2 of eq. 2: identity-consistency adversarial loss (D2)
+    lambda_s1: float = 0.02                 # lambda_3 of eq. 2: support task on generated landmarks (S1, eq. 4)
+    lambda_s2: float = 0.02                 # lambda_4 of eq. 2: support task on G_l's hidden states (S2, eq. 3)
     lambda_reconstruction: float = 1.0      # ours: L1 to the real window (normalised units)
     lambda_smoothness: float = 0.0          # ours: squared acceleration of the output (normalised units)
     noise_probability: float = 0.5          # ours: chance that a training input endpoint gets Gaussian noise
@@ -62,7 +62,7 @@ class LSGConfig(ConfigBase):
     log_every: int = 25                     # steps per row of losses.csv (means over the interval)
     cpu_threads: int = 1                    # torch CPU threads while training on the CPU (these small LSTMs gain nothing from more; 0 = torch's default)
     profiles: ClassVar[dict] = {
-        "tiny": {"steps": 1500, "hidden": 96, "batch_size": 64},
+        "tiny": {"steps": 1000, "hidden": 96, "batch_size": 64},
         "sample": {"steps": 5000},
         "paper": {"steps": 100000, "hidden": 256, "layers": 2, "batch_size": 256, "checkpoint_every": 5000, "log_every": 100},
     }
