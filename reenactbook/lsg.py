@@ -426,7 +426,7 @@ class LSGTrainer:
             for name, value in values.items():
                 self.sums[name] = self.sums.get(name, 0.0) + value
             self.sum_steps += 1
-            if self.step % cfg.log_every == 0 or self.step == steps:
+            if self.step % cfg.log_every == 0 or self.step == cfg.steps:  # a run stopped early keeps its partial sums in the checkpoint
                 _append_log(log_path, self.step, {n: self.sums[n] / self.sum_steps for n in LOSS_TERMS}, time.time() - start_time)
                 self.sums, self.sum_steps = {}, 0
             if self.step % cfg.checkpoint_every == 0 or self.step == steps:
@@ -693,8 +693,7 @@ def frechet_distance(real: np.ndarray, fake: np.ndarray) -> float:
     from scipy import linalg
     mu_r, mu_f = real.mean(0), fake.mean(0)
     cov_r, cov_f = np.cov(real, rowvar=False), np.cov(fake, rowvar=False)
-    root, _ = linalg.sqrtm(cov_r @ cov_f, disp=False)
-    root = root.real
+    root = np.real(linalg.sqrtm(cov_r @ cov_f))
     return float(((mu_r - mu_f) ** 2).sum() + np.trace(cov_r + cov_f - 2 * root))
 
 class _ShapeFeatures:
@@ -829,7 +828,9 @@ def plot_evaluation(table, png_path: str | Path) -> Path:
             values = [data[(data["condition"] == c) & (data["method"] == method)][column].mean() for c in conditions]
             ax.bar(np.arange(len(conditions)) + (j - (len(methods) - 1) / 2) * width, values, width, label=method)
         if column == "identity_csim":
-            ax.axhline(float(table[table["method"] == "real"][column].mean()), color="k", ls="--", lw=1, label="real windows")
+            real = float(table[table["method"] == "real"][column].mean())
+            ax.axhline(real, color="k", ls="--", lw=1, label="real windows")
+            ax.set_ylim(min(float(data[column].min()), real) - 0.02, max(float(data[column].max()), real) + 0.01)
         ax.set_xticks(np.arange(len(conditions)), conditions, rotation=30, ha="right", fontsize=8)
         ax.set(title=title, xlabel="input condition", ylabel=column)
         ax.legend(fontsize=8)

@@ -315,7 +315,8 @@ def _load_reenactor(reenactor, device):
 
 def _uint8(images: torch.Tensor) -> np.ndarray:
     "Float [B, 3, H, W] in [0, 1] -> uint8 [B, H, W, 3]."
-    return images.detach().float().clamp(0, 1).mul(255).round().byte().permute(0, 2, 3, 1).cpu().numpy()
+    array = images.detach().float().cpu().numpy().transpose(0, 2, 3, 1)
+    return (np.clip(array, 0, 1) * 255 + 0.5).astype(np.uint8)  # NumPy: no thread pool for small element-wise work
 
 def _resize(images: np.ndarray, size: int) -> np.ndarray:
     "uint8 [B, H, W, 3] (or [H, W, 3]) resized to `size`."
@@ -329,56 +330,46 @@ def _resize(images: np.ndarray, size: int) -> np.ndarray:
 # %% ../nbs/50_widgets.ipynb #c025
 FIGURE_BACKGROUND = (255, 255, 255)
 
-def _caption(width: int, text: str, size: int) -> np.ndarray:
-    height = max(16, size // 7)
-    band = np.full((height, width, 3), FIGURE_BACKGROUND, np.uint8)
-    cv2.putText(band, text, (4, height - 5), cv2.FONT_HERSHEY_SIMPLEX, 0.34 * height / 18, (20, 20, 20), 1, cv2.LINE_AA)
-    return band
-
-def _row(tiles: list[np.ndarray], columns: int, size: int, labels: list[str] | None = None) -> np.ndarray:
-    row = np.full((size, columns * size, 3), FIGURE_BACKGROUND, np.uint8)
-    for i, tile in enumerate(tiles[:columns]):
-        row[:, i * size:(i + 1) * size] = tile
-        if labels and labels[i]:
-            cv2.putText(row, labels[i], (3, size - 4), cv2.FONT_HERSHEY_SIMPLEX, 0.3 * size / 96, (255, 255, 255), 1, cv2.LINE_AA)
-    return row
-
 def _fmt(values) -> str:
     values = np.atleast_1d(np.asarray(values, np.float64))
     return f"mean {values.mean():.3f}, min {values.min():.3f}"
 
+def _draw_rows(rows: list[tuple[str, list[np.ndarray]]], columns: int, size: int) -> np.ndarray:
+    "One canvas: per row a caption band, then up to `columns` tiles of `size` px."
+    band = max(16, size // 7)
+    canvas = np.full((len(rows) * (band + size), columns * size, 3), FIGURE_BACKGROUND, np.uint8)
+    for r, (caption, tiles) in enumerate(rows):
+        y = r * (band + size)
+        cv2.putText(canvas, caption, (4, y + band - 5), cv2.FONT_HERSHEY_SIMPLEX, 0.34 * band / 18, (20, 20, 20), 1, cv2.LINE_AA)
+        for i, tile in enumerate(tiles[:columns]):
+            canvas[y + band:y + band + size, i * size:(i + 1) * size] = tile
+    return canvas
+
 def demo_figure(outputs: dict, stale_reenacted: dict | None = None) -> np.ndarray:
-    "The composite uint8 image of every view in `outputs` (see `LandmarkDemo.outputs`)."
-    size = outputs["source_image"].shape[0]
-    k = len(outputs["li"])
-    columns = max(k, 5)
-    width = columns * size
-    sims = outputs["similarity"]
+    "The composite uint8 image of every view in `outputs` (see `LandmarkDemo.outputs`); `stale_reenacted` are shown dimmed while the reenactment waits."
+    size, k = outputs["source_image"].shape[0], len(outputs["li"])
+    sims, reenacted = outputs["similarity"], outputs["reenacted"]
     landmark_sim, identity_sim = sims["landmarks"], sims["identity"]
-    reenacted = outputs["reenacted"]
     shown = reenacted if reenacted is not None else stale_reenacted
-    dim = lambda images: (0.35 * images + 0.65 * 200).astype(np.uint8) if reenacted is None else images
-    blank = np.full((size, size, 3), 200, np.uint8)
+    dim = lambda images: images if reenacted is not None else (0.35 * images + 0.65 * 200).astype(np.uint8)
     source = outputs["source_image"].copy()
     for x, y in outputs["source_landmarks"]:
         cv2.circle(source, (int(round(x * 16)), int(round(y * 16))), 12 * max(1, size // 128), (0, 255, 0), -1, cv2.LINE_AA, 4)
-    top = [source, *outputs["sketches"], dim(shown["target"]) if shown is not None else blank]
+    reenacted_target = dim(shown["target"]) if shown is not None else np.full((size, size, 3), 200, np.uint8)
     caption = f"source {outputs['source']} | sketch p_s | target p_t | overlay | reenacted G(F_s, p_t)"
     caption += f"   landmark identity of p_t {landmark_sim['target']:.3f}"
     if identity_sim is not None and reenacted is not None:
         caption += f", CSIM {identity_sim['target']:.3f}"
-    parts = [_caption(width, caption, size), _row(top, columns, size)]
+    rows = [(caption, [source, *outputs["sketches"], reenacted_target])]
     for method in ("li", "lsg"):
         if outputs[method] is None:
             continue
         name = method.upper()
-        parts += [_caption(width, f"{name} sketches, K={k}: landmark identity {_fmt(landmark_sim[method])}", size),
-                  _row(list(outputs[f"{method}_sketches"]), columns, size)]
+        rows.append((f"{name} sketches, K={k}: landmark identity {_fmt(landmark_sim[method])}", list(outputs[f"{method}_sketches"])))
         if shown is not None:
-            state = "" if reenacted is not None else "  (updating...)"
             csim = f": CSIM {_fmt(identity_sim[method])}" if identity_sim is not None and reenacted is not None else ""
-            parts += [_caption(width, f"{name} reenacted{csim}{state}", size), _row(list(dim(shown[method])), columns, size)]
-    return np.concatenate(parts, 0)
+            rows.append((f"{name} reenacted{csim}" + ("" if reenacted is not None else "  (updating...)"), list(dim(shown[method]))))
+    return _draw_rows(rows, max(k, 5), size)
 
 # %% ../nbs/50_widgets.ipynb #c026
 class LandmarkDemo:
@@ -386,10 +377,10 @@ class LandmarkDemo:
     sequences to the edited landmarks, reenacted faces and identity similarities. `set(...)` and `update()` are
     synchronous; in JupyterLab the object displays as sliders and a live figure."""
     def __init__(self, source="synthetic:0", lsg="auto", reenactor=None, identity="auto", size: int = 128,
-                 device: str = "auto", debounce: float = 0.08, settle: float = 0.6, seed: int = 0):
+                 device: str = "auto", debounce: float = 0.08, settle: float = 0.6, seed: int = 0, threads: int = 1):
         if size not in SIZES:
             raise InputError(f"size: the demo draws at {SIZES} pixels, got {size}")
-        self.size, self.seed, self.device = int(size), int(seed), get_device(device)
+        self.size, self.seed, self.device, self.threads = int(size), int(seed), get_device(device), int(threads)
         self.lsg = _load_lsg(lsg, self.device)
         self.reenactor = _load_reenactor(reenactor, self.device)
         self._identity_spec, self._embedder, self.identity_message = identity, None, ""
@@ -466,6 +457,15 @@ class LandmarkDemo:
 
     def update(self, heavy: bool = True) -> dict:
         "Recompute the landmark views (and, with `heavy`, the reenacted faces); returns `outputs`."
+        from reenactbook.lsg import cpu_threads
+        with cpu_threads(self.threads if self.device.type == "cpu" else 0):
+            self._update_landmarks()
+            if heavy and self.reenactor is not None:
+                self._reenact()
+        self._refresh()
+        return self._outputs
+
+    def _update_landmarks(self) -> None:
         from reenactbook.lsg import linear_interpolation
         started = time.perf_counter()
         s, k = self.size, int(self._state["k"])
@@ -489,17 +489,15 @@ class LandmarkDemo:
             "pose": {"source": pose[0], "target": pose[1]},
             "timings": {"landmarks_ms": 1000 * (time.perf_counter() - started)},
         }
-        if heavy and self.reenactor is not None:
-            self._reenact()
-        self._refresh()
-        return self._outputs
 
     def _update_heavy(self) -> None:
         if self._light.pending:  # the landmark views of the last change first
             self._light.cancel()
             self.update(heavy=False)
         if self.reenactor is not None and self._outputs.get("reenacted") is None:
-            self._reenact()
+            from reenactbook.lsg import cpu_threads
+            with cpu_threads(self.threads if self.device.type == "cpu" else 0):
+                self._reenact()
             self._refresh()
 
     def embedder(self):

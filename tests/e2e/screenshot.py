@@ -49,8 +49,6 @@ def main():
                               reenactor_checkpoint=args.reenactor, identity=None if args.identity == "none" else args.identity)
         with jupyter_lab(root, tmp / "jupyter") as (base, token), chromium(tmp / "chromium") as page:
             run_demo(page, base, token, notebook.name, timeout=900)
-            drag_slider(page, "k", -18)
-            wait_settled(page)
             drag_slider(page, "nose_width", 30)
             wait_settled(page)
             drag_slider(page, "yaw", 14)

@@ -29,7 +29,7 @@ def test_demo_notebook_in_jupyterlab(e2e_tools, e2e_results, tmp_path):
             figure.screenshot(path=e2e_results / "before.png")
             before_source, before_readout = figure_source(page), slider_readout(page, "yaw")
 
-            drag_slider(page, "yaw", 70)
+            drag_slider(page, "yaw", 30)
             page.wait_for_function(f"old => document.querySelector('{FIGURE}').src !== old", arg=before_source)
             wait_settled(page)
             figure.screenshot(path=e2e_results / "after.png")
