@@ -10,7 +10,7 @@ PROFILE ?= tiny
 export REENACTBOOK_CACHE ?= $(CURDIR)/.cache
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: install weights reproduce test export-check clean-check nbtest pytest bench constraints e2e
+.PHONY: install weights reproduce test export-check clean-check nbtest pytest bench constraints e2e e2e-deps
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -52,6 +52,14 @@ pytest: install
 # pytest runs last so that its closing line ends the output
 test: export-check clean-check weights nbtest
 	$(MAKE) --no-print-directory pytest
+
+# the browser test of the JupyterLab demo needs Debian's Chromium (never a downloaded browser); CI installs it
+CHROMIUM ?= /usr/bin/chromium
+e2e-deps: install
+	@test -x $(CHROMIUM) || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
+
+e2e: e2e-deps
+	REENACTBOOK_REQUIRE_E2E=1 REENACTBOOK_CHROMIUM=$(CHROMIUM) $(BIN)/python -m pytest tests/e2e -m e2e -p no:cacheprovider
 
 bench: install
 	for b in bench/bench_*.py; do echo "== $$b"; $(BIN)/python $$b; done

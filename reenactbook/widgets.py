@@ -415,6 +415,8 @@ class LandmarkDemo:
                 raise InputError(f"{name}: expected a number in [{low}, {high}], got {value!r}")
             if not low <= value <= high:
                 raise InputError(f"{name}={value}: out of range [{low}, {high}]")
+            if name == "k" and value != int(value):
+                raise InputError(f"k={value}: the sequence length is a whole number of frames")
             return int(value) if name == "k" else float(value)
         if name in CHOICES:
             if value not in CHOICES[name]:

@@ -137,6 +137,8 @@ def test_bad_values_are_refused_with_names(fresh):
         fresh.set(yaw=90.0)
     with pytest.raises(InputError, match="expected a number"):
         fresh.set(eye_size="big")
+    with pytest.raises(InputError, match="whole number"):
+        fresh.set(k=4.5)
     with pytest.raises(InputError, match="choose one of neutral"):
         fresh.set(expression="grin")
     with pytest.raises(InputError, match="synthetic:N"):
