@@ -62,7 +62,7 @@ def _quick_models(folder: Path) -> Path:
 
 
 def test_noisy_refinement_notebook_writes_its_tables_and_figures(tmp_path):
-    papermill = pytest.importorskip("papermill")
+    import papermill
     manifest = _suite_models() or _quick_models(tmp_path)
     results = tmp_path / "05_noisy_refinement"
     papermill.execute_notebook(str(EXPERIMENTS / "05_noisy_refinement.ipynb"), str(tmp_path / "executed.ipynb"),
@@ -79,3 +79,11 @@ def test_noisy_refinement_notebook_writes_its_tables_and_figures(tmp_path):
     assert li[0.0] == pytest.approx(0.0, abs=1e-4)                       # LI keeps clean endpoints exactly
     assert li[2.0] == pytest.approx(2.0 * math.sqrt(math.pi / 2), rel=0.15)  # ... and noisy ones: E|N(0, σ²I₂)| = σ√(π/2)
     assert (results / "figure7_refinement.md").read_text().startswith("| noise σ (px) | noise σ (inter-ocular) | method |")
+
+
+def test_a_notebook_without_trained_models_says_which_notebook_to_run_first(tmp_path):
+    import papermill
+    with pytest.raises(papermill.PapermillExecutionError, match="run experiments/00_train_tiny.ipynb first"):
+        papermill.execute_notebook(str(EXPERIMENTS / "05_noisy_refinement.ipynb"), str(tmp_path / "executed.ipynb"),
+                                   parameters=dict(results_dir=str(tmp_path / "05"), models_manifest=str(tmp_path / "missing.json")),
+                                   kernel_name="python3", cwd=str(EXPERIMENTS), progress_bar=False)
