@@ -368,13 +368,16 @@ class Options:
     def with_overrides(self, overrides: list[str] | dict | None) -> "Options":
         "A new `Options` with dotted overrides applied."
         sections = dict(self._sections)
+        changes: dict[str, dict] = {}
         for key, value in _parse_overrides(overrides).items():
             section, _, name = key.partition(".")
             if section not in sections:
                 raise ConfigError(f"override '{key}': no section '{section}'; sections: {sorted(sections)}")
             if not name:
                 raise ConfigError(f"override '{key}' must look like section.option=value")
-            sections[section] = sections[section].updated({name: value}, where=section)
+            changes.setdefault(section, {})[name] = value
+        for section, values in changes.items():  # one update per section: its checks see all its new values together
+            sections[section] = sections[section].updated(values, where=section)
         return Options(sections)
 
     def save(self, out_dir: str | Path, name: str = "options.json") -> Path:

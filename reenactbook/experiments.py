@@ -5,6 +5,7 @@
 # %% ../nbs/80_experiments.ipynb #c002
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 
@@ -37,6 +38,7 @@ def experiment_notebooks(folder: Path | None = None, only: list[str] | None = No
 def run_experiment(notebook: Path, results_dir: Path, parameters: dict, timeout: int | None = None) -> Path:
     "Execute one experiment notebook with papermill; raise a `ReenactbookError` naming the notebook and cell on failure."
     import papermill
+    results_dir = Path(results_dir).resolve()  # the kernel runs in the notebook's folder: hand it absolute paths
     results_dir.mkdir(parents=True, exist_ok=True)
     executed = results_dir / notebook.name
     try:
@@ -74,14 +76,16 @@ def reproduce(profile: str = "tiny", data_root: str = "", out: str = "results", 
     notebooks = experiment_notebooks(Path(notebooks_dir) if notebooks_dir else None, only)
     if not notebooks:
         raise ReenactbookError(f"no experiment notebooks found in {notebooks_dir or experiments_dir()}")
-    runs = []
+    runs_path = results / "runs.json"
+    earlier = {r["name"]: r for r in (json.loads(runs_path.read_text()) if runs_path.exists() else [])}  # keep other notebooks' runs (--only)
     for nb in notebooks:
         log.info("running %s (profile %s)", nb.name, profile)
         start = time.perf_counter()
-        run_experiment(nb, results / nb.stem, dict(profile=profile, data_root=data_root, device=device, seed=seed))
-        runs.append({"name": nb.stem, "seconds": time.perf_counter() - start})
-        write_json(results / "runs.json", runs)
-    report = _report(results, profile, runs)
+        root = str(Path(data_root).resolve()) if data_root else ""
+        run_experiment(nb, results / nb.stem, dict(profile=profile, data_root=root, device=device, seed=seed))
+        earlier[nb.stem] = {"name": nb.stem, "seconds": time.perf_counter() - start}
+        write_json(runs_path, sorted(earlier.values(), key=lambda r: r["name"]))
+    report = _report(results, profile, sorted(earlier.values(), key=lambda r: r["name"]))
     log.info("report: %s", report)
     return report
 

@@ -30,8 +30,7 @@ __all__ = ['EYE_POINTS', 'LOSS_TERMS', 'LSGConfig', 'check_endpoints', 'interocu
            'LandmarkIdentityClassifier', 'HiddenIdentityClassifier', 'init_shape_prior', 'generate_sequence',
            'cpu_threads', 'LSGTrainer', 'plot_losses', 'lsg_dataset', 'lsg_windows', 'train_lsg',
            'LandmarkSequenceGenerator', 'pretrained_lsg', 'sketch_strip', 'train_lsg_cli', 'lsg_cli', 'IdentityJudge',
-           'train_identity_judge', 'frechet_distance', 'sequence_metrics', 'evaluate_sequences', 'markdown_table',
-           'plot_evaluation']
+           'train_identity_judge', 'frechet_distance', 'sequence_metrics', 'evaluate_sequences', 'plot_evaluation']
 
 # %% ../nbs/10_lsg.ipynb #c005
 @config_section("lsg")
@@ -800,14 +799,6 @@ def _evaluate_sequences(generator, dataset, split, k, stride, noise_levels, attr
     table.attrs.update(windows=len(chosen), identities=len(evaluated_identities), split=split, k=k, judge_frames=len(judge_rows),
                        judge_identities=len(names))
     return table
-
-def markdown_table(table, digits: int = 4) -> str:
-    "A pipe-table of a DataFrame (numbers rounded), for reports."
-    header = "| " + " | ".join(map(str, table.columns)) + " |"
-    rule = "|" + "|".join("---" for _ in table.columns) + "|"
-    body = ["| " + " | ".join(f"{v:.{digits}g}" if isinstance(v, (float, np.floating)) else str(v) for v in row) + " |"
-            for row in table.itertuples(index=False)]
-    return "\n".join([header, rule, *body])
 
 def plot_evaluation(table, png_path: str | Path) -> Path:
     "Bars of identity CSIM, NME (in-between and endpoints) and Fréchet distance per condition and method."

@@ -87,3 +87,30 @@ def test_a_notebook_without_trained_models_says_which_notebook_to_run_first(tmp_
         papermill.execute_notebook(str(EXPERIMENTS / "05_noisy_refinement.ipynb"), str(tmp_path / "executed.ipynb"),
                                    parameters=dict(results_dir=str(tmp_path / "05"), models_manifest=str(tmp_path / "missing.json")),
                                    kernel_name="python3", cwd=str(EXPERIMENTS), progress_bar=False)
+
+
+def _tiny_suite(folder):
+    import nbformat
+    def write(name, body):
+        nb = nbformat.v4.new_notebook()
+        nb.cells = [nbformat.v4.new_code_cell("profile='tiny'; results_dir='.'; data_root=''; device='cpu'; seed=0", metadata={"tags": ["parameters"]}),
+                    nbformat.v4.new_code_cell(body)]
+        nbformat.write(nb, folder / name)
+    folder.mkdir()
+    write("00_setup.ipynb", "from pathlib import Path; Path(results_dir, 'table.md').write_text('| a |\\n|---|\\n| 1 |')")
+    write("01_other.ipynb", "from pathlib import Path; Path(results_dir, 'other.md').write_text('| b |\\n|---|\\n| 2 |')")
+    return folder
+
+
+def test_reproduce_runner_reports_merges_only_runs_and_names_the_failing_cell(tmp_path):
+    from reenactbook.core import ReenactbookError
+    from reenactbook.experiments import reproduce
+    suite = _tiny_suite(tmp_path / "suite")
+    out = tmp_path / "results"
+    report = reproduce(out=str(out), notebooks_dir=str(suite))
+    assert "| 1 |" in report.read_text() and "| 2 |" in report.read_text()
+    report = reproduce(out=str(out), notebooks_dir=str(suite), only=["00_setup"])  # a partial re-run keeps the other sections
+    assert "| 2 |" in report.read_text()
+    (suite / "02_broken.ipynb").write_text((suite / "01_other.ipynb").read_text().replace("Path(results_dir, 'other.md')", "1/0 or Path('x')"))
+    with pytest.raises(ReenactbookError, match=r"02_broken.ipynb failed in cell \d+: ZeroDivisionError"):
+        reproduce(out=str(out), notebooks_dir=str(suite))
