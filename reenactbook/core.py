@@ -29,8 +29,8 @@ __all__ = ['PROFILES', 'SECTION_MODULES', 'CHECKPOINT_FORMAT', 'ReenactbookError
            'CheckpointError', 'CheckpointMismatchError', 'WeightsError', 'MissingWeightsError', 'CorruptWeightsError',
            'get_logger', 'progress', 'cache_dir', 'weights_dirs', 'samples_dir', 'get_device', 'amp_dtype', 'autocast',
            'seed_everything', 'rng_state', 'set_rng_state', 'atomic_write', 'write_bytes', 'write_text', 'write_json',
-           'sha256_file', 'config_section', 'ConfigBase', 'RunConfig', 'Options', 'config_sections', 'load_options',
-           'package_versions', 'save_checkpoint', 'Checkpoint', 'load_checkpoint', 'checkpoint_meta',
+           'file_lock', 'sha256_file', 'config_section', 'ConfigBase', 'RunConfig', 'Options', 'config_sections',
+           'load_options', 'package_versions', 'save_checkpoint', 'Checkpoint', 'load_checkpoint', 'checkpoint_meta',
            'load_module_state', 'torch_load', 'environment_info']
 
 # %% ../nbs/00_core.ipynb #c005
@@ -214,6 +214,22 @@ def _json_default(o):
 def write_json(path: str | Path, obj: Any, indent: int = 2) -> Path:
     "Atomically write `obj` as JSON (paths, numpy and torch values converted)."
     return write_text(path, json.dumps(obj, indent=indent, default=_json_default) + "\n")
+
+@contextlib.contextmanager
+def file_lock(path: str | Path):
+    "An exclusive advisory lock on the file `path` (POSIX `flock`; elsewhere no lock): one process at a time fills a shared cache entry."
+    try:
+        import fcntl
+    except ImportError:
+        yield
+        return
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
     "The sha256 hex digest of a file, read in chunks."

@@ -20,7 +20,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .core import (CheckpointError, ConfigBase, ConfigError, DataError, InputError, Options, autocast, cache_dir,
+from .core import (file_lock, CheckpointError, ConfigBase, ConfigError, DataError, InputError, Options, autocast, cache_dir,
                               config_section, get_device, get_logger, load_checkpoint, load_module_state, load_options,
                               progress, rng_state, save_checkpoint, seed_everything, set_rng_state, write_json, write_text)
 
@@ -593,8 +593,10 @@ def pretrained_lsg(profile: str = "tiny", overrides: list[str] | dict | None = N
     folder = cache_dir("models", f"lsg-{profile}-{_options_key(options)}")
     checkpoint = folder / "lsg.safetensors"
     if _checkpoint_step(checkpoint) < options.lsg.steps:
-        get_logger(__name__).info("no cached %s LSG with these options; training one into %s", profile, folder)
-        train_lsg(options, folder, resume=True)
+        with file_lock(folder.with_name(folder.name + ".lock")):  # one process trains a cache entry; the others then load it
+            if _checkpoint_step(checkpoint) < options.lsg.steps:
+                get_logger(__name__).info("no cached %s LSG with these options; training one into %s", profile, folder)
+                train_lsg(options, folder, resume=True)
     return LandmarkSequenceGenerator.from_checkpoint(checkpoint, device)
 
 # %% ../nbs/10_lsg.ipynb #c029

@@ -24,7 +24,7 @@ import cv2
 import numpy as np
 from fastcore.script import Param
 
-from .core import (ConfigBase, ConfigError, DataError, InputError, cache_dir, config_section, get_logger,
+from .core import (file_lock, ConfigBase, ConfigError, DataError, InputError, cache_dir, config_section, get_logger,
                               load_options, progress, write_bytes, write_json)
 from .dataset import DatasetWriter, FaceDataset
 from .landmarks import (LAYOUT_68, MEAN_FACE_3D, TEMPLATE_68, WFLW98_TO_68, alignment_matrix,
@@ -931,21 +931,6 @@ def synthesize(out_dir: str | Path, identities: int | None = None, videos: int |
     return dataset
 
 # %% ../nbs/03_synthetic.ipynb #c034
-@contextlib.contextmanager
-def _file_lock(path: Path):
-    "An exclusive advisory lock on `path` (POSIX; elsewhere no lock)."
-    try:
-        import fcntl
-    except ImportError:
-        yield
-        return
-    with open(path, "w") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
-
 def cached_dataset(config: SynthConfig, show_progress: bool = False) -> FaceDataset:
     "The dataset of `config`, generated once under `core.cache_dir('synthetic')` and reused."
     config = config.validate()
@@ -953,7 +938,7 @@ def cached_dataset(config: SynthConfig, show_progress: bool = False) -> FaceData
     name = f"{config.identities}x{config.videos}x{config.frames}-{config.size}px-{digest}"
     root = cache_dir("synthetic") / name
     if not (root / "dataset.json").exists():
-        with _file_lock(root.with_name(name + ".lock")):
+        with file_lock(root.with_name(name + ".lock")):
             if not (root / "dataset.json").exists():
                 get_logger(__name__).info("synth: making %s once (cached in %s)", name, root.parent)
                 partial = root.with_name(name + ".partial")
