@@ -17,7 +17,8 @@ import torch
 from reenactbook.core import MissingWeightsError, WeightsError, get_device
 from reenactbook.reenactor import count_parameters
 from reenactbook.synthetic import tiny_dataset
-from reenactbook.train import ReenactorTrainer, step_flops, training_options
+from reenactbook.core import load_options
+from reenactbook.train import ReenactorTrainer, step_flops
 
 
 def batches(trainer: ReenactorTrainer, count: int) -> list[list[dict]]:
@@ -31,7 +32,7 @@ def batches(trainer: ReenactorTrainer, count: int) -> list[list[dict]]:
 
 
 def measure(name: str, overrides: list[str], steps: int, device: torch.device, dataset) -> None:
-    options = training_options("paper" if name.startswith("paper") else "tiny", [*overrides, f"run.device={device}"])
+    options = load_options("paper" if name.startswith("paper") else "tiny", [*overrides, f"run.device={device}"])
     try:
         trainer = ReenactorTrainer(options, dataset)
     except (MissingWeightsError, WeightsError) as e:

@@ -29,11 +29,11 @@ from .core import (CheckpointError, ConfigBase, ConfigError, DataError, MissingW
                               write_text)
 
 # %% auto #0
-__all__ = ['PROFILE_TRAINING_OPTIONS', 'CHECKPOINT_KIND', 'RUN_FILES', 'TrainConfig', 'training_options', 'learning_rate_factor',
-           'LinearDecay', 'make_scheduler', 'set_progress', 'make_ema', 'Processes', 'start_processes',
-           'stop_processes', 'checkpoint_folder', 'list_checkpoints', 'latest_checkpoint', 'write_checkpoint',
-           'TrainingLog', 'truncate_log', 'evaluation_pairs', 'evaluate_reenactor', 'sample_grid', 'training_dataset',
-           'ReenactorTrainer', 'train_reenactor', 'train_cli', 'step_flops']
+__all__ = ['CHECKPOINT_KIND', 'RUN_FILES', 'TrainConfig', 'learning_rate_factor', 'LinearDecay', 'make_scheduler', 'set_progress',
+           'make_ema', 'Processes', 'start_processes', 'stop_processes', 'checkpoint_folder', 'list_checkpoints',
+           'latest_checkpoint', 'write_checkpoint', 'TrainingLog', 'truncate_log', 'evaluation_pairs',
+           'evaluate_reenactor', 'sample_grid', 'training_dataset', 'ReenactorTrainer', 'train_reenactor', 'train_cli',
+           'step_flops']
 
 # %% ../nbs/22_train.ipynb #c006
 @config_section("train")
@@ -82,33 +82,6 @@ class TrainConfig(ConfigBase):
             raise ConfigError(f"train.ema_decay={self.ema_decay} must be in [0, 1) (0 switches the EMA off)")
         if min(self.lr_generator, self.lr_discriminator) <= 0 or not (0 <= self.beta1 < 1 and 0 <= self.beta2 < 1):
             raise ConfigError("train.lr_generator and train.lr_discriminator must be > 0 and train.beta1, train.beta2 in [0, 1)")
-
-# %% ../nbs/22_train.ipynb #c008
-PROFILE_TRAINING_OPTIONS: dict[str, dict[str, Any]] = {
-    "tiny": {"losses.terms": ["adversarial", "feature_matching", "mask"]},
-    "sample": {},
-    "paper": {},
-}
-
-def _override_dict(overrides: list[str] | dict | None) -> dict:
-    "`section.option=value` strings (or a dict) as a dict."
-    if not overrides:
-        return {}
-    if isinstance(overrides, dict):
-        return dict(overrides)
-    pairs = [item.partition("=") for item in overrides]
-    bad = [item for item, (_, sep, _) in zip(overrides, pairs) if not sep]
-    if bad:
-        raise ConfigError(f"override {bad[0]!r} must look like section.option=value")
-    return {key.strip(): value.strip() for key, _, value in pairs}
-
-def training_options(profile: str = "tiny", overrides: list[str] | dict | None = None) -> Options:
-    "The options of a reenactor training: `load_options(profile)`, then the profile's `PROFILE_TRAINING_OPTIONS`, then `overrides`."
-    given = _override_dict(overrides)
-    defaults = dict(PROFILE_TRAINING_OPTIONS.get(profile, {}))
-    if any(key in given for key in ("losses.preset", "losses.terms")):  # an explicit loss set wins over the profile's
-        defaults = {k: v for k, v in defaults.items() if k not in ("losses.preset", "losses.terms")}
-    return load_options(profile, {**defaults, **given})
 
 # %% ../nbs/22_train.ipynb #c011
 def learning_rate_factor(progress: float, epochs: float, decay_start: float) -> float:
@@ -788,7 +761,7 @@ def train_cli(profile: str = "tiny",  # options profile: tiny | sample | paper
               overwrite: bool = False,  # start over, deleting an earlier run in OUT
               ):
     "Train the face reenactor (G and D); writes checkpoints, logs, sample grids, metrics.json and reenactor.safetensors."
-    options = training_options(profile, overrides)
+    options = load_options(profile, overrides)
     if out is None:
         out = options.run.out_dir if options.run.out_dir != "runs/default" else f"runs/reenactor-{profile}"
     started = time.time()

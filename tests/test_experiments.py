@@ -48,10 +48,11 @@ def _suite_models() -> Path | None:
 def _quick_models(folder: Path) -> Path:
     "A minute-free stand-in for 00_train_tiny: a tiny LSG (cached) and a one-step reenactor; they test the notebook, not the models."
     from reenactbook.lsg import pretrained_lsg
-    from reenactbook.train import train_reenactor, training_options
+    from reenactbook.core import load_options
+    from reenactbook.train import train_reenactor
     lsg = pretrained_lsg("tiny", {"lsg.steps": 20, "lsg.hidden": 16, "lsg.head_hidden": 32, "lsg.batch_size": 16,
                                   "lsg.checkpoint_every": 20, "lsg.log_every": 10}, device="cpu")
-    options = training_options("tiny", {"reenactor.ngf": 4, "reenactor.ndf": 4, "reenactor.n_blocks": 1, "train.batch_size": 2,
+    options = load_options("tiny", {"reenactor.ngf": 4, "reenactor.ndf": 4, "reenactor.n_blocks": 1, "train.batch_size": 2,
                                         "train.max_steps": 1, "train.tensorboard": False, "train.eval_pairs": 1, "train.sample_pairs": 1,
                                         "train.cpu_threads": 1, "losses.terms": ["adversarial"], "views.pairs_per_identity": 1,
                                         "views.sketch_layout": "68", "run.device": "cpu"})

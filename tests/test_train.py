@@ -14,12 +14,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from reenactbook.core import CheckpointError, CheckpointMismatchError, ConfigError, DataError, load_checkpoint
+from reenactbook.core import CheckpointError, CheckpointMismatchError, ConfigError, DataError, load_checkpoint, load_options
 from reenactbook.losses import LOSS_PRESETS
 from reenactbook.reenactor import Reenactor
 from reenactbook.synthetic import tiny_dataset
 from reenactbook.train import (ReenactorTrainer, TrainingLog, learning_rate_factor, list_checkpoints, make_ema,
-                               make_scheduler, set_progress, train_reenactor, training_options, truncate_log)
+                               make_scheduler, set_progress, train_reenactor, truncate_log)
 
 SMALL = ["reenactor.image_size=32", "reenactor.ngf=8", "reenactor.ndf=8", "reenactor.n_blocks=1", "reenactor.n_layers_d=2",
          "train.batch_size=2", "train.log_every=1", "train.sample_pairs=2", "train.tensorboard=false", "train.cpu_threads=1",
@@ -28,7 +28,7 @@ LOSS_COLUMNS = ["g_adversarial", "g_feature_matching", "g_mask", "g_total", "d_r
 
 
 def small_options(*extra):
-    return training_options("tiny", [*SMALL, *extra])
+    return load_options("tiny", [*SMALL, *extra])
 
 
 @pytest.fixture(scope="module")
@@ -212,6 +212,7 @@ def test_log_drops_rows_after_the_checkpoint(tmp_path):
 SCRIPT = """
 import os, signal, sys
 import reenactbook.train as train
+from reenactbook.core import load_options
 kill_at = int(os.environ.get("KILL_AT", "0"))
 write_checkpoint = train.write_checkpoint
 def write_then_maybe_die(out_dir, step, *args, **kwargs):
@@ -221,7 +222,7 @@ def write_then_maybe_die(out_dir, step, *args, **kwargs):
     return path
 train.write_checkpoint = write_then_maybe_die
 out, resume, overrides = sys.argv[1], sys.argv[2] == "resume", sys.argv[3:]
-train.train_reenactor(train.training_options("tiny", overrides), out, resume=resume, evaluate=False, show_progress=False)
+train.train_reenactor(load_options("tiny", overrides), out, resume=resume, evaluate=False, show_progress=False)
 """
 
 
@@ -235,7 +236,7 @@ def test_killed_and_resumed_run_matches_an_uninterrupted_one(tmp_path, dataset):
     script.write_text(SCRIPT)
     overrides = [*SMALL, "train.max_steps=6", "train.checkpoint_every=3", "train.ema_decay=0.9"]
     straight = tmp_path / "straight"
-    run(training_options("tiny", overrides), straight, dataset)
+    run(load_options("tiny", overrides), straight, dataset)
 
     interrupted = tmp_path / "interrupted"
     killed = python(script, str(interrupted), "new", *overrides, env={"KILL_AT": "3"})
@@ -275,7 +276,7 @@ def test_two_process_ddp_equals_one_process_with_the_double_batch(tmp_path, data
     assert done.returncode == 0, done.stderr[-3000:]
     assert "2 process(es) x batch 2" in done.stderr
     single = tmp_path / "single"
-    run(training_options("tiny", [*overrides, "train.batch_size=4"]), single, dataset)
+    run(load_options("tiny", [*overrides, "train.batch_size=4"]), single, dataset)
 
     log_ddp, log_single = pd.read_csv(ddp / "train_log.csv"), pd.read_csv(single / "train_log.csv")
     assert log_ddp["step"].tolist() == [1, 2]  # rank 0 alone wrote the log
