@@ -307,7 +307,8 @@ def photo_array(image) -> np.ndarray:
         image = photo_tensor(image)[0]
         return (image.detach().clamp(0, 1).permute(1, 2, 0) * 255 + 0.5).byte().cpu().numpy()
     photo_tensor(image)  # validates
-    return image
+    # C order: dlib reads strided arrays (PyAV frames have padded rows) wrongly on a detector's first call
+    return np.ascontiguousarray(image)
 
 def check_batch(images, name: str = "images", square: bool = False) -> torch.Tensor:
     "Validate a float batch [B,3,H,W] in [0,1]."

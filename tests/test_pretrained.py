@@ -366,3 +366,13 @@ def test_backends_give_the_same_answers_on_the_gpu(weights_env, aligned_faces):
         cpu = pt.get_landmark_detector(backend, "cpu").landmarks_aligned(images)
         gpu = pt.get_landmark_detector(backend, "cuda").landmarks_aligned(images.cuda())
         torch.testing.assert_close(gpu.cpu(), cpu, atol=0.5, rtol=0)
+
+
+def test_dlib_reads_strided_frames_on_its_first_call(samples_root):
+    "PyAV frames have padded rows (not C-contiguous); dlib misread them on a fresh detector's first call until photo_array made them C order."
+    frame = _first_frame(samples_root)
+    strided = np.zeros((frame.shape[0], frame.shape[1] + 16, 3), np.uint8)[:, :frame.shape[1]]
+    strided[:] = frame
+    assert not strided.flags["C_CONTIGUOUS"]
+    detections = pt.DlibDetector("cpu")([strided, strided])  # a fresh detector, not the cached one
+    assert [len(b) for b in detections.boxes] == [1, 1]
