@@ -29,9 +29,9 @@ __all__ = ['PROFILES', 'SECTION_MODULES', 'CHECKPOINT_FORMAT', 'ReenactbookError
            'CheckpointError', 'CheckpointMismatchError', 'WeightsError', 'MissingWeightsError', 'CorruptWeightsError',
            'get_logger', 'progress', 'cache_dir', 'weights_dirs', 'samples_dir', 'get_device', 'amp_dtype', 'autocast',
            'seed_everything', 'rng_state', 'set_rng_state', 'atomic_write', 'write_bytes', 'write_text', 'write_json',
-           'file_lock', 'sha256_file', 'config_section', 'ConfigBase', 'RunConfig', 'Options', 'config_sections',
-           'load_options', 'package_versions', 'save_checkpoint', 'Checkpoint', 'load_checkpoint', 'checkpoint_meta',
-           'load_module_state', 'torch_load', 'environment_info']
+           'file_lock', 'read_json', 'sha256_file', 'config_section', 'ConfigBase', 'RunConfig', 'Options',
+           'config_sections', 'load_options', 'package_versions', 'save_checkpoint', 'Checkpoint', 'load_checkpoint',
+           'checkpoint_meta', 'load_module_state', 'torch_load', 'environment_info']
 
 # %% ../nbs/00_core.ipynb #c005
 class ReenactbookError(Exception):
@@ -231,6 +231,16 @@ def file_lock(path: str | Path):
         finally:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
+def read_json(path: str | Path, what: str = "JSON file", missing: type = DataError, invalid: type | None = None) -> Any:
+    "Parse the JSON file `path`; a missing file raises `missing`, malformed JSON `invalid` (default: `missing`), each naming the file."
+    path = Path(path)
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        raise missing(f"{path}: no such {what}") from None
+    except json.JSONDecodeError as e:
+        raise (invalid or missing)(f"{path}: not a valid {what} ({e})") from None
+
 def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
     "The sha256 hex digest of a file, read in chunks."
     h = hashlib.sha256()
@@ -406,12 +416,7 @@ class Options:
         path = Path(path)
         if path.is_dir():
             path = path / "options.json"
-        try:
-            data = json.loads(path.read_text())
-        except FileNotFoundError:
-            raise ConfigError(f"{path}: no options file here") from None
-        except json.JSONDecodeError as e:
-            raise ConfigError(f"{path}: not valid JSON ({e})") from None
+        data = read_json(path, "options file", ConfigError)
         _import_sections()
         sections = {}
         for name, cls_ in _SECTIONS.items():
@@ -580,15 +585,18 @@ def load_module_state(module: torch.nn.Module, state_dict: dict, source: str | P
     module.load_state_dict(state_dict)
     return module
 
-def torch_load(path: str | Path, map_location: str = "cpu") -> Any:
-    "Read a third-party `.pt`/`.pth` file safely (`weights_only=True`: no code in the file is run)."
+def torch_load(path: str | Path, map_location: str = "cpu", state_dict: bool = False) -> Any:
+    "Read a third-party `.pt`/`.pth` file safely (`weights_only=True`: no code in the file is run); `state_dict=True` also checks it is one."
     path = Path(path)
     try:
-        return torch.load(path, map_location=map_location, weights_only=True)
+        data = torch.load(path, map_location=map_location, weights_only=True)
     except FileNotFoundError:
         raise MissingWeightsError(f"{path}: file not found") from None
     except Exception as e:  # unpickling refusals and corrupt archives
         raise WeightsError(f"{path}: cannot be read safely with torch.load(weights_only=True): {e}") from None
+    if state_dict and not isinstance(data, dict):
+        raise CorruptWeightsError(f"{path}: expected a state_dict, found a {type(data).__name__}")
+    return data
 
 # %% ../nbs/00_core.ipynb #c029
 def environment_info() -> dict:

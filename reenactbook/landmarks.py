@@ -15,7 +15,7 @@ import cv2
 import numpy as np
 import torch
 
-from .core import ConfigBase, DataError, InputError, config_section, get_logger, write_text
+from .core import ConfigBase, DataError, InputError, config_section, get_logger, read_json, write_text
 
 # %% auto #0
 __all__ = ['LAYOUT_68', 'LAYOUT_98', 'LAYOUTS', 'WFLW98_TO_68', 'MEAN_FACE_3D', 'MEAN_FACE_3D_98', 'TEMPLATE_68', 'PART_COLOURS',
@@ -154,12 +154,7 @@ def _json_value(value):
 def read_coco_keypoints(json_path: str | Path) -> list[dict]:
     "Faces from a COCO-style keypoint JSON: dicts with `image` (Path, beside the JSON), `landmarks` [P, 2] float32, `visible` [P] bool, `bbox`, `id`."
     json_path = Path(json_path)
-    try:
-        data = json.loads(json_path.read_text())
-    except FileNotFoundError:
-        raise DataError(f"{json_path}: no such COCO keypoint file") from None
-    except json.JSONDecodeError as e:
-        raise DataError(f"{json_path}: not valid JSON ({e})") from None
+    data = read_json(json_path, "COCO keypoint file", DataError)
     if not isinstance(data, dict) or "annotations" not in data or "images" not in data:
         raise DataError(f"{json_path}: not a COCO keypoint file (needs 'images' and 'annotations')")
     images = {int(_json_value(im["id"])): im["file_name"] for im in data["images"]}

@@ -231,13 +231,16 @@ def lpips(generated, reference, network=None) -> torch.Tensor:
     return distance.float().reshape(generated.shape[0])
 
 # %% ../nbs/30_metrics.ipynb #c018
+def _inference(kind: str, network, images: torch.Tensor, amp: bool, method: str | None = None):
+    "`network` (default: the `kind` network `auto` picks) on `images`, on its device, without gradients, under autocast when `amp`."
+    network = network if network is not None else default_network(kind, "auto", str(images.device))
+    device = _device_of(network, images.device)
+    with torch.inference_mode(), autocast(device, amp):
+        return (getattr(network, method) if method else network)(images.to(device))
+
 def identity_embeddings(images, embedder=None, amp: bool = True) -> torch.Tensor:
     "Unit identity embeddings `[B,D]` (float32) of aligned face images."
-    images = as_image_batch(images)
-    embedder = embedder if embedder is not None else default_network("identity", "auto", str(images.device))
-    device = _device_of(embedder, images.device)
-    with torch.inference_mode(), autocast(device, amp):
-        embeddings = embedder(images.to(device))
+    embeddings = _inference("identity", embedder, as_image_batch(images), amp)
     return F.normalize(embeddings.float(), dim=-1)
 
 def csim(generated, reference, embedder=None) -> torch.Tensor:
@@ -253,11 +256,7 @@ def aed(generated, reference, embedder=None) -> torch.Tensor:
 def face_landmarks(images, detector=None, amp: bool = True) -> torch.Tensor:
     "68 landmarks `[B,68,2]` (float32 pixels of `images`) from the landmark detector."
     images = as_image_batch(images)
-    detector = detector if detector is not None else default_network("landmarks", "auto", str(images.device))
-    device = _device_of(detector, images.device)
-    with torch.inference_mode(), autocast(device, amp):
-        points = detector.landmarks_aligned(images.to(device))
-    points = torch.as_tensor(points).float()
+    points = torch.as_tensor(_inference("landmarks", detector, images, amp, "landmarks_aligned")).float()
     if points.ndim != 3 or points.shape[0] != images.shape[0] or points.shape[-1] != 2:
         raise InputError(f"the landmark detector returned shape {tuple(points.shape)}, expected [{images.shape[0]}, P, 2]")
     return points
@@ -313,11 +312,7 @@ def frechet_distance(generated: FeatureStatistics, reference: FeatureStatistics)
 def fid_features(images, features=None, amp: bool = False) -> torch.Tensor:
     "Inception pool3 features `[B, 2048]` (float32) of a batch; bf16 autocast only when `amp` (off by default, to match pytorch-fid)."
     images = as_image_batch(images)
-    features = features if features is not None else default_network("fid", "auto", str(images.device))
-    device = _device_of(features, images.device)
-    with torch.inference_mode(), autocast(device, amp):
-        out = features(images.to(device))
-    return out.float().reshape(images.shape[0], -1)
+    return _inference("fid", features, images, amp).float().reshape(images.shape[0], -1)
 
 # %% ../nbs/30_metrics.ipynb #c025
 PIXEL_BACKENDS = {

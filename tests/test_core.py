@@ -127,3 +127,25 @@ def test_seeding_is_reproducible():
     after = draw()
     set_rng_state(state)
     assert draw() == after
+
+
+def test_read_json_names_the_file_and_uses_the_callers_errors(tmp_path):
+    from reenactbook.core import CorruptWeightsError, MissingWeightsError, read_json
+    with pytest.raises(MissingWeightsError, match=r"nothing\.json: no such weights manifest"):
+        read_json(tmp_path / "nothing.json", "weights manifest", MissingWeightsError, CorruptWeightsError)
+    (tmp_path / "bad.json").write_text("{not json")
+    with pytest.raises(CorruptWeightsError, match=r"bad\.json: not a valid weights manifest"):
+        read_json(tmp_path / "bad.json", "weights manifest", MissingWeightsError, CorruptWeightsError)
+    with pytest.raises(ConfigError, match="not a valid options file"):
+        read_json(tmp_path / "bad.json", "options file", ConfigError)
+    (tmp_path / "good.json").write_text('{"a": [1, 2]}')
+    assert read_json(tmp_path / "good.json") == {"a": [1, 2]}
+
+
+def test_torch_load_state_dict_refuses_other_objects(tmp_path):
+    from reenactbook.core import CorruptWeightsError
+    torch.save([torch.zeros(2)], tmp_path / "list.pt")
+    with pytest.raises(CorruptWeightsError, match="expected a state_dict, found a list"):
+        torch_load(tmp_path / "list.pt", state_dict=True)
+    torch.save({"w": torch.ones(2)}, tmp_path / "sd.pt")
+    assert torch.equal(torch_load(tmp_path / "sd.pt", state_dict=True)["w"], torch.ones(2))

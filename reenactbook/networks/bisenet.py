@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..core import CheckpointMismatchError, CorruptWeightsError, load_module_state, torch_load
+from ..core import CheckpointMismatchError, load_module_state, torch_load
 
 # %% auto #0
 __all__ = ['BISENET_CLASSES', 'IMAGENET_MEAN', 'IMAGENET_STD', 'BasicBlock', 'ResNet18Features', 'ConvBNReLU',
@@ -156,9 +156,7 @@ def load_bisenet(path: str | Path,  # face-parsing.PyTorch's checkpoint (79999_i
                  device: str | torch.device = "cpu",
                 ) -> BiSeNet:
     "BiSeNet with a face-parsing.PyTorch checkpoint, frozen, in eval mode (a `module.` prefix from DataParallel is removed)."
-    state = torch_load(path)
-    if not isinstance(state, dict):
-        raise CorruptWeightsError(f"{path}: expected a state_dict, found a {type(state).__name__}")
+    state = torch_load(path, state_dict=True)
     state = {k.removeprefix("module."): v for k, v in state.items()}
     model = load_module_state(BiSeNet(), state, source=path)
     return model.to(device).eval().requires_grad_(False)

@@ -18,7 +18,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..core import (CorruptWeightsError, InputError, MissingWeightsError, WeightsError, cache_dir, get_logger,
+from ..core import (CorruptWeightsError, InputError, MissingWeightsError, WeightsError, cache_dir, get_logger, read_json,
                               load_module_state, sha256_file, weights_dirs, write_bytes)
 
 # %% auto #0
@@ -130,12 +130,7 @@ def read_tfjs_weights(manifest: str | Path,  # a `*-weights_manifest.json` next 
                      ) -> dict[str, np.ndarray]:
     "Every tensor of a TensorFlow.js weights manifest, dequantised, as numpy arrays in the tfjs layout."
     manifest = Path(manifest)
-    try:
-        groups = json.loads(manifest.read_text())
-    except FileNotFoundError:
-        raise MissingWeightsError(f"{manifest}: no such weights manifest") from None
-    except json.JSONDecodeError as e:
-        raise CorruptWeightsError(f"{manifest}: not a JSON weights manifest ({e})") from None
+    groups = read_json(manifest, "weights manifest", MissingWeightsError, CorruptWeightsError)
     if isinstance(groups, dict) and "weightsManifest" in groups:  # a model.json holds the manifest under this key
         groups = groups["weightsManifest"]
     tensors = {}

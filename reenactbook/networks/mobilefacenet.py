@@ -10,7 +10,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ..core import CorruptWeightsError, load_module_state, torch_load
+from ..core import load_module_state, torch_load
 
 # %% auto #0
 __all__ = ['MOBILEFACENET_BOTTLENECKS', 'ConvBNReLU6', 'DepthwiseSeparable', 'GlobalDepthwise', 'InvertedResidual',
@@ -95,8 +95,6 @@ def load_mobilefacenet(path: str | Path,  # a MobileFaceNet state_dict (mobilefa
                       device: str | torch.device = "cpu",
                      ) -> MobileFaceNet:
     "MobileFaceNet with its weights, frozen, in eval mode (the file's CUDA tensors are mapped to the CPU first)."
-    state = torch_load(path)
-    if not isinstance(state, dict):
-        raise CorruptWeightsError(f"{path}: expected a state_dict, found a {type(state).__name__}")
+    state = torch_load(path, state_dict=True)
     model = load_module_state(MobileFaceNet(), state, source=path)
     return model.to(device).eval().requires_grad_(False)

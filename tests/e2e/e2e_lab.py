@@ -150,8 +150,17 @@ def run_demo(page, base: str, token: str, notebook: str, timeout: float = 240.0)
         if time.monotonic() > deadline:
             raise TimeoutError("the notebook's kernel did not start")
         time.sleep(0.5)
-    page.locator(".lm-MenuBar-itemLabel", has_text=re.compile(r"^Run$")).click()
-    page.locator(".lm-Menu-itemLabel", has_text=re.compile(r"^Run All Cells$")).click()
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+    started = "() => [...document.querySelectorAll('.jp-Cell .jp-InputPrompt')].some(p => /\\[(\\*|\\d+)\\]/.test(p.textContent))"
+    for attempt in range(3):  # a Run All issued while JupyterLab is still settling can be dropped: issue it again
+        page.locator(".lm-MenuBar-itemLabel", has_text=re.compile(r"^Run$")).click()
+        page.locator(".lm-Menu-itemLabel", has_text=re.compile(r"^Run All Cells$")).click()
+        try:
+            page.wait_for_function(started, timeout=30_000)
+            break
+        except PlaywrightTimeout:
+            if attempt == 2:
+                raise
     page.wait_for_selector(FIGURE + "[src]")
     wait_settled(page, timeout)
 
