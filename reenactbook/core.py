@@ -24,8 +24,11 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 
+from .profiles import PROFILES, profile_changes
+
+
 # %% auto #0
-__all__ = ['PROFILES', 'SECTION_MODULES', 'CHECKPOINT_FORMAT', 'ReenactbookError', 'ConfigError', 'InputError', 'DataError',
+__all__ = ['SECTION_MODULES', 'CHECKPOINT_FORMAT', 'ReenactbookError', 'ConfigError', 'InputError', 'DataError',
            'CheckpointError', 'CheckpointMismatchError', 'WeightsError', 'MissingWeightsError', 'CorruptWeightsError',
            'get_logger', 'progress', 'cache_dir', 'weights_dirs', 'samples_dir', 'get_device', 'amp_dtype', 'autocast',
            'seed_everything', 'rng_state', 'set_rng_state', 'atomic_write', 'write_bytes', 'write_text', 'write_json',
@@ -250,8 +253,6 @@ def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
     return h.hexdigest()
 
 # %% ../nbs/00_core.ipynb #c021
-PROFILES = ("tiny", "sample", "paper")
-
 _SECTIONS: dict[str, type] = {}
 
 # modules whose import registers a config section; loaded lazily by `load_options`
@@ -329,8 +330,12 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
 @dataclass
 class ConfigBase:
     "Base of every config dataclass: dict round trip with type checks and clear errors."
-    profiles: ClassVar[dict[str, dict]] = {}
     section: ClassVar[str] = ""
+
+    @classmethod
+    def profile_changes(cls, profile: str) -> dict:
+        "What `profile` changes in this section: its row of `profiles.PROFILE_CHANGES`."
+        return profile_changes(profile, cls.section)
 
     def to_dict(self) -> dict:
         "Plain, JSON-ready dict of the fields."
@@ -364,7 +369,6 @@ class RunConfig(ConfigBase):
     data_root: str = ""     # prepared dataset root ('' = the profile's default)
     out_dir: str = "runs/default"  # where the run writes outputs, checkpoints and options.json
     num_workers: int = 0    # data-loading worker processes
-    profiles: ClassVar[dict] = {"sample": {"num_workers": 2}, "paper": {"num_workers": 8}}
 
 # %% ../nbs/00_core.ipynb #c022
 class Options:
@@ -462,7 +466,7 @@ def load_options(profile: str = "tiny", overrides: list[str] | dict | None = Non
     sections = {}
     for name, cls in config_sections().items():
         base = cls()
-        changes = dict(cls.profiles.get(profile, {}))
+        changes = cls.profile_changes(profile)
         if name == "run":
             changes["profile"] = profile
         sections[name] = base.updated(changes, where=f"{name} (profile {profile})") if changes else base

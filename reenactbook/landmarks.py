@@ -35,7 +35,6 @@ class LandmarksConfig(ConfigBase):
     aligned_size: int = 256        # side of the aligned face crops (the paper rescales faces to 256x256)
     sketch_thickness: float = 0.0  # sketch stroke width in pixels; 0 = 3.35 px at 256, scaled with the size
     sketch_backend: str = "auto"   # auto (fastest for the device) | opencv | torch
-    profiles: ClassVar[dict] = {"tiny": {"layout": "68", "aligned_size": 64}}
 
 # %% ../nbs/01_landmarks.ipynb #c007
 @dataclass(frozen=True, eq=False)

@@ -54,7 +54,6 @@ class LossConfig(ConfigBase):
     boundary_part: str = "jaw"              # LAYOUT_68 part(s) compared by the boundary loss, comma-separated
     boundary_beta: float = 0.01             # smooth-L1 change point, in units of the image size (quadratic below, linear above)
     boundary_reference: str = "predicted"   # predicted: η(y) as eq. 8 | dataset: the batch's target landmarks
-    profiles: ClassVar[dict] = {"tiny": {"preset": "fast"}}  # perceptual, identity and boundary cost ~1 s of CPU per step each
 
     def __post_init__(self):
         if self.preset not in LOSS_PRESETS:

@@ -53,7 +53,6 @@ class MetricsConfig(ConfigBase):
     image_size: int = 0             # evaluate at this square size (0: as given; generated and reference must then match)
     fid_autocast: bool = False      # bf16 autocast for Inception on GPU (faster, but FID then differs from pytorch-fid's)
     read_threads: int = 4           # threads decoding image files one batch ahead of the networks
-    profiles: ClassVar[dict] = {"sample": {"batch_size": 32}, "paper": {"batch_size": 50}}
 
 def check_metric_names(metrics: Iterable[str] | str | None) -> tuple[str, ...]:
     "Normalise a metric selection (names or a comma-separated string) and refuse unknown names."

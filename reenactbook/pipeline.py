@@ -63,7 +63,6 @@ class PipelineConfig(ConfigBase):
     paste_back: bool = False      # paste the generated face back into the source photo (landmarks.paste_back)
     channels_last: bool = True    # on CUDA: channels_last weights and inputs
     compile: bool = False         # on CUDA: torch.compile the generator (worth it for long videos)
-    profiles: ClassVar[dict] = {"tiny": {"batch_size": 8}, "sample": {"batch_size": 16}, "paper": {"batch_size": 64}}
 
     def check(self) -> "PipelineConfig":
         "Raise `ConfigError` for values that cannot work."

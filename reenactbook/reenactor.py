@@ -41,12 +41,6 @@ class ReenactorConfig(ConfigBase):
     num_d: int = 2                # discriminator scales D_1..D_n of eq. 5 (pix2pixHD --num_D)
     init_std: float = 0.02        # weights ~ normal(0, init_std) (paper: "a normal distribution"; pix2pixHD's 0.02)
     channels_last: bool = False   # on CUDA, run G and D in channels_last memory format (faster with cuDNN and bf16; ignored on the CPU, where it gave no consistent gain)
-    profiles: ClassVar[dict] = {
-        "tiny": {},
-        "sample": {"image_size": 128, "ngf": 32, "n_downsampling": 3, "n_blocks": 6, "ndf": 32},
-        "paper": {"image_size": 256, "ngf": 64, "n_downsampling": 4, "n_blocks": 9, "ndf": 64, "n_layers_d": 3,
-                  "num_d": 2, "channels_last": True},
-    }
 
     def __post_init__(self):
         for name in ("image_size", "ngf", "n_blocks", "ndf", "n_layers_d", "num_d"):

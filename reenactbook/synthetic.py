@@ -808,11 +808,6 @@ class SynthConfig(ConfigBase):
     identity_scale: float = 1.0   # spread of the shape coefficients (0: everyone has the mean face's shape)
     expression_scale: float = 1.0 # strength of the expressions (0: neutral faces that only turn)
     jpeg_quality: int = 95        # JPEG quality of the frames
-    profiles: ClassVar[dict] = {
-        "tiny": {},
-        "sample": {"identities": 48, "videos": 4, "frames": 64, "size": 128},
-        "paper": {"identities": 256, "videos": 8, "frames": 128, "size": 256},
-    }
 
     def validate(self) -> "SynthConfig":
         "Itself, or a `ConfigError` naming the option whose value cannot be generated."
@@ -950,7 +945,7 @@ def cached_dataset(config: SynthConfig, show_progress: bool = False) -> FaceData
 def tiny_dataset(size: int = 64, **changes) -> FaceDataset:
     """The default data of the `tiny` profile: 16 people x 3 videos x 32 frames (12 train, 4 test people) at `size` px,
     with any other `SynthConfig` option `changes`; made on first use (seconds) and cached."""
-    config = SynthConfig().updated({**SynthConfig.profiles["tiny"], "size": size, **changes}, where="synth")
+    config = SynthConfig().updated({**SynthConfig.profile_changes("tiny"), "size": size, **changes}, where="synth")
     return cached_dataset(config)
 
 # %% ../nbs/03_synthetic.ipynb #c037

@@ -61,13 +61,6 @@ class TrainConfig(ConfigBase):
     sample_pairs: int = 6            # held-out pairs drawn in each sample grid
     tensorboard: bool = True         # also log to TensorBoard (OUT/tensorboard)
     cpu_threads: int = 0             # torch CPU threads per process (0: torch's default)
-    profiles: ClassVar[dict] = {
-        "tiny": {"epochs": 18, "batch_size": 8, "checkpoint_every": 50, "log_every": 10,
-                 "sample_every": 50, "eval_pairs": 48, "lr_generator": 1e-3, "lr_discriminator": 1e-3, "cpu_threads": 1},
-        "sample": {"epochs": 30, "batch_size": 8, "checkpoint_every": 250, "log_every": 25, "sample_every": 250},
-        "paper": {"epochs": 45, "batch_size": 4, "ema_decay": 0.999, "checkpoint_every": 2000,
-                  "log_every": 100, "sample_every": 2000, "eval_every": 10000, "eval_pairs": 512},
-    }
 
     def __post_init__(self):
         for name in ("epochs", "batch_size", "accumulate", "checkpoint_every", "keep_checkpoints", "log_every", "sample_every", "sample_pairs"):

@@ -35,11 +35,6 @@ class ViewsConfig(ConfigBase):
     curriculum_every: int = 10              # epochs per curriculum stage ("after every tens of training epochs")
     window_stride: int = 1                  # frame stride inside an LSG window (1 = consecutive frames)
     window_hop: int = 1                     # take every n-th valid window start of a clip
-    profiles: ClassVar[dict] = {
-        "tiny": {"curriculum_every": 2, "curriculum_quantile_step": 0.25},
-        "sample": {"curriculum_every": 5},
-        "paper": {"sketch_layout": "98", "image_size": 256, "curriculum_every": 10},
-    }
 
 # %% ../nbs/06_views.ipynb #c007
 def _example_dataset(root, identities: int = 4, videos: int = 2, clips: int = 1, frames: int = 12, size: int = 64, seed: int = 0) -> FaceDataset:

@@ -600,7 +600,7 @@ class LandmarkDemo:
                                       continuous_update=True, style=style, layout=wide)
         self.controls["expression"] = w.Dropdown(options=CHOICES["expression"], value=self._state["expression"],
                                                  description="expression", style=style, layout=wide)
-        held_out = set(held_out_identities(SynthConfig(**SynthConfig.profiles["tiny"])))
+        held_out = set(held_out_identities(SynthConfig(**SynthConfig.profile_changes("tiny"))))
         options = [(f"synthetic {i}{' (test)' if i in held_out else ''}", f"synthetic:{i}") for i in range(SynthConfig().identities)]
         options += [(f"sample {name}", f"sample:{name}") for name in sample_clips()]
         if self.source.name not in [v for _, v in options]:

@@ -7,9 +7,10 @@ import torch
 
 from reenactbook.core import CheckpointError, InputError, load_checkpoint, load_options, save_checkpoint
 from reenactbook.lsg import (IdentityConsistencyDiscriminator, HiddenIdentityClassifier, LandmarkIdentityClassifier,
-                             LandmarkSequenceGenerator, LandmarkSequenceNet, RealnessDiscriminator, evaluate_sequences,
+                             LandmarkSequenceGenerator, LandmarkSequenceNet, RealnessDiscriminator,
                              generate_sequence, linear_interpolation, lsg_cli, lsg_windows, pretrained_lsg, train_lsg,
                              train_lsg_cli)
+from reenactbook.lsg_eval import evaluate_sequences
 from reenactbook.views import _example_dataset
 
 SMALL = {"lsg.hidden": 16, "lsg.head_hidden": 16, "lsg.batch_size": 8, "lsg.log_every": 2, "lsg.checkpoint_every": 3}
