@@ -108,25 +108,38 @@ def samples_dir(required: bool = False) -> Path | None:
     return path
 
 # %% ../nbs/00_core.ipynb #c011
-def get_device(preference: str | torch.device = "auto") -> torch.device:
-    "Resolve `auto`, `cuda`, `cuda:1`, `mps` or `cpu` into an available `torch.device`."
+def _cuda_device(index: int | None, asked: str) -> torch.device:
+    "An indexed `cuda:N` (the current GPU when `index` is None); `ConfigError` when there is no such GPU."
+    if not torch.cuda.is_available():
+        raise ConfigError(f"device '{asked}' was asked for but CUDA is not available here; use 'auto' or 'cpu'.")
+    index = torch.cuda.current_device() if index is None else int(index)
+    count = torch.cuda.device_count()
+    if not 0 <= index < count:
+        raise ConfigError(f"device '{asked}' needs GPU {index}, but this machine has {count} GPU(s) (cuda:0 .. cuda:{count - 1}); "
+                          "under torchrun start at most one process per GPU (--nproc_per_node)")
+    return torch.device("cuda", index)
+
+def get_device(preference: str | torch.device | None = "auto",
+               index: int | None = None,  # the GPU when `preference` names none (`auto`, `cuda`): e.g. torchrun's LOCAL_RANK
+               ) -> torch.device:
+    "Resolve `auto`, `cuda`, `cuda:1`, `mps` or `cpu` into an available device; CUDA devices always carry an index."
     if isinstance(preference, torch.device):
-        return preference
+        return _cuda_device(preference.index if preference.index is not None else index, str(preference)) \
+            if preference.type == "cuda" else preference
     pref = (preference or "auto").lower()
     if pref == "auto":
         if torch.cuda.is_available():
-            return torch.device("cuda")
+            return _cuda_device(index, pref)
         if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
             return torch.device("mps")
         return torch.device("cpu")
-    if pref.startswith("cuda") and not torch.cuda.is_available():
-        raise ConfigError(f"device '{preference}' was asked for but CUDA is not available here; use 'auto' or 'cpu'.")
     if pref == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
         raise ConfigError("device 'mps' was asked for but MPS is not available here; use 'auto' or 'cpu'.")
     try:
-        return torch.device(pref)
+        device = torch.device(pref)
     except RuntimeError as e:
         raise ConfigError(f"unknown device '{preference}': use auto, cpu, cuda, cuda:N or mps") from e
+    return _cuda_device(device.index if device.index is not None else index, pref) if device.type == "cuda" else device
 
 def amp_dtype(device: torch.device | str, enabled: bool = True) -> torch.dtype | None:
     "The autocast dtype for `device`: bf16 on CUDA with bf16 support, else `None` (no autocast)."

@@ -9,7 +9,9 @@ import contextlib
 import json
 import os
 import shutil
+import socket
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,7 +22,8 @@ from PIL import Image
 from .core import DataError, InputError, atomic_write, get_logger, write_json
 
 # %% auto #0
-__all__ = ['DATASET_FORMAT', 'INDEX_COLUMNS', 'LAYOUT_POINTS', 'frame_relpath', 'ShardWriter', 'DatasetWriter', 'FaceDataset']
+__all__ = ['DATASET_FORMAT', 'INDEX_COLUMNS', 'LAYOUT_POINTS', 'LOCK_FILE', 'frame_relpath', 'ShardWriter', 'DatasetWriter',
+           'writer_lock', 'FaceDataset']
 
 # %% ../nbs/02_dataset.ipynb #c005
 DATASET_FORMAT = "reenactbook-dataset/1"
@@ -150,11 +153,15 @@ class DatasetWriter:
         "Whether the shard `key` was committed by an earlier (possibly interrupted) run."
         return (self.root / "shards" / _safe_key(key) / "index.parquet").exists()
 
+    before_commit = None  # a callable run just before each shard is committed (a worker checks there that its run is still alive)
+
     @contextlib.contextmanager
     def shard(self, key: str):
         "Context manager yielding a `ShardWriter`; the shard is committed only if the block finishes."
         writer = ShardWriter(self.root, key, self.jpeg_quality)
         yield writer
+        if self.before_commit is not None:
+            self.before_commit()
         writer._commit(self.root / "shards" / _safe_key(key))
 
     def skip(self, item: str, reason: str, **details) -> None:
@@ -176,7 +183,7 @@ class DatasetWriter:
                 raise DataError(f"{self.root}: a shard lacks layout {layout} landmarks; delete the shards and re-run")
             with atomic_write(self.root / f"landmarks{layout}.npy") as f:
                 np.save(f, np.concatenate(arrays).astype(np.float32))
-        extra_names = sorted({p.stem for d in shard_dirs for p in (d / "extras").glob("*.npy")})
+        extra_names = _common_extras(self.root, shard_dirs, tables)
         for name in extra_names:
             (self.root / "extras").mkdir(exist_ok=True)
             with atomic_write(self.root / "extras" / f"{name}.npy") as f:
@@ -193,10 +200,57 @@ class DatasetWriter:
             "extras": extra_names, **(extra_meta or {})})
         return FaceDataset(self.root)
 
+def _common_extras(root: Path, shard_dirs: list[Path], tables: list[pd.DataFrame]) -> list[str]:
+    "The extras every shard with frames has; one that only some have (shards of an older version, resumed) is left out, with a warning."
+    full = [d for d, t in zip(shard_dirs, tables) if len(t)]
+    names = sorted({p.stem for d in full for p in (d / "extras").glob("*.npy")})
+    common = [n for n in names if all((d / "extras" / f"{n}.npy").exists() for d in full)]
+    for name in sorted(set(names) - set(common)):
+        missing = sum(not (d / "extras" / f"{name}.npy").exists() for d in full)
+        get_logger(__name__).warning("%s: extra '%s' is missing in %d of %d shards (written by another version?); left out of the dataset",
+                                     root, name, missing, len(full))
+    return common
+
 def _safe_key(key: str) -> str:
     return "".join(c if c.isalnum() or c in "-_." else "_" for c in str(key))
 
 # %% ../nbs/02_dataset.ipynb #c009
+LOCK_FILE = ".lock"
+
+@contextlib.contextmanager
+def writer_lock(root: str | Path,  # the dataset root (created when missing)
+                command: str = "prep",  # what holds it, for the message a second run gets
+               ):
+    "Hold the dataset root `root` for one writing run; a second run while it is held gets a `DataError` naming the first."
+    try:
+        import fcntl
+    except ImportError:  # no flock (Windows): no lock
+        yield
+        return
+    root = Path(root)
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        handle = open(root / LOCK_FILE, "a+")
+    except OSError as e:
+        raise DataError(f"{root}: cannot write the dataset here ({e.strerror}). Choose a writable folder with free space.") from None
+    with handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            handle.seek(0)
+            holder = handle.read().strip() or "another run"
+            raise DataError(f"{root} is being written by {holder}; wait until it finishes (a re-run then only resumes), "
+                            "or choose another folder.") from None
+        handle.seek(0); handle.truncate()
+        handle.write(f"`reenactbook {command}` (pid {os.getpid()} on {socket.gethostname()}, since {time.strftime('%Y-%m-%d %H:%M:%S')})")
+        handle.flush()
+        try:
+            yield
+        finally:
+            handle.seek(0); handle.truncate()
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+# %% ../nbs/02_dataset.ipynb #c012
 class FaceDataset:
     "A prepared dataset root: `index` (DataFrame), `landmarks(layout)` (memory-mapped), `image(i)`."
     def __init__(self, root: str | Path):

@@ -9,10 +9,12 @@ import json
 import time
 from pathlib import Path
 
-from .core import ConfigError, ReenactbookError, get_logger, write_json, write_text, PROFILES
+from .core import ConfigError, DataError, ReenactbookError, get_logger, write_json, write_text, PROFILES
 
 # %% auto #0
-__all__ = ['experiments_dir', 'experiment_notebooks', 'run_experiment', 'reproduce', 'reproduce_cli']
+__all__ = ['GPU_TIERS', 'REENACTOR_TRAININGS', 'SCALE_HEADLINES', 'TABLE_HEADLINES', 'experiments_dir', 'experiment_notebooks',
+           'training_images', 'step_gflops_per_image', 'tier_estimate', 'check_tier_device', 'load_size', 'tier_data',
+           'run_experiment', 'identity_network_note', 'reproduce', 'reproduce_cli']
 
 # %% ../nbs/80_experiments.ipynb #c004
 def experiments_dir() -> Path:
@@ -35,6 +37,84 @@ def experiment_notebooks(folder: Path | None = None, only: list[str] | None = No
     return notebooks
 
 # %% ../nbs/80_experiments.ipynb #c006
+GPU_TIERS = ("sample", "paper")   # profiles that are GPU jobs
+REENACTOR_TRAININGS = 5           # full, vanilla, +identity, +mask, no_curriculum (00_train_tiny)
+
+def training_images(options, identities: int) -> int:
+    "Images one reenactor training of `options` on `identities` training identities sees (all admitted every epoch: an upper bound)."
+    per_step = options.train.batch_size * options.train.accumulate
+    epochs = options.train.epochs * (options.views.pairs_per_identity * identities // per_step) * per_step
+    return min(epochs, options.train.max_steps * per_step) if options.train.max_steps else epochs
+
+def step_gflops_per_image(options) -> float:
+    "GFLOPs of one training image: about 4 forward passes of G and D at the profile's size (counted on the meta device)."
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+    from reenactbook.reenactor import Reenactor
+    size = options.reenactor.image_size
+    with torch.device("meta"):
+        model = Reenactor(options.reenactor)
+        counter = FlopCounterMode(display=False)
+        with counter:
+            model.discriminator(torch.zeros(1, 6, size, size), model.generator(torch.zeros(1, 6, size, size)))
+    return 4 * counter.get_total_flops() / 1e9
+
+def tier_estimate(profile: str,
+                  overrides: dict | None = None,  # option overrides of the run
+                  identities: int = 12,           # training identities of the data
+                  cpu_gflops: float | None = None,  # sustained GFLOP/s of this CPU (default: 15 per core)
+                  ) -> dict:
+    "Rough hours the reenactor trainings of a tier take on this machine's CPU."
+    import os
+    from reenactbook.core import load_options
+    options = load_options(profile, overrides)
+    images = training_images(options, identities) * REENACTOR_TRAININGS
+    rate = cpu_gflops or 15.0 * (os.cpu_count() or 1)
+    seconds = images * step_gflops_per_image(options) / rate
+    return {"profile": profile, "trainings": REENACTOR_TRAININGS, "images": images, "cpu_gflops": rate, "cpu_hours": seconds / 3600}
+
+def check_tier_device(profile: str, device: str = "auto", allow_cpu: bool = False, overrides: dict | None = None,
+                      identities: int = 12) -> None:
+    "Refuse a GPU tier on the CPU (`ConfigError` saying how long it would take) unless `allow_cpu`."
+    from reenactbook.core import get_device
+    if profile not in GPU_TIERS or allow_cpu or get_device(device).type == "cuda":
+        return
+    e = tier_estimate(profile, overrides, identities)
+    raise ConfigError(f"profile '{profile}' is a GPU job: its {e['trainings']} reenactor trainings see {e['images']:,} images at "
+                      f"{load_size(profile, overrides)} px, about {e['cpu_hours']:.0f} hours on this CPU (~{e['cpu_gflops']:.0f} GFLOP/s) "
+                      "against about 20 minutes on one H100/H200. Run it on a GPU (device cuda), or pass --allow_cpu "
+                      "(make reproduce ALLOW_CPU=1) to run it here anyway.")
+
+def load_size(profile: str, overrides: dict | None = None) -> int:
+    "The reenactor image size of `profile` (+ `overrides`)."
+    from reenactbook.core import load_options
+    return load_options(profile, overrides).reenactor.image_size
+
+# %% ../nbs/80_experiments.ipynb #c010
+def tier_data(profile: str, data: str = "", out: str | Path = "results", overrides: dict | None = None) -> str:
+    "The prepared dataset root of a tier run ('' for tiny without `data`); a folder of videos is prepared first."
+    from reenactbook.core import samples_dir
+    if not data:
+        if profile == "tiny":
+            return ""
+        samples = samples_dir()
+        if profile != "sample" or samples is None or not (samples / "clips").is_dir():
+            raise ConfigError(f"profile '{profile}' needs data: a prepared dataset or a folder of talking-head videos "
+                              "(--data_root PATH, make reproduce DATA=PATH)" + ("; or set REENACTBOOK_SAMPLES" if profile == "sample" else ""))
+        data = str(samples / "clips")
+    path = Path(data).resolve()
+    if (path / "dataset.json").exists():
+        return str(path)
+    if not path.exists():
+        raise DataError(f"{path}: no such folder; give a prepared dataset or a folder of talking-head videos")
+    from reenactbook.core import load_options
+    from reenactbook.prep import prepare_dataset
+    prepared = (Path(out) / profile / "data").resolve()
+    get_logger(__name__).info("preparing %s into %s (profile %s)", path, prepared, profile)
+    prepare_dataset(path, prepared, load_options(profile, overrides))
+    return str(prepared)
+
+# %% ../nbs/80_experiments.ipynb #c012
 def run_experiment(notebook: Path, results_dir: Path, parameters: dict, timeout: int | None = None) -> Path:
     "Execute one experiment notebook with papermill; raise a `ReenactbookError` naming the notebook and cell on failure."
     import papermill
@@ -49,14 +129,55 @@ def run_experiment(notebook: Path, results_dir: Path, parameters: dict, timeout:
                                f"(executed notebook with the traceback: {executed})") from None
     return executed
 
+SCALE_HEADLINES = {
+    "tiny": ("**Scale: a smoke test.** Synthetic 64 px faces on two CPU cores; the reenactors see a few hundred images. These "
+             "numbers show that the experiment code runs end to end. They cannot show whether the method works: at this scale "
+             "copying the source image beats every trained model on FID and SSIM."),
+    "sample": ("**Scale: real footage, few identities.** Real talking-head clips at 256 px, the paper's architecture, minutes "
+               "of training on one GPU. Self-reenactment on unseen time (07) is the protocol that means something here. "
+               "One-shot transfer to unseen identities (02) cannot be learned from a dozen people (the paper had 1,251), "
+               "so its rows show that limit, not the method."),
+    "paper": "**Scale: the paper's.** VoxCeleb1 at the paper's settings; compare with the paper's tables.",
+}
+
+TABLE_HEADLINES = {  # (profile, table stem prefix) -> what the table can and cannot show at that scale
+    ("tiny", "table1"): "Reenactors and LSG are barely trained: LI and LSG are expected to tie; a difference here is noise, not evidence.",
+    ("tiny", "table2"): "Smoke scale: the identity copy row is the floor no trained model reaches here; the quoted VoxCeleb1 rows are not comparable.",
+    ("tiny", "figure6"): "Ablations after ~100 steps: differences are within run-to-run noise (see the interval columns).",
+    ("tiny", "figure9"): "The curriculum cannot pay off in ~100 steps; this table only checks that both runs train.",
+    ("tiny", "self_reenactment"): "Synthetic faces, smoke-scale models: checks the protocol, not the method.",
+    ("sample", "table2"): "A dozen training identities cannot teach one-shot transfer: expect CSIM near zero for every trained model.",
+    ("sample", "figure6"): "One seed per variant; a difference smaller than the interval columns is not evidence.",
+    ("sample", "self_reenactment"): "The protocol of this scale: people seen in training, poses and expressions from the held-out last 20 % of their clips.",
+}
+
+def _headline(profile: str, stem: str) -> str | None:
+    return next((text for (p, prefix), text in TABLE_HEADLINES.items() if p == profile and stem.startswith(prefix)), None)
+
+def identity_network_note(device: str = "cpu") -> str:
+    "Which identity network CSIM and AED use here (MobileFaceNet-ArcFace when its weights are present)."
+    from reenactbook import pretrained
+    try:
+        backend = pretrained.get_identity_embedder("auto", device).backend
+    except ReenactbookError as e:
+        return f"no identity network available ({e}); CSIM and AED are not computed"
+    if backend == "mobilefacenet":
+        return "MobileFaceNet-ArcFace (128-d, `mobilefacenet_arcface_128`)"
+    return f"`{backend}` (MobileFaceNet-ArcFace weights not found in REENACTBOOK_WEIGHTS: CSIM from a weaker network)"
+
 def _report(results: Path, profile: str, runs: list[dict]) -> Path:
     lines = [f"# reenactbook results: profile `{profile}`", "",
-             "Generated by `reenactbook reproduce`; every number below was computed by the executed notebooks linked here.", ""]
+             "Generated by `reenactbook reproduce`; every number below was computed by the executed notebooks linked here.", "",
+             SCALE_HEADLINES.get(profile, ""), "", f"Identity network (CSIM, AED): {identity_network_note()}.", "",
+             f"Wall time of the suite: {sum(r['seconds'] for r in runs):.0f} s.", ""]
     for run in runs:
         folder = results / run["name"]
         lines += [f"## {run['name']}", "", f"Executed notebook: [{run['name']}.ipynb]({run['name']}/{run['name']}.ipynb) ({run['seconds']:.0f} s)", ""]
         for table in sorted(folder.glob("**/*.md")):
-            lines += [f"**{table.stem}** ([csv]({table.with_suffix('.csv').relative_to(results)}))", "", table.read_text().strip(), ""]
+            headline = _headline(profile, table.stem)
+            lines += [f"**{table.stem}** ([csv]({table.with_suffix('.csv').relative_to(results)}))", ""]
+            lines += [f"*What this can show:* {headline}", ""] if headline else []
+            lines += [table.read_text().strip(), ""]
         for figure in sorted(folder.glob("**/*.png")):
             rel = figure.relative_to(results)
             lines += [f"![{figure.stem}]({rel})", ""]
@@ -64,13 +185,27 @@ def _report(results: Path, profile: str, runs: list[dict]) -> Path:
             lines += [f"Resolved options: [{options.relative_to(results)}]({options.relative_to(results)})", ""]
     return write_text(results / "REPORT.md", "\n".join(lines) + "\n")
 
+def _count_identities(data_root: str, data: str) -> int:
+    "Training identities of a prepared dataset, else the videos of a folder (12 when unknown)."
+    import json as _json
+    root = Path(data_root or data) if (data_root or data) else None
+    if root is not None and (root / "dataset.json").exists():
+        meta = _json.loads((root / "dataset.json").read_text())
+        return max(1, int(meta.get("identities", 13)) - len(meta.get("prep", {}).get("test_identities", [])))
+    if root is not None and root.is_dir():
+        return max(1, sum(1 for p in root.rglob("*") if p.suffix.lower() in (".mp4", ".mov", ".mkv", ".avi", ".webm")))
+    return 12
+
 def reproduce(profile: str = "tiny", data_root: str = "", out: str = "results", device: str = "auto", seed: int = 0,
-              only: list[str] | None = None, notebooks_dir: str | None = None) -> Path:
-    "Run the experiment suite for `profile` and write `out/<profile>/REPORT.md`; returns the report path."
+              only: list[str] | None = None, notebooks_dir: str | None = None,
+              allow_cpu: bool = False,             # run a GPU tier (sample, paper) on the CPU anyway
+              overrides: dict | None = None,       # option overrides for every training of the suite (e.g. a smaller size for tests)
+              ) -> Path:
+    "Run the experiment suite for `profile` (preparing `data_root` first when it is a folder of videos) and write `out/<profile>/REPORT.md`."
     if profile not in PROFILES:
         raise ConfigError(f"unknown profile '{profile}'; choose one of {PROFILES}")
-    if profile != "tiny" and not data_root:
-        raise ConfigError(f"profile '{profile}' needs --data_root: a dataset prepared with `reenactbook prep`")
+    check_tier_device(profile, device, allow_cpu, overrides, _count_identities("", data_root))
+    root = tier_data(profile, data_root, out, overrides)
     log = get_logger(__name__)
     results = Path(out) / profile
     notebooks = experiment_notebooks(Path(notebooks_dir) if notebooks_dir else None, only)
@@ -78,11 +213,13 @@ def reproduce(profile: str = "tiny", data_root: str = "", out: str = "results", 
         raise ReenactbookError(f"no experiment notebooks found in {notebooks_dir or experiments_dir()}")
     runs_path = results / "runs.json"
     earlier = {r["name"]: r for r in (json.loads(runs_path.read_text()) if runs_path.exists() else [])}  # keep other notebooks' runs (--only)
+    parameters = dict(profile=profile, data_root=root, device=device, seed=seed)
+    if overrides:
+        parameters["overrides"] = json.dumps(overrides)
     for nb in notebooks:
         log.info("running %s (profile %s)", nb.name, profile)
         start = time.perf_counter()
-        root = str(Path(data_root).resolve()) if data_root else ""
-        run_experiment(nb, results / nb.stem, dict(profile=profile, data_root=root, device=device, seed=seed))
+        run_experiment(nb, results / nb.stem, parameters)
         earlier[nb.stem] = {"name": nb.stem, "seconds": time.perf_counter() - start}
         write_json(runs_path, sorted(earlier.values(), key=lambda r: r["name"]))
     report = _report(results, profile, sorted(earlier.values(), key=lambda r: r["name"]))
@@ -90,12 +227,13 @@ def reproduce(profile: str = "tiny", data_root: str = "", out: str = "results", 
     return report
 
 def reproduce_cli(profile: str = "tiny",   # tiny | sample | paper
-                  data_root: str = "",     # prepared dataset (needed for sample and paper)
+                  data_root: str = "",     # prepared dataset, or a folder of talking-head videos to prepare (sample default: $REENACTBOOK_SAMPLES/clips)
                   out: str = "results",    # results folder; the report is out/<profile>/REPORT.md
                   device: str = "auto",    # auto | cpu | cuda
                   seed: int = 0,           # global seed
                   only: str = "",          # comma-separated substrings of experiment names to run (00_* always runs)
+                  allow_cpu: bool = False, # run the sample or paper tier on the CPU anyway (hours)
                   ):
     "Run the paper's experiment notebooks with papermill and write a report linking every table and figure."
-    report = reproduce(profile, data_root, out, device, seed, [o for o in only.split(",") if o] or None)
+    report = reproduce(profile, data_root, out, device, seed, [o for o in only.split(",") if o] or None, allow_cpu=allow_cpu)
     print(report)

@@ -24,7 +24,7 @@ __all__ = ['LAYOUT_68', 'LAYOUT_98', 'LAYOUTS', 'WFLW98_TO_68', 'MEAN_FACE_3D', 
            'rotation_matrix', 'euler_angles', 'camera_matrix', 'project_points', 'head_pose', 'Aligned',
            'similarity_transform', 'transform_points', 'invert_transform', 'template_points', 'eye_angle',
            'alignment_matrix', 'align_face', 'paste_back', 'interocular_distance', 'normalize_landmarks', 'nme',
-           'velocity', 'jerk', 'attribute_field', 'manipulate']
+           'velocity', 'jerk', 'one_euro_filter', 'attribute_field', 'manipulate']
 
 # %% ../nbs/01_landmarks.ipynb #c005
 @config_section("landmarks")
@@ -494,14 +494,20 @@ class Aligned(NamedTuple):
     landmarks: np.ndarray
     matrix: np.ndarray
 
+def _float64(values) -> np.ndarray:
+    "A float64 numpy array of `values` (numpy, lists, or torch tensors of any dtype and device, bf16/fp16 included)."
+    if isinstance(values, torch.Tensor):
+        return values.detach().to("cpu", torch.float64).numpy()
+    return np.asarray(values, np.float64)
+
 def similarity_transform(src, dst, weights=None, angle: float | None = None) -> np.ndarray:
     "Least-squares similarity transform (2x3) mapping points `src` [N, 2] onto `dst` [N, 2] (Umeyama, no reflection); `angle` (radians) fixes the rotation."
-    src, dst = np.asarray(src, np.float64), np.asarray(dst, np.float64)
+    src, dst = _float64(src), _float64(dst)
     if src.ndim != 2 or src.shape[1] != 2 or src.shape != dst.shape or len(src) < 2:
         raise InputError(f"similarity_transform needs two [N, 2] point sets of the same shape (N >= 2), got {src.shape} and {dst.shape}")
     if not (np.isfinite(src).all() and np.isfinite(dst).all()):
         raise InputError("similarity_transform: points contain NaN or infinite coordinates")
-    w = np.ones(len(src)) if weights is None else np.asarray(weights, np.float64)
+    w = np.ones(len(src)) if weights is None else _float64(weights)
     w = w / w.sum()
     mu_src, mu_dst = w @ src, w @ dst
     a, b = src - mu_src, dst - mu_dst
@@ -522,18 +528,20 @@ def similarity_transform(src, dst, weights=None, angle: float | None = None) -> 
     return np.hstack([scale * rotation, (mu_dst - scale * rotation @ mu_src)[:, None]])
 
 def transform_points(points, matrix):
-    "Apply 2x3 `matrix` (or a batch [..., 2, 3]) to points [..., P, 2]; numpy or torch in, the same out."
-    if isinstance(points, torch.Tensor):
-        m = torch.as_tensor(matrix, dtype=points.dtype, device=points.device)
-        return points @ m[..., :2].transpose(-1, -2) + m[..., None, :, 2]
-    m = np.asarray(matrix, np.float64)
+    "Apply 2x3 `matrix` (or a batch [..., 2, 3]) to points [..., P, 2]; numpy or torch in, the same out (bf16/fp16 points: computed in float32, returned in their dtype)."
+    m = _float64(matrix)
     if m.shape[-2:] != (2, 3):
         raise InputError(f"an affine matrix is 2x3, got {m.shape}")
+    if isinstance(points, torch.Tensor):
+        dtype = points.dtype if points.is_floating_point() else torch.float32
+        work = points.double() if dtype == torch.float64 else points.float()
+        m = torch.as_tensor(m, dtype=work.dtype, device=points.device)
+        return (work @ m[..., :2].transpose(-1, -2) + m[..., None, :, 2]).to(dtype)
     return np.asarray(points) @ np.swapaxes(m[..., :2], -1, -2) + m[..., None, :, 2]
 
 def invert_transform(matrix):
-    "The inverse of a 2x3 affine matrix (or a batch [..., 2, 3])."
-    m = np.asarray(matrix, np.float64)
+    "The inverse of a 2x3 affine matrix (or a batch [..., 2, 3]; numpy or torch of any dtype), as float64 numpy."
+    m = _float64(matrix)
     if m.shape[-2:] != (2, 3):
         raise InputError(f"an affine matrix is 2x3, got {m.shape}")
     det = np.linalg.det(m[..., :2])
@@ -604,12 +612,20 @@ def paste_back(aligned_image, matrix, target_image, feather: float = 0.04) -> np
     return np.clip(np.round(alpha * warped + (1 - alpha) * target), 0, 255).astype(np.uint8)
 
 # %% ../nbs/01_landmarks.ipynb #c045
-def interocular_distance(landmarks) -> np.ndarray:
-    "Distance between the outer eye corners [...] of landmarks [..., 68 or 98, 2] (numpy or torch in, the same out)."
+def interocular_distance(landmarks):
+    """The package's one inter-ocular distance: between the outer eye corners, `[...]` for landmarks `[..., 68 or 98, 2]`.
+    Numpy or torch in, the same kind and float dtype out (bf16/fp16 are computed in float32)."""
+    if not isinstance(landmarks, torch.Tensor):
+        landmarks = np.asarray(landmarks)
     layout = layout_for(landmarks)
     a, b = layout.eye_corners
-    diff = landmarks[..., a, :] - landmarks[..., b, :]
-    return diff.norm(dim=-1) if isinstance(landmarks, torch.Tensor) else np.linalg.norm(diff, axis=-1)
+    if isinstance(landmarks, torch.Tensor):
+        dtype = landmarks.dtype if landmarks.is_floating_point() else torch.float32
+        diff = landmarks[..., a, :].float() - landmarks[..., b, :].float()
+        return diff.norm(dim=-1).to(dtype)
+    dtype = landmarks.dtype if np.issubdtype(landmarks.dtype, np.floating) else np.float64
+    diff = landmarks[..., a, :].astype(np.float64) - landmarks[..., b, :].astype(np.float64)
+    return np.linalg.norm(diff, axis=-1).astype(dtype)
 
 def normalize_landmarks(landmarks, return_params: bool = False):
     "Landmarks [..., P, 2] centred on their centroid and divided by the inter-ocular distance (and, optionally, (centre, scale))."
@@ -653,6 +669,38 @@ def jerk(seq, fps: float | None = None):
     if seq.shape[-3] < 4:
         raise InputError(f"jerk needs at least 4 frames, got {seq.shape[-3]}")
     return _diff(seq, 3) * (fps or 1.0) ** 3
+
+# %% ../nbs/01_landmarks.ipynb #f6bc1e4
+def _smoothing_factor(cutoff, fps: float):
+    "Exponential smoothing factor of a low-pass with `cutoff` Hz at `fps` samples per second."
+    tau = 1.0 / (2 * math.pi * cutoff)
+    return 1.0 / (1.0 + tau * fps)
+
+def one_euro_filter(seq,                      # landmark sequence [..., T, P, 2] (pixels), numpy or torch
+                    fps: float = 25.0,        # frames per second of the stream
+                    *,
+                    min_cutoff: float = 1.0,  # cutoff (Hz) of a still face: lower = smoother, more lag
+                    beta: float = 0.5,        # cutoff gain per unit of speed (inter-ocular distances per second): higher = less lag
+                    d_cutoff: float = 1.0,    # cutoff (Hz) of the speed estimate
+                   ):
+    "The One-Euro filter along time of a landmark sequence: the same shape, kind and dtype out (computed in float64)."
+    values = _check_sequence(seq, "one_euro_filter")
+    if min(fps, min_cutoff, d_cutoff) <= 0 or beta < 0:
+        raise InputError(f"one_euro_filter needs fps, min_cutoff, d_cutoff > 0 and beta >= 0, got {fps}, {min_cutoff}, {d_cutoff}, {beta}")
+    x = _float64(values)
+    out, speed = np.empty_like(x), np.zeros(x.shape[:-3] + x.shape[-2:-1])
+    out[..., 0, :, :] = x[..., 0, :, :]
+    alpha_d = _smoothing_factor(d_cutoff, fps)
+    for t in range(1, x.shape[-3]):
+        previous = out[..., t - 1, :, :]
+        scale = np.maximum(interocular_distance(previous), 1e-6)[..., None] if x.shape[-2] in (68, 98) else 1.0
+        raw_speed = np.linalg.norm(x[..., t, :, :] - previous, axis=-1) * fps / scale
+        speed = alpha_d * raw_speed + (1 - alpha_d) * speed
+        alpha = _smoothing_factor(min_cutoff + beta * speed, fps)[..., None]
+        out[..., t, :, :] = alpha * x[..., t, :, :] + (1 - alpha) * previous
+    if isinstance(values, torch.Tensor):
+        return torch.as_tensor(out, device=values.device).to(values.dtype if values.is_floating_point() else torch.float32)
+    return out
 
 # %% ../nbs/01_landmarks.ipynb #c051
 ATTRIBUTES = ("nose_width", "eye_size", "mouth_width", "jaw_width", "face_length", "brow_height")

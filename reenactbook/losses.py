@@ -177,17 +177,19 @@ def boundary_indices(parts: str | Sequence[str] = "jaw") -> list[int]:
     return sorted({int(i) for n in names for i in LAYOUT_68.parts[n]})
 
 def boundary_loss(generated_landmarks: torch.Tensor, real_landmarks: torch.Tensor, image_size: tuple[int, int] | int,
-                  indices: Sequence[int] | None = None, beta: float = 0.01) -> torch.Tensor:
+                  indices: Sequence[int] | torch.Tensor | None = None, beta: float = 0.01) -> torch.Tensor:
     "Smooth L1 between landmark sets [B, P, 2] (pixels) on `indices`, in units of the image size (H, W)."
     if generated_landmarks.shape != real_landmarks.shape or generated_landmarks.shape[-1] != 2:
         raise InputError(f"boundary loss: landmarks must both be [B, P, 2], got {tuple(generated_landmarks.shape)} "
                          f"and {tuple(real_landmarks.shape)}")
     h, w = (image_size, image_size) if isinstance(image_size, int) else image_size
-    scale = generated_landmarks.new_tensor([1.0 / w, 1.0 / h], dtype=torch.float32)
-    if indices is not None:
-        index = torch.as_tensor(list(indices), device=generated_landmarks.device)
+    if indices is not None:  # a cached index tensor on the device (ReenactorLoss) costs no host-to-device copy
+        index = indices if isinstance(indices, torch.Tensor) else torch.as_tensor(list(indices), device=generated_landmarks.device)
         generated_landmarks, real_landmarks = generated_landmarks[:, index], real_landmarks[:, index]
-    return F.smooth_l1_loss(generated_landmarks.float() * scale, real_landmarks.detach().float() * scale, beta=beta)
+    def scaled(points):  # pixels -> units of the image size, in fp32 (bf16 has 1 px steps at 256 px)
+        points = points.float()
+        return torch.stack([points[..., 0] / w, points[..., 1] / h], -1)
+    return F.smooth_l1_loss(scaled(generated_landmarks), scaled(real_landmarks.detach()), beta=beta)
 
 # %% ../nbs/21_losses.ipynb #c024
 @contextlib.contextmanager
@@ -204,21 +206,29 @@ def frozen(module: nn.Module | None):
 
 def _freeze(network):
     "Eval mode and no trainable parameters for a network: an nn.Module, or a wrapper holding nn.Modules (the `pretrained` backends)."
-    modules = [network] if isinstance(network, nn.Module) else [v for v in vars(network).values() if isinstance(v, nn.Module)] \
-        if hasattr(network, "__dict__") else []
-    for module in modules:
+    for module in _network_modules(network):
         module.eval().requires_grad_(False)
     return network
 
-def _floats(terms: dict[str, torch.Tensor]) -> dict[str, float]:
-    "Scalar tensors to floats with one device synchronisation."
-    values = torch.stack([v.detach().float().reshape(()) for v in terms.values()]).tolist()
-    return dict(zip(terms, values))
+def _floats(terms: dict[str, torch.Tensor | float]) -> dict[str, float]:
+    "Scalar tensors (and numbers) to floats with one device synchronisation."
+    tensors = {k: v.detach().float().reshape(()) for k, v in terms.items() if isinstance(v, torch.Tensor)}
+    values = dict(zip(tensors, torch.stack(list(tensors.values())).tolist())) if tensors else {}
+    return {k: values[k] if k in values else float(v) for k, v in terms.items()}
+
+def _detached(terms: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    return {name: value.detach().float() for name, value in terms.items()}
+
+def _network_modules(network) -> list[nn.Module]:
+    "The nn.Modules of a loss network: itself, or those a `pretrained` wrapper holds."
+    if isinstance(network, nn.Module):
+        return [network]
+    return [v for v in vars(network).values() if isinstance(v, nn.Module)] if hasattr(network, "__dict__") else []
 
 _NETWORK_OF_TERM = {"perceptual": "perceptual", "identity": "identity", "boundary": "landmarks", "mask": "masker"}
 
 class ReenactorLoss:
-    "Every reenactor loss term of `config` for the G and D steps; each step returns (total, {term: float})."
+    "Every reenactor loss term of `config` for the G and D steps; each step returns (total, {term: detached scalar tensor})."
     def __init__(self, config: LossConfig | None = None,
                  models: Any | None = None,  # the `models` config section (pretrained.ModelsConfig): backends; None = all auto
                  device: str | torch.device = "auto",  # where the pretrained networks run (the training device)
@@ -232,6 +242,9 @@ class ReenactorLoss:
         self.networks = {"identity": identity_embedder, "perceptual": perceptual_features,
                          "landmarks": landmark_detector, "masker": face_masker}
         self.boundary_index = boundary_indices(self.config.boundary_part) if "boundary" in self.terms else None
+        self._index_on_device: dict[torch.device, torch.Tensor] = {}
+        self.network_dtype, self.channels_last = torch.float32, False
+        self.compiled: dict[str, Callable] = {}  # torch.compile'd network calls (`compile`)
         for term in self.terms:  # build and check now, not in the middle of the first step
             if term in _NETWORK_OF_TERM:
                 self._network(_NETWORK_OF_TERM[term])
@@ -244,8 +257,46 @@ class ReenactorLoss:
     def with_config(self, config: LossConfig) -> "ReenactorLoss":
         "The losses of another config (an ablation preset, other weights) sharing this one's networks (more are built if needed)."
         n = self.networks
-        return type(self)(config, self.models, self.device, identity_embedder=n["identity"], perceptual_features=n["perceptual"],
-                          landmark_detector=n["landmarks"], face_masker=n["masker"])
+        other = type(self)(config, self.models, self.device, identity_embedder=n["identity"], perceptual_features=n["perceptual"],
+                           landmark_detector=n["landmarks"], face_masker=n["masker"])
+        other.compiled = {name: fn for name, fn in self.compiled.items() if name in other.networks and other.networks[name] is not None}
+        return other.set_network_precision(self.network_dtype, self.channels_last)
+
+    def compile(self, **options) -> "ReenactorLoss":
+        "torch.compile the calls of the loss networks in use (the trainer's GPU default); `options` go to `torch.compile`."
+        for name in {_NETWORK_OF_TERM[t] for t in self.terms if t in _NETWORK_OF_TERM}:
+            network = self._network(name)
+            self.compiled[name] = torch.compile(network.landmarks_aligned if name == "landmarks" else network, **options)
+        return self
+
+    def _call(self, name: str) -> Callable:
+        "What runs network `name`: its compiled call, else the network (the landmark network's `landmarks_aligned`)."
+        network = self._network(name)
+        return self.compiled.get(name) or (network.landmarks_aligned if name == "landmarks" else network)
+
+    def set_network_precision(self, dtype: torch.dtype = torch.float32, channels_last: bool = False) -> "ReenactorLoss":
+        "Cast the loss networks' convolution and linear weights to `dtype` (norms and constants stay fp32) and hand them images in `dtype`."
+        self.network_dtype, self.channels_last = dtype, channels_last
+        for network in self.networks.values():
+            for module in _network_modules(network) if network is not None else []:
+                for layer in module.modules():
+                    if isinstance(layer, (nn.Conv1d, nn.Conv2d, nn.ConvTranspose2d, nn.Linear)):
+                        layer.to(dtype=dtype, memory_format=torch.channels_last if channels_last and layer.weight.ndim == 4
+                                 else torch.preserve_format)
+        return self
+
+    def network_input(self, images: torch.Tensor) -> torch.Tensor:
+        "`images` as the loss networks take them: `network_dtype`, channels_last when asked (a no-op when they already are)."
+        images = images.to(self.network_dtype)
+        return images.contiguous(memory_format=torch.channels_last) if self.channels_last else images
+
+    def boundary_index_on(self, device: torch.device) -> torch.Tensor | None:
+        "The boundary points' index tensor on `device`, made once."
+        if self.boundary_index is None:
+            return None
+        if device not in self._index_on_device:
+            self._index_on_device[device] = torch.tensor(self.boundary_index, device=device)
+        return self._index_on_device[device]
 
     @property
     def needs_discriminator(self) -> bool:
@@ -293,14 +344,15 @@ class ReenactorLoss:
                              f"{tuple(batch['target'].shape)}")
 
     def _embed(self, images: torch.Tensor, landmarks: torch.Tensor | None) -> torch.Tensor:
-        embed = self._network("identity")
+        embed = self._call("identity")
+        images = self.network_input(images)
         if landmarks is None or not self.config.identity_landmarks:
-            return embed(images).to(images.device)
-        return embed(images, landmarks).to(images.device)
+            return embed(images).float()
+        return embed(images, landmarks.float()).float()
 
     def generator_loss(self, batch: dict, generated: torch.Tensor, discriminator: Callable | None = None
-                       ) -> tuple[torch.Tensor, dict[str, float]]:
-        "G's weighted total and its unweighted terms (`g_<term>`, `g_total`) for generated = G([source, target_sketch])."
+                       ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        "G's weighted total and its unweighted terms (`g_<term>`, `g_total`, detached) for generated = G([source, target_sketch])."
         self._check_batch(batch, generated)
         c, terms = self.config, {}
         target = batch["target"]
@@ -316,49 +368,55 @@ class ReenactorLoss:
                 with torch.no_grad():
                     real_outputs = discriminator(condition, target)
                 terms["feature_matching"] = feature_matching_loss(fake_outputs, real_outputs)
+        fake = self.network_input(generated) if set(self.terms) & {"perceptual", "identity", "boundary"} else None
         if "perceptual" in self.terms:
-            features = self._network("perceptual")
+            features = self._call("perceptual")
             with torch.no_grad():
-                real_features = features(target)
-            weights = c.perceptual_layer_weights or getattr(features, "layer_weights", ())
-            terms["perceptual"] = perceptual_loss(features(generated), real_features, weights).to(generated.device)
+                real_features = features(self.network_input(target))
+            weights = c.perceptual_layer_weights or getattr(self.networks["perceptual"], "layer_weights", ())
+            terms["perceptual"] = perceptual_loss(features(fake), real_features, weights)
         if "identity" in self.terms:
             with torch.no_grad():
                 source_embedding = self._embed(batch["source"], batch.get("source_landmarks"))
-            terms["identity"] = identity_loss(self._embed(generated, batch.get("target_landmarks")), source_embedding)
+            terms["identity"] = identity_loss(self._embed(fake, batch.get("target_landmarks")), source_embedding)
         if "mask" in self.terms:
-            terms["mask"] = mask_loss(generated, target, self.foreground_mask(batch).to(generated.device))
+            terms["mask"] = mask_loss(generated, target, self.foreground_mask(batch))
         if "boundary" in self.terms:
-            detector = self._network("landmarks")
-            if c.boundary_reference == "dataset":
-                if "target_landmarks" not in batch:
-                    raise InputError("losses.boundary_reference=dataset needs batch['target_landmarks'] [B, 68, 2]")
-                real_landmarks = batch["target_landmarks"]
-            else:
-                with torch.no_grad():
-                    real_landmarks = detector.landmarks_aligned(target)
-            generated_landmarks = detector.landmarks_aligned(generated).to(generated.device)
-            terms["boundary"] = boundary_loss(generated_landmarks, real_landmarks.to(generated.device),
-                                              tuple(generated.shape[-2:]), self.boundary_index, c.boundary_beta)
+            terms["boundary"] = self._boundary(batch, fake)
         if not terms:
             raise ConfigError("no reenactor loss term is active; check losses.preset / losses.terms / the weights")
         total = sum(c.weight(t) * v for t, v in terms.items())
-        return total, _floats({**{f"g_{t}": v for t, v in terms.items()}, "g_total": total})
+        return total, _detached({**{f"g_{t}": v for t, v in terms.items()}, "g_total": total})
+
+    def _boundary(self, batch: dict, fake: torch.Tensor) -> torch.Tensor:
+        "Eq. 8 on the boundary points: η(G(x)) against η(y) (or the batch's target landmarks), in fp32."
+        landmarks_aligned, c = self._call("landmarks"), self.config
+        if c.boundary_reference == "dataset":
+            if "target_landmarks" not in batch:
+                raise InputError("losses.boundary_reference=dataset needs batch['target_landmarks'] [B, 68, 2]")
+            real_landmarks = batch["target_landmarks"]
+        else:
+            with torch.no_grad():
+                real_landmarks = landmarks_aligned(self.network_input(batch["target"]))
+        generated_landmarks = landmarks_aligned(fake)
+        return boundary_loss(generated_landmarks, real_landmarks, tuple(fake.shape[-2:]), self.boundary_index_on(fake.device),
+                             c.boundary_beta)
 
     def foreground_mask(self, batch: dict) -> torch.Tensor:
-        "M of eq. 7 for the real target: `batch['target_mask']`, else the face masker on `batch['target']` (no gradient)."
+        "M of eq. 7 for the real target (fp32): `batch['target_mask']`, else the face masker on `batch['target']` (no gradient)."
         if "target_mask" in batch:
-            return batch["target_mask"]
+            return batch["target_mask"].float()
         with torch.no_grad():
-            return self._network("masker")(batch["target"], batch.get("target_landmarks"))
+            landmarks = batch.get("target_landmarks")
+            return self._call("masker")(self.network_input(batch["target"]), None if landmarks is None else landmarks.float()).float()
 
     def discriminator_loss(self, batch: dict, generated: torch.Tensor, discriminator: Callable
-                           ) -> tuple[torch.Tensor, dict[str, float]]:
-        "D's loss 0.5 (real + fake) on [x, y] and [x, G(x).detach()], with `d_real`, `d_fake`, `d_total`."
+                           ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        "D's loss 0.5 (real + fake) on [x, y] and [x, G(x).detach()], with `d_real`, `d_fake`, `d_total` (detached)."
         self._check_batch(batch, generated)
         condition = Reenactor.inputs(batch["source"], batch["target_sketch"])
         real_outputs = discriminator(condition, batch["target"])
         fake_outputs = discriminator(condition, generated.detach())
         real, fake = discriminator_adversarial_loss(real_outputs, fake_outputs, self.config.gan_mode)
         total = 0.5 * (real + fake)
-        return total, _floats({"d_real": real, "d_fake": fake, "d_total": total})
+        return total, _detached({"d_real": real, "d_fake": fake, "d_total": total})

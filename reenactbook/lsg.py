@@ -7,9 +7,11 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import functools
 import hashlib
 import json
 import math
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,36 +21,42 @@ import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from fastcore.basics import patch
 
 from .core import (file_lock, CheckpointError, ConfigBase, ConfigError, DataError, InputError, Options, autocast, cache_dir,
                               config_section, get_device, get_logger, load_checkpoint, load_module_state, load_options,
                               progress, rng_state, save_checkpoint, seed_everything, set_rng_state, write_json, write_text)
 
 # %% auto #0
-__all__ = ['EYE_POINTS', 'LOSS_TERMS', 'LSGConfig', 'check_endpoints', 'interocular', 'normalize_shape', 'sequence_frame',
-           'linear_interpolation', 'LandmarkSequenceNet', 'RealnessDiscriminator', 'IdentityConsistencyDiscriminator',
-           'LandmarkIdentityClassifier', 'HiddenIdentityClassifier', 'init_shape_prior', 'generate_sequence',
-           'cpu_threads', 'LSGTrainer', 'plot_losses', 'lsg_dataset', 'lsg_windows', 'train_lsg',
-           'LandmarkSequenceGenerator', 'pretrained_lsg', 'sketch_strip', 'train_lsg_cli', 'lsg_cli']
+__all__ = ['EYE_POINTS', 'DEGENERATE_EYES', 'LOSS_TERMS', 'WINDOW_STRIDES', 'MAX_STRIP_WIDTH', 'STRIP_SIZE', 'LSGConfig',
+           'check_endpoints', 'interocular', 'eye_direction', 'normalize_shape', 'pose_normalize', 'SequenceFrame',
+           'linear_interpolation', 'interpolation_base', 'head_rotation', 'rotation_trajectory', 'LandmarkSequenceNet',
+           'RealnessDiscriminator', 'IdentityConsistencyDiscriminator', 'LandmarkIdentityClassifier',
+           'HiddenIdentityClassifier', 'generate_sequence', 'cpu_threads', 'LSGTrainer', 'plot_losses', 'lsg_dataset',
+           'lsg_windows', 'training_windows', 'train_lsg', 'LandmarkSequenceGenerator', 'pretrained_lsg', 'max_frames',
+           'sketch_strip', 'train_lsg_cli', 'lsg_cli']
 
 # %% ../nbs/10_lsg.ipynb #c005
 @config_section("lsg")
 @dataclass
 class LSGConfig(ConfigBase):
-    "The landmark sequence generator: architecture, loss weights (eq. 2), augmentation and training schedule."
+    "The landmark sequence generator: architecture, loss weights (eq. 2), training data, augmentation and schedule."
     k: int = 8                              # frames per sequence K (2 endpoints + 6 generated, Figure 4)
+    base: str = "linear"                    # f_up of eq. 1: "linear" (LI) or "3d" (face_fit.interpolate_3d)
+    refine_endpoints: bool = False          # default inference mode: False keeps the given endpoints exactly; True refines them (Figure 7)
     hidden: int = 128                       # LSTM hidden size per direction
     layers: int = 1                         # Bi-LSTM layers of the encoder and of the decoder
     head_hidden: int = 256                  # hidden width of D1, D2, S1, S2
-    prior_components: int = 24              # ours: G_l's per-frame linear path starts as the projection onto this many principal components of the training shapes (0: starts at zero, i.e. at LI)
     lambda_d1: float = 0.02                 # lambda_1 of eq. 2: realness adversarial loss (D1)
     lambda_d2: float = 0.02                 # lambda_2 of eq. 2: identity-consistency adversarial loss (D2)
     lambda_s1: float = 0.02                 # lambda_3 of eq. 2: support task on generated landmarks (S1, eq. 4)
     lambda_s2: float = 0.02                 # lambda_4 of eq. 2: support task on G_l's hidden states (S2, eq. 3)
-    lambda_reconstruction: float = 1.0      # ours: L1 to the real window (normalised units)
-    lambda_smoothness: float = 0.0          # ours: squared acceleration of the output (normalised units)
+    lambda_reconstruction: float = 1.0      # ours: L1 to the true window (normalised units)
+    synthetic_identities: int = 2048        # ours: pool of synthetic people whose landmark tracks are drawn on the fly (0: real windows only)
+    synthetic_fraction: float = 0.75        # ours: share of each batch from synthetic tracks when real windows are there too
+    max_stride: int = 25                    # ours: largest frame stride of a training window (25 = one second at 25 fps)
     noise_probability: float = 0.5          # ours: chance that a training input endpoint gets Gaussian noise
-    noise_max: float = 0.1                  # ours: largest noise std, in inter-ocular distances
+    noise_max: float = 0.08                 # ours: largest noise std, in inter-ocular distances
     manipulate_probability: float = 0.25    # ours: chance that the training end frame gets a random attribute manipulation
     manipulate_max: float = 1.0             # ours: largest |strength| of that manipulation (landmarks.manipulate: 1 = strong)
     lr: float = 2e-4                        # Adam learning rate (all networks)
@@ -60,9 +68,20 @@ class LSGConfig(ConfigBase):
     log_every: int = 25                     # steps per row of losses.csv (means over the interval)
     cpu_threads: int = 1                    # torch CPU threads while training on the CPU (these small LSTMs gain nothing from more; 0 = torch's default)
 
+    def validate(self) -> "LSGConfig":
+        "Itself, or a `ConfigError` naming the option that cannot work."
+        if self.base not in ("linear", "3d"):
+            raise ConfigError(f"lsg.base={self.base!r}: choose 'linear' (LI) or '3d' (face_fit.interpolate_3d)")
+        if self.k < 2 or self.batch_size < 1 or self.checkpoint_every < 1 or self.log_every < 1 or self.max_stride < 1:
+            raise ConfigError("lsg.k >= 2 and lsg.batch_size, lsg.checkpoint_every, lsg.log_every, lsg.max_stride >= 1 are needed")
+        if not 0 <= self.synthetic_fraction <= 1 or self.synthetic_identities < 0:
+            raise ConfigError(f"lsg.synthetic_fraction={self.synthetic_fraction} must be in [0, 1] and lsg.synthetic_identities >= 0")
+        return self
+
 # %% ../nbs/10_lsg.ipynb #c007
 # eye landmarks (both eyes) of the layouts we know; the inter-ocular distance is the distance of the eye centres
 EYE_POINTS = {68: (list(range(36, 42)), list(range(42, 48))), 98: (list(range(60, 68)), list(range(68, 76)))}
+DEGENERATE_EYES = 0.02   # an eye distance below this share of the face's extent is refused as degenerate
 
 def _as_points(points, name: str) -> torch.Tensor:
     "A float32 tensor of landmark sets `[B,P,2]` from a NumPy or torch `[P,2]`/`[B,P,2]` input."
@@ -82,19 +101,32 @@ def _as_points(points, name: str) -> torch.Tensor:
         raise InputError(f"{name}: {bad} landmark(s) are NaN or infinite; drop or re-detect those frames first")
     return tensor
 
-def check_endpoints(p_start, p_end, k: int, num_points: int | None = None) -> tuple[torch.Tensor, torch.Tensor, bool]:
+def _check_face(points: torch.Tensor, name: str) -> None:
+    "Refuse degenerate landmark sets `[B,P,2]`: all points equal, or the eyes (nearly) on top of each other."
+    extent = (points.amax(-2) - points.amin(-2)).amax(-1)                  # [B]
+    if (extent <= 1e-6).any():
+        raise InputError(f"{name}: all {points.shape[1]} points are equal in {int((extent <= 1e-6).sum())} set(s) "
+                         "(an empty or zeroed landmark file?); give a detected face")
+    if points.shape[1] in EYE_POINTS and (interocular(points) < DEGENERATE_EYES * extent).any():
+        worst = float((interocular(points) / extent).min())
+        raise InputError(f"{name}: degenerate face, the eye centres are {worst:.1%} of the face's extent apart "
+                         f"(below {DEGENERATE_EYES:.0%}); check the landmark order and the detection")
+
+def check_endpoints(p_start, p_end, k: int, num_points: int | None = None, names: tuple[str, str] = ("p_start", "p_end")):
     "Validate two endpoint landmark sets and `k`; returns them as `[B,P,2]` float32 tensors and whether the input was batched."
     if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 2:
         raise InputError(f"k must be an integer >= 2 (the two endpoints plus the frames between them), got {k!r}")
-    start, end = _as_points(p_start, "p_start"), _as_points(p_end, "p_end")
+    start, end = _as_points(p_start, names[0]), _as_points(p_end, names[1])
     batched = np.ndim(p_start) == 3 if not isinstance(p_start, torch.Tensor) else p_start.ndim == 3
     if start.shape[1] != end.shape[1]:
-        raise InputError(f"p_start has {start.shape[1]} points, p_end {end.shape[1]}; both endpoints must use the same layout")
+        raise InputError(f"{names[0]} has {start.shape[1]} points, {names[1]} {end.shape[1]}; both endpoints must use the same layout")
     if start.shape[0] != end.shape[0]:
-        raise InputError(f"p_start has a batch of {start.shape[0]}, p_end of {end.shape[0]}; pass the same number of start and end sets")
+        raise InputError(f"{names[0]} has a batch of {start.shape[0]}, {names[1]} of {end.shape[0]}; pass the same number of start and end sets")
     if num_points is not None and start.shape[1] != num_points:
-        raise InputError(f"this generator was trained on {num_points}-point landmarks, got {start.shape[1]} points "
+        raise InputError(f"{names[0]}: this generator was trained on {num_points}-point landmarks, got {start.shape[1]} points "
                          f"(convert WFLW 98-point sets with landmarks.wflw98_to_68)")
+    for points, name in ((start, names[0]), (end, names[1])):
+        _check_face(points, name)
     return start, end, batched
 
 def _like_input(sequence: torch.Tensor, like, batched: bool):
@@ -102,6 +134,7 @@ def _like_input(sequence: torch.Tensor, like, batched: bool):
     sequence = sequence if batched else sequence[0]
     return sequence if isinstance(like, torch.Tensor) else sequence.detach().cpu().numpy()
 
+# %% ../nbs/10_lsg.ipynb #c008
 def interocular(points: torch.Tensor) -> torch.Tensor:
     "Distance between the eye centres of landmark sets `[..., P, 2]` (68 or 98 points), shape `[...]`."
     num_points = points.shape[-2]
@@ -110,17 +143,49 @@ def interocular(points: torch.Tensor) -> torch.Tensor:
     right, left = EYE_POINTS[num_points]
     return (points[..., right, :].mean(-2) - points[..., left, :].mean(-2)).norm(dim=-1)
 
+def eye_direction(points: torch.Tensor) -> torch.Tensor:
+    "Unit vectors `[..., 2]` from the right eye's centre to the left eye's (image x for an upright face)."
+    right, left = EYE_POINTS[points.shape[-2]]
+    return F.normalize(points[..., left, :].mean(-2) - points[..., right, :].mean(-2), dim=-1, eps=1e-12)
+
 def normalize_shape(points: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
     "Landmark sets `[..., P, 2]` centred on their centroid and divided by their inter-ocular distance (differentiable)."
     centre = points.mean(-2, keepdim=True)
     return (points - centre) / interocular(points).clamp_min(eps)[..., None, None]
 
-def sequence_frame(start: torch.Tensor, end: torch.Tensor, eps: float = 1e-6) -> tuple[torch.Tensor, torch.Tensor]:
-    "The normalised frame of a sequence: centre `[B,1,1,2]` and scale `[B,1,1,1]` from its two endpoints `[B,P,2]`."
-    centre = 0.5 * (start.mean(-2) + end.mean(-2))
-    scale = (0.5 * (interocular(start) + interocular(end))).clamp_min(eps)
-    return centre[:, None, None, :], scale[:, None, None, None]
+def _rotate(points: torch.Tensor, direction: torch.Tensor) -> torch.Tensor:
+    "Rotate points `[..., P, 2]` by the angle of unit vectors `direction` `[..., 2]`."
+    c, s = direction[..., None, :1], direction[..., None, 1:]
+    return torch.cat([c * points[..., :1] - s * points[..., 1:], s * points[..., :1] + c * points[..., 1:]], -1)
 
+def pose_normalize(points: torch.Tensor) -> torch.Tensor:
+    "Landmark sets `[..., P, 2]` with their position, size and roll removed: centred, eye distance 1, eyes level."
+    direction = eye_direction(points) * torch.tensor([1.0, -1.0], device=points.device)   # the inverse rotation
+    return _rotate(normalize_shape(points), direction)
+
+@dataclass
+class SequenceFrame:
+    "The similarity frame of a sequence, from its two endpoints `[B,P,2]`: centre `[B,1,1,2]`, scale `[B,1,1,1]`, roll direction `[B,1,2]`."
+    centre: torch.Tensor
+    scale: torch.Tensor
+    direction: torch.Tensor
+
+    @classmethod
+    def of(cls, start: torch.Tensor, end: torch.Tensor, eps: float = 1e-6) -> "SequenceFrame":
+        centre = 0.5 * (start.mean(-2) + end.mean(-2))
+        scale = (0.5 * (interocular(start) + interocular(end))).clamp_min(eps)
+        direction = F.normalize(eye_direction(start) + eye_direction(end) + 1e-9, dim=-1)
+        return cls(centre[:, None, None, :], scale[:, None, None, None], direction[:, None, :])
+
+    def inward(self, points: torch.Tensor) -> torch.Tensor:
+        "Pixels `[B,K,P,2]` -> this frame (centred, unit eye distance, eyes level)."
+        return _rotate(points - self.centre, self.direction * torch.tensor([1.0, -1.0], device=points.device)) / self.scale
+
+    def outward_shift(self, shift: torch.Tensor) -> torch.Tensor:
+        "Displacements `[B,K,P,2]` in this frame -> pixels."
+        return _rotate(shift, self.direction) * self.scale
+
+# %% ../nbs/10_lsg.ipynb #c009
 def _interpolate(start: torch.Tensor, end: torch.Tensor, k: int) -> torch.Tensor:
     "f_up: `[B,P,2]` x 2 -> `[B,K,P,2]`, exactly `start` at frame 0 and `end` at frame K-1."
     w = torch.linspace(0, 1, k, device=start.device, dtype=start.dtype)
@@ -133,32 +198,89 @@ def linear_interpolation(p_start, p_end, k: int = 8):
     start, end, batched = check_endpoints(p_start, p_end, k)
     return _like_input(_interpolate(start, end, int(k)), p_start, batched)
 
+def interpolation_base(start: torch.Tensor, end: torch.Tensor, k: int, base: str = "linear") -> torch.Tensor:
+    "f_up of eq. 1 on `[B,P,2]` endpoints: LI, or the 3D-aware `face_fit.interpolate_3d`; endpoints reproduced exactly either way."
+    if base == "linear":
+        return _interpolate(start, end, k)
+    if base != "3d":
+        raise ConfigError(f"lsg.base={base!r}: choose 'linear' or '3d'")
+    try:
+        from reenactbook.face_fit import interpolate_3d
+    except ImportError:
+        raise ConfigError("lsg.base='3d' needs reenactbook.face_fit.interpolate_3d, which this installation lacks; use lsg.base=linear") from None
+    frames = torch.as_tensor(np.asarray(interpolate_3d(start.detach().cpu().numpy(), end.detach().cpu().numpy(), k), np.float32))
+    frames = frames.to(start.device)
+    frames[:, 0], frames[:, -1] = start, end
+    return frames
+
 # %% ../nbs/10_lsg.ipynb #c011
+@functools.lru_cache(maxsize=2)
+def _mean_face_inverse(num_points: int) -> tuple[torch.Tensor, list[int]]:
+    "The pseudo-inverse `[3,68]` of the centred 3D mean face and the 68-point indices into a `num_points` layout."
+    from reenactbook.synthetic import face_model
+    from reenactbook.landmarks import WFLW98_TO_68
+    mean = torch.as_tensor(face_model().mean, dtype=torch.float64)
+    index = list(range(68)) if num_points == 68 else [int(i) for i in WFLW98_TO_68]
+    return torch.linalg.pinv(mean - mean.mean(0)).float(), index
+
+def head_rotation(points: torch.Tensor) -> torch.Tensor:
+    "Head rotations `[B,3,3]` (model frame: x right, y down, z away) of landmark sets `[B,P,2]`: weak-perspective fit of the mean face."
+    inverse, index = _mean_face_inverse(points.shape[-2])
+    centred = points[:, index] - points[:, index].mean(-2, keepdim=True)
+    projection = (inverse.to(points) @ centred).transpose(-1, -2)                  # [B,2,3]: points ~ mean @ projection^T
+    u, _, vh = torch.linalg.svd(projection.double(), full_matrices=False)
+    rows = (u @ vh).float()                                                          # orthonormal rows
+    return torch.stack([rows[:, 0], rows[:, 1], torch.linalg.cross(rows[:, 0], rows[:, 1])], 1)
+
+def _quaternion(rotation: torch.Tensor) -> torch.Tensor:
+    "Unit quaternions `[B,4]` (w, x, y, z) of rotation matrices `[B,3,3]`."
+    m = rotation
+    diagonal = torch.stack([1 + m[:, 0, 0] + m[:, 1, 1] + m[:, 2, 2], 1 + m[:, 0, 0] - m[:, 1, 1] - m[:, 2, 2],
+                            1 - m[:, 0, 0] + m[:, 1, 1] - m[:, 2, 2], 1 - m[:, 0, 0] - m[:, 1, 1] + m[:, 2, 2]], -1)
+    q = diagonal.clamp_min(0).sqrt() / 2
+    signs = torch.stack([torch.ones_like(q[:, 0]), m[:, 2, 1] - m[:, 1, 2], m[:, 0, 2] - m[:, 2, 0], m[:, 1, 0] - m[:, 0, 1]], -1)
+    return F.normalize(q * torch.where(signs < 0, -1.0, 1.0), dim=-1)
+
+def rotation_trajectory(start: torch.Tensor, end: torch.Tensor, k: int) -> torch.Tensor:
+    "Head rotations of K frames as quaternions `[B,K,4]`: the endpoints' rotations slerped on the sphere."
+    q0, q1 = _quaternion(head_rotation(start)), _quaternion(head_rotation(end))
+    q1 = torch.where((q0 * q1).sum(-1, keepdim=True) < 0, -q1, q1)
+    angle = (q0 * q1).sum(-1, keepdim=True).clamp(-1, 1).acos()[:, None]          # [B,1,1]
+    t = torch.linspace(0, 1, k, device=start.device)[None, :, None]
+    small = angle < 1e-4
+    sin = angle.sin().clamp_min(1e-8)
+    w0 = torch.where(small, 1 - t, ((1 - t) * angle).sin() / sin)
+    w1 = torch.where(small, t, (t * angle).sin() / sin)
+    return F.normalize(w0 * q0[:, None] + w1 * q1[:, None], dim=-1)
+
+# %% ../nbs/10_lsg.ipynb #c015
 def _mlp(inputs: int, hidden: int, outputs: int) -> nn.Sequential:
     return nn.Sequential(nn.Linear(inputs, hidden), nn.LeakyReLU(0.2), nn.Linear(hidden, hidden), nn.LeakyReLU(0.2), nn.Linear(hidden, outputs))
 
 class LandmarkSequenceNet(nn.Module):
-    "G_l: a Bi-LSTM auto-encoder predicting a shift per point and frame of an upsampled landmark sequence (eq. 1)."
+    "G_l: a Bi-LSTM auto-encoder predicting a shift per point and frame over the interpolation base (eq. 1)."
     def __init__(self, num_points: int = 68, hidden: int = 128, layers: int = 1):
         super().__init__()
         self.num_points, self.hidden = num_points, hidden
-        self.embed = nn.Sequential(nn.Linear(2 * num_points + 1, hidden), nn.LeakyReLU(0.2))
+        features = 6 * num_points + 5                                # base frame, two endpoints, quaternion, time
+        self.embed = nn.Sequential(nn.Linear(features, hidden), nn.LeakyReLU(0.2))
         self.encoder = nn.LSTM(hidden, hidden, layers, batch_first=True, bidirectional=True)
         self.decoder = nn.LSTM(2 * hidden, hidden, layers, batch_first=True, bidirectional=True)
         self.to_shift = nn.Linear(2 * hidden, 2 * num_points)
-        self.skip = nn.Linear(2 * num_points, 2 * num_points, bias=False)  # full-rank per-frame path: denoising needs it (see below)
+        self.skip = nn.Linear(features, 2 * num_points, bias=False)  # a per-frame linear path (denoising needs full rank)
         for layer in (self.to_shift, self.skip):
             nn.init.zeros_(layer.weight)
         nn.init.zeros_(self.to_shift.bias)
 
-    def forward(self, upsampled: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        "Normalised upsampled sequence `[B,K,P,2]` -> (shift `[B,K,P,2]`, encoder hidden states `[B,K,2H]`)."
-        batch, k, points, _ = upsampled.shape
-        flat = upsampled.reshape(batch, k, 2 * points)
-        time = torch.linspace(0, 1, k, device=upsampled.device, dtype=upsampled.dtype).expand(batch, k)[..., None]
-        states, _ = self.encoder(self.embed(torch.cat([flat, time], -1)))
+    def forward(self, base: torch.Tensor, endpoints: torch.Tensor, rotation: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        "Base `[B,K,P,2]` (sequence frame), endpoints `[B,2,P,2]` (pose-normalised), rotation `[B,K,4]` -> (shift `[B,K,P,2]`, states `[B,K,2H]`)."
+        batch, k, points, _ = base.shape
+        time = torch.linspace(0, 1, k, device=base.device, dtype=base.dtype).expand(batch, k)[..., None]
+        identity = endpoints.reshape(batch, 1, 4 * points).expand(batch, k, 4 * points)
+        features = torch.cat([base.reshape(batch, k, 2 * points), identity, rotation, time], -1)
+        states, _ = self.encoder(self.embed(features))
         decoded, _ = self.decoder(states)
-        return (self.to_shift(decoded) + self.skip(flat)).reshape(batch, k, points, 2), states
+        return (self.to_shift(decoded) + self.skip(features)).reshape(batch, k, points, 2), states
 
 class RealnessDiscriminator(nn.Module):
     "D1: is a single landmark set real or generated? Logits `[B]` from sets `[B,P,2]` (pixels; shape-normalised inside)."
@@ -198,31 +320,24 @@ class HiddenIdentityClassifier(nn.Module):
     def forward(self, states: torch.Tensor) -> torch.Tensor:
         return self.net(states.mean(1))
 
-# %% ../nbs/10_lsg.ipynb #c013
-@torch.no_grad()
-def init_shape_prior(net: LandmarkSequenceNet, windows: torch.Tensor, components: int = 24) -> LandmarkSequenceNet:
-    "Start G_l's linear path at minus the residual of the projection onto the top `components` principal directions of the (normalised) training windows `[N,K,P,2]`."
-    windows = windows.float().cpu()
-    centre, scale = sequence_frame(windows[:, 0], windows[:, -1])
-    flat = ((windows - centre) / scale).reshape(-1, windows.shape[2] * 2).double()
-    mean = flat.mean(0)
-    _, _, vt = torch.linalg.svd(flat - mean, full_matrices=False)
-    basis = vt[: min(components, len(vt))]
-    residual = torch.eye(flat.shape[1], dtype=torch.float64) - basis.T @ basis  # I - V V^T
-    net.skip.weight.copy_(-residual.to(net.skip.weight))
-    net.to_shift.bias.copy_((residual @ mean).to(net.to_shift.bias))
-    return net
-
-# %% ../nbs/10_lsg.ipynb #c015
-def generate_sequence(net: LandmarkSequenceNet, start: torch.Tensor, end: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+# %% ../nbs/10_lsg.ipynb #c017
+def generate_sequence(net: LandmarkSequenceNet, start: torch.Tensor, end: torch.Tensor, k: int, base: str = "linear",
+                      refine: bool = False) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     "Eq. 1 on endpoint tensors `[B,P,2]`: (sequence `[B,K,P,2]` pixels, shift `[B,K,P,2]` normalised, hidden states `[B,K,2H]`)."
-    upsampled = _interpolate(start, end, k)
-    centre, scale = sequence_frame(start, end)
-    shift, states = net((upsampled - centre) / scale)
-    return upsampled + shift.float() * scale, shift, states
+    upsampled = interpolation_base(start, end, k, base)
+    frame = SequenceFrame.of(start, end)
+    endpoints = torch.stack([pose_normalize(start), pose_normalize(end)], 1)
+    with torch.no_grad():
+        rotation = rotation_trajectory(start.float(), end.float(), k).to(start.dtype)
+    shift, states = net(frame.inward(upsampled), endpoints, rotation)
+    if not refine:
+        mask = torch.ones(k, device=start.device, dtype=shift.dtype)
+        mask[0] = mask[-1] = 0
+        shift = shift * mask[None, :, None, None]
+    return upsampled + frame.outward_shift(shift.float()), shift, states
 
-# %% ../nbs/10_lsg.ipynb #c019
-LOSS_TERMS = ("d1", "d2", "s1_real", "g_d1", "g_d2", "g_s1", "g_s2", "reconstruction", "smoothness", "g_total")
+# %% ../nbs/10_lsg.ipynb #c021
+LOSS_TERMS = ("d1", "d2", "s1_real", "g_d1", "g_d2", "g_s1", "g_s2", "reconstruction", "g_total")
 
 @contextlib.contextmanager
 def cpu_threads(threads: int):
@@ -239,196 +354,6 @@ def _bce(logits: torch.Tensor, target: float | torch.Tensor) -> torch.Tensor:
     target = torch.full_like(logits, float(target)) if not isinstance(target, torch.Tensor) else target.to(logits.dtype)
     return F.binary_cross_entropy_with_logits(logits.float(), target.float())
 
-class LSGTrainer:
-    "The LSG training state: G_l, S_2, D_1, D_2, S_1, their optimisers, the windows on the device, the batch generator and the step."
-    def __init__(self, options: Options, windows: torch.Tensor, labels: torch.Tensor, identities: list[str], device: str | torch.device | None = None):
-        cfg = self.config = options.lsg
-        self.options = options
-        if windows.ndim != 4 or windows.shape[-1] != 2:
-            raise InputError(f"training windows must be [N,K,P,2], got {tuple(windows.shape)}")
-        if windows.shape[1] != cfg.k:
-            raise ConfigError(f"lsg.k={cfg.k} but the training windows have {windows.shape[1]} frames")
-        if len(windows) != len(labels) or len(windows) < 2:
-            raise DataError(f"need at least 2 training windows with one label each, got {len(windows)} windows and {len(labels)} labels")
-        if cfg.checkpoint_every < 1 or cfg.log_every < 1 or cfg.batch_size < 1:
-            raise ConfigError("lsg.checkpoint_every, lsg.log_every and lsg.batch_size must be >= 1")
-        self.device = get_device(device or options.run.device)
-        self.identities = list(identities)
-        self.k, self.num_points = int(windows.shape[1]), int(windows.shape[2])
-        num_identities = max(len(self.identities), 1)
-        seed_everything(options.run.seed, options.run.deterministic)
-        self.generator = LandmarkSequenceNet(self.num_points, cfg.hidden, cfg.layers).to(self.device)
-        if cfg.prior_components > 0:
-            init_shape_prior(self.generator, windows, cfg.prior_components)
-        self.s2 = HiddenIdentityClassifier(2 * cfg.hidden, num_identities, cfg.head_hidden).to(self.device)
-        self.d1 = RealnessDiscriminator(self.num_points, cfg.head_hidden).to(self.device)
-        self.d2 = IdentityConsistencyDiscriminator(self.num_points, cfg.head_hidden).to(self.device)
-        self.s1 = LandmarkIdentityClassifier(self.num_points, num_identities, cfg.head_hidden).to(self.device)
-        adam = lambda params: torch.optim.Adam(params, lr=cfg.lr, betas=(cfg.beta1, cfg.beta2))
-        self.optim_g = adam([*self.generator.parameters(), *self.s2.parameters()])
-        self.optim_d = adam([*self.d1.parameters(), *self.d2.parameters()])
-        self.optim_s1 = adam(self.s1.parameters())
-        self.windows = windows.float().to(self.device)
-        self.labels = labels.long().to(self.device)
-        order = torch.argsort(labels.long().cpu(), stable=True)
-        counts = torch.bincount(labels.long().cpu(), minlength=num_identities)
-        self._by_identity, self._counts, self._offsets = order.to(self.device), counts.to(self.device), (torch.cumsum(counts, 0) - counts).to(self.device)
-        self.sampler = torch.Generator().manual_seed(int(options.run.seed))
-        self.step = 0
-        self.sums: dict[str, float] = {}
-        self.sum_steps = 0
-
-    def _rand(self, *shape) -> torch.Tensor:
-        return torch.rand(shape, generator=self.sampler).to(self.device)
-
-    def _augment(self, start: torch.Tensor, end: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        "Corrupt training inputs: Gaussian noise on each endpoint, attribute manipulation of the end frame."
-        cfg = self.config
-        batch = start.shape[0]
-        scale = sequence_frame(start, end)[1][:, 0]                     # [B,1,1]
-        noisy = []
-        for points in (start, end):
-            use = (self._rand(batch) < cfg.noise_probability).float()
-            sigma = self._rand(batch) * cfg.noise_max * use
-            noise = torch.randn(points.shape, generator=self.sampler).to(self.device)
-            noisy.append(points + noise * sigma[:, None, None] * scale)
-        start, end = noisy
-        manipulate = self._rand(batch) < cfg.manipulate_probability
-        choices, strengths = self._rand(batch), (self._rand(batch) * 2 - 1) * cfg.manipulate_max
-        if cfg.manipulate_probability > 0 and manipulate.any():
-            end = _manipulate_rows(end, manipulate, choices, strengths)
-        return start, end
-
-    def _partners(self, index: torch.Tensor) -> torch.Tensor:
-        "A random window of the same identity as each window in `index`."
-        labels = self.labels[index]
-        pick = (self._rand(len(index)) * self._counts[labels]).long().clamp_max(self._counts[labels] - 1)
-        return self._by_identity[self._offsets[labels] + pick]
-
-    def train_step(self) -> dict[str, float]:
-        "One step of D_1 + D_2, S_1, then G_l + S_2; returns every loss term."
-        cfg, k, device = self.config, self.k, self.device
-        batch = cfg.batch_size
-        index = torch.randint(len(self.windows), (batch,), generator=self.sampler).to(device)
-        partner, other = self._partners(index), torch.randint(len(self.windows), (batch,), generator=self.sampler).to(device)
-        frame = torch.randint(k, (batch,), generator=self.sampler).to(device)
-        target, labels = self.windows[index], self.labels[index]
-        start, end = self._augment(target[:, 0], target[:, -1])
-        rows = torch.arange(batch, device=device)
-        frame_labels = labels.repeat_interleave(k)
-        anchor = target[:, 0]
-        real_frames = target.reshape(batch * k, self.num_points, 2)
-
-        with autocast(device, self.options.run.amp):
-            sequence, shift, states = generate_sequence(self.generator, start, end, k)
-        fake_frames = sequence.reshape(batch * k, self.num_points, 2)
-
-        # D_1 and D_2
-        self.optim_d.zero_grad(set_to_none=True)
-        with autocast(device, self.options.run.amp):
-            loss_d1 = _bce(self.d1(real_frames), 1.0) + _bce(self.d1(fake_frames.detach()), 0.0)
-            same_identity = (self.labels[other] == labels).float()
-            loss_d2 = (_bce(self.d2(anchor, self.windows[partner, frame]), 1.0)
-                       + _bce(self.d2(anchor, self.windows[other, frame]), same_identity)
-                       + _bce(self.d2(anchor, sequence[rows, frame].detach()), 0.0))
-        (loss_d1 + loss_d2).backward()
-        self.optim_d.step()
-
-        # S_1 on real frames
-        self.optim_s1.zero_grad(set_to_none=True)
-        with autocast(device, self.options.run.amp):
-            loss_s1 = F.cross_entropy(self.s1(real_frames).float(), frame_labels)
-        loss_s1.backward()
-        self.optim_s1.step()
-
-        # G_l and S_2: eq. 2 plus reconstruction and smoothness
-        self.optim_g.zero_grad(set_to_none=True)
-        with autocast(device, self.options.run.amp):
-            g_d1 = _bce(self.d1(fake_frames), 1.0)
-            g_d2 = _bce(self.d2(anchor.repeat_interleave(k, 0), fake_frames), 1.0)
-            g_s1 = F.cross_entropy(self.s1(fake_frames).float(), frame_labels)
-            g_s2 = F.cross_entropy(self.s2(states).float(), labels)
-        scale = sequence_frame(start, end)[1]
-        reconstruction = ((sequence - target) / scale).abs().mean()
-        acceleration = (sequence[:, 2:] - 2 * sequence[:, 1:-1] + sequence[:, :-2]) / scale
-        smoothness = acceleration.pow(2).mean() if k > 2 else sequence.new_zeros(())
-        g_total = (cfg.lambda_d1 * g_d1 + cfg.lambda_d2 * g_d2 + cfg.lambda_s1 * g_s1 + cfg.lambda_s2 * g_s2
-                   + cfg.lambda_reconstruction * reconstruction + cfg.lambda_smoothness * smoothness)
-        g_total.backward()
-        self.optim_g.step()
-        self.step += 1
-        values = dict(zip(LOSS_TERMS, (loss_d1, loss_d2, loss_s1, g_d1, g_d2, g_s1, g_s2, reconstruction, smoothness, g_total)))
-        values = {name: float(v.detach()) for name, v in values.items()}
-        if not all(math.isfinite(v) for v in values.values()):
-            raise DataError(f"LSG training diverged at step {self.step}: {values}; lower lsg.lr or check the training landmarks for outliers")
-        return values
-
-    # -- checkpoints
-    def state(self) -> dict:
-        "Everything needed to continue exactly: networks, optimisers, RNG states, partial log sums."
-        return {"generator": self.generator.state_dict(), "s2": self.s2.state_dict(), "d1": self.d1.state_dict(),
-                "d2": self.d2.state_dict(), "s1": self.s1.state_dict(), "optim_g": self.optim_g.state_dict(),
-                "optim_d": self.optim_d.state_dict(), "optim_s1": self.optim_s1.state_dict(),
-                "sampler": self.sampler.get_state(), "rng": rng_state()}
-
-    def meta(self) -> dict:
-        return {"kind": "lsg", "step": self.step, "options": self.options.to_dict(), "num_points": self.num_points,
-                "k": self.k, "identities": self.identities, "log_sums": self.sums, "log_sum_steps": self.sum_steps}
-
-    def save(self, path: str | Path) -> Path:
-        "Write the training state to one safetensors checkpoint (atomic)."
-        return save_checkpoint(path, self.state(), self.meta())
-
-    def load_state(self, path: str | Path) -> "LSGTrainer":
-        "Restore the state saved by `save` into this trainer (same options)."
-        checkpoint = load_checkpoint(path, self.device)
-        meta = checkpoint.meta
-        if meta.get("kind") != "lsg":
-            raise CheckpointError(f"{path}: not an LSG checkpoint (kind {meta.get('kind')!r})")
-        for name in ("generator", "s2", "d1", "d2", "s1"):
-            load_module_state(getattr(self, name), checkpoint.state[name], path)
-        for name in ("optim_g", "optim_d", "optim_s1"):
-            getattr(self, name).load_state_dict(checkpoint.state[name])
-        self.sampler.set_state(checkpoint.state["sampler"].cpu())
-        set_rng_state(checkpoint.state["rng"])
-        self.step, self.sums, self.sum_steps = int(meta["step"]), dict(meta.get("log_sums", {})), int(meta.get("log_sum_steps", 0))
-        return self
-
-    # -- the loop
-    def fit(self, out_dir: str | Path, steps: int | None = None, show_progress: bool = True) -> Path:
-        "Train up to `steps` (default `lsg.steps`), logging to `out_dir/losses.csv` and checkpointing to `out_dir/lsg.safetensors`."
-        cfg, out_dir = self.config, Path(out_dir)
-        steps = int(cfg.steps if steps is None else steps)
-        checkpoint, log_path = out_dir / "lsg.safetensors", out_dir / "losses.csv"
-        out_dir.mkdir(parents=True, exist_ok=True)
-        _truncate_log(log_path, self.step)
-        bar = progress(total=steps, initial=self.step, desc="LSG") if show_progress else None
-        with cpu_threads(cfg.cpu_threads if self.device.type == "cpu" else 0):
-            self._loop(steps, checkpoint, log_path, bar, time.time())
-        if bar is not None:
-            bar.close()
-        if not checkpoint.exists():
-            self.save(checkpoint)
-        plot_losses(log_path, out_dir / "losses.png")
-        return checkpoint
-
-    def _loop(self, steps: int, checkpoint: Path, log_path: Path, bar, start_time: float) -> None:
-        cfg = self.config
-        while self.step < steps:
-            values = self.train_step()
-            for name, value in values.items():
-                self.sums[name] = self.sums.get(name, 0.0) + value
-            self.sum_steps += 1
-            if self.step % cfg.log_every == 0 or self.step == cfg.steps:  # a run stopped early keeps its partial sums in the checkpoint
-                _append_log(log_path, self.step, {n: self.sums[n] / self.sum_steps for n in LOSS_TERMS}, time.time() - start_time)
-                self.sums, self.sum_steps = {}, 0
-            if self.step % cfg.checkpoint_every == 0 or self.step == steps:
-                self.save(checkpoint)
-            if bar is not None:
-                bar.update(1)
-                if self.step % cfg.log_every == 0:
-                    bar.set_postfix(reconstruction=f"{values['reconstruction']:.4f}", d1=f"{values['d1']:.3f}")
-
 def _manipulate_rows(points: torch.Tensor, which: torch.Tensor, choices: torch.Tensor, strengths: torch.Tensor) -> torch.Tensor:
     "Change the rows `which` of `points` [B,P,2] by a random `landmarks.manipulate` attribute (`choices` in [0, 1)) of signed `strengths`."
     from reenactbook.landmarks import ATTRIBUTES, manipulate
@@ -440,6 +365,206 @@ def _manipulate_rows(points: torch.Tensor, which: torch.Tensor, choices: torch.T
             changed = manipulate(points[rows].detach().cpu().double().numpy(), attribute, strengths[rows].cpu().double().numpy())
             out[rows] = torch.as_tensor(np.asarray(changed, np.float32), device=points.device)
     return out
+
+# %% ../nbs/10_lsg.ipynb #c022
+class LSGTrainer:
+    "The LSG training state: G_l, S_2, D_1, D_2, S_1, their optimisers, the real windows on the device and the step."
+    def __init__(self, options: Options, windows: torch.Tensor | None, labels: torch.Tensor | None, identities: list[str],
+                 device: str | torch.device | None = None):
+        cfg = self.config = options.lsg.validate()
+        self.options, self.device = options, get_device(device or options.run.device)
+        windows = torch.zeros(0, cfg.k, 68, 2) if windows is None else windows
+        labels = torch.zeros(0, dtype=torch.long) if labels is None else labels
+        if windows.ndim != 4 or windows.shape[-1] != 2:
+            raise InputError(f"training windows must be [N,K,P,2], got {tuple(windows.shape)}")
+        if windows.shape[1] != cfg.k:
+            raise ConfigError(f"lsg.k={cfg.k} but the training windows have {windows.shape[1]} frames")
+        if len(windows) != len(labels) or (len(windows) < 2 and cfg.synthetic_identities == 0):
+            raise DataError(f"need at least 2 training windows with one label each (or lsg.synthetic_identities > 0), "
+                            f"got {len(windows)} windows and {len(labels)} labels")
+        if cfg.synthetic_identities and windows.shape[2] != 68:
+            raise ConfigError(f"synthetic tracks have 68 points, the real windows {windows.shape[2]}; set lsg.synthetic_identities=0")
+        self.identities, self.k, self.num_points = list(identities), cfg.k, int(windows.shape[2])
+        num_identities = max(cfg.synthetic_identities + len(self.identities), 1)
+        seed_everything(options.run.seed, options.run.deterministic)
+        self.generator = LandmarkSequenceNet(self.num_points, cfg.hidden, cfg.layers).to(self.device)
+        self.s2 = HiddenIdentityClassifier(2 * cfg.hidden, num_identities, cfg.head_hidden).to(self.device)
+        self.d1 = RealnessDiscriminator(self.num_points, cfg.head_hidden).to(self.device)
+        self.d2 = IdentityConsistencyDiscriminator(self.num_points, cfg.head_hidden).to(self.device)
+        self.s1 = LandmarkIdentityClassifier(self.num_points, num_identities, cfg.head_hidden).to(self.device)
+        adam = lambda params: torch.optim.Adam(params, lr=cfg.lr, betas=(cfg.beta1, cfg.beta2))
+        self.optim_g = adam([*self.generator.parameters(), *self.s2.parameters()])
+        self.optim_d = adam([*self.d1.parameters(), *self.d2.parameters()])
+        self.optim_s1 = adam(self.s1.parameters())
+        self.windows, self.labels = windows.float().to(self.device), labels.long().to(self.device)
+        order = torch.argsort(labels.long().cpu(), stable=True)
+        counts = torch.bincount(labels.long().cpu(), minlength=max(len(self.identities), 1))
+        self._by_identity, self._counts, self._offsets = order.to(self.device), counts.to(self.device), (torch.cumsum(counts, 0) - counts).to(self.device)
+        self.sampler = torch.Generator().manual_seed(int(options.run.seed))
+        self.step, self.sums, self.sum_steps = 0, {}, 0
+
+    def _rand(self, *shape) -> torch.Tensor:
+        return torch.rand(shape, generator=self.sampler).to(self.device)
+
+# %% ../nbs/10_lsg.ipynb #c023
+@patch
+def _synthetic(self: LSGTrainer, count: int):
+    "`count` synthetic true windows `[n,K,68,2]`, labels and same-person partner frames, drawn for this step."
+    from reenactbook.synthetic import sample_tracks
+    cfg, seed = self.config, int(self.options.run.seed) * 1_000_003 + self.step
+    tracks = sample_tracks(count, self.k, seed=seed, identities=cfg.synthetic_identities, max_stride=cfg.max_stride)
+    partners = sample_tracks(count, 2, seed=seed + 500_000, people=tracks.people, max_stride=cfg.max_stride)
+    as_tensor = lambda a: torch.from_numpy(a).to(self.device)
+    return as_tensor(tracks.landmarks), as_tensor(tracks.people), as_tensor(partners.landmarks[:, 1])
+
+@patch
+def _batch(self: LSGTrainer):
+    "True windows `[B,K,P,2]`, identity labels `[B]` and a same-identity partner frame `[B,P,2]` of each: synthetic, then real."
+    cfg, batch = self.config, self.config.batch_size
+    share = cfg.synthetic_fraction if len(self.windows) else 1.0
+    count = int(round(batch * share)) if cfg.synthetic_identities else 0
+    parts = [self._synthetic(count)] if count else []
+    if batch - count:
+        index = torch.randint(len(self.windows), (batch - count,), generator=self.sampler).to(self.device)
+        labels = self.labels[index]
+        pick = (self._rand(len(index)) * self._counts[labels]).long().clamp_max(self._counts[labels] - 1)
+        partner = self._by_identity[self._offsets[labels] + pick]
+        frame = torch.randint(self.k, (len(index),), generator=self.sampler).to(self.device)
+        parts.append((self.windows[index], labels + cfg.synthetic_identities, self.windows[partner, frame]))
+    return [torch.cat(column) for column in zip(*parts)]
+
+@patch
+def _augment(self: LSGTrainer, start: torch.Tensor, end: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    "Corrupt training inputs: Gaussian noise on each endpoint, attribute manipulation of the end frame."
+    cfg, batch = self.config, start.shape[0]
+    scale = SequenceFrame.of(start, end).scale[:, 0]                 # [B,1,1]
+    noisy = []
+    for points in (start, end):
+        sigma = self._rand(batch) * cfg.noise_max * (self._rand(batch) < cfg.noise_probability).float()
+        noise = torch.randn(points.shape, generator=self.sampler).to(self.device)
+        noisy.append(points + noise * sigma[:, None, None] * scale)
+    start, end = noisy
+    manipulate = self._rand(batch) < cfg.manipulate_probability
+    choices, strengths = self._rand(batch), (self._rand(batch) * 2 - 1) * cfg.manipulate_max
+    if cfg.manipulate_probability > 0 and manipulate.any():
+        end = _manipulate_rows(end, manipulate, choices, strengths)
+    return start, end
+
+# %% ../nbs/10_lsg.ipynb #c024
+@patch
+def train_step(self: LSGTrainer) -> dict[str, float]:
+    "One step of D_1 + D_2, S_1, then G_l + S_2; returns every loss term."
+    cfg, k, device, amp = self.config, self.k, self.device, self.options.run.amp
+    target, labels, partner = self._batch()
+    batch = len(target)
+    start, end = self._augment(target[:, 0], target[:, -1])
+    frame = torch.randint(k, (batch,), generator=self.sampler).to(device)
+    rows, other = torch.arange(batch, device=device), torch.roll(torch.arange(batch, device=device), 1)
+    anchor, real_frames = target[:, 0], target.reshape(batch * k, self.num_points, 2)
+    with autocast(device, amp):
+        sequence, shift, states = generate_sequence(self.generator, start, end, k, cfg.base, refine=True)
+    fake_frames = sequence.reshape(batch * k, self.num_points, 2)
+    self.optim_d.zero_grad(set_to_none=True)                       # D_1 and D_2
+    with autocast(device, amp):
+        loss_d1 = _bce(self.d1(real_frames), 1.0) + _bce(self.d1(fake_frames.detach()), 0.0)
+        loss_d2 = (_bce(self.d2(anchor, partner), 1.0) + _bce(self.d2(anchor, target[other, frame]), (labels[other] == labels).float())
+                   + _bce(self.d2(anchor, sequence[rows, frame].detach()), 0.0))
+    (loss_d1 + loss_d2).backward()
+    self.optim_d.step()
+    self.optim_s1.zero_grad(set_to_none=True)                      # S_1 on true frames
+    with autocast(device, amp):
+        loss_s1 = F.cross_entropy(self.s1(real_frames).float(), labels.repeat_interleave(k))
+    loss_s1.backward()
+    self.optim_s1.step()
+    self.optim_g.zero_grad(set_to_none=True)                       # G_l and S_2: eq. 2 plus reconstruction
+    with autocast(device, amp):
+        g_d1 = _bce(self.d1(fake_frames), 1.0)
+        g_d2 = _bce(self.d2(anchor.repeat_interleave(k, 0), fake_frames), 1.0)
+        g_s1 = F.cross_entropy(self.s1(fake_frames).float(), labels.repeat_interleave(k))
+        g_s2 = F.cross_entropy(self.s2(states).float(), labels)
+    reconstruction = ((sequence - target) / SequenceFrame.of(target[:, 0], target[:, -1]).scale).abs().mean()
+    g_total = (cfg.lambda_d1 * g_d1 + cfg.lambda_d2 * g_d2 + cfg.lambda_s1 * g_s1 + cfg.lambda_s2 * g_s2
+               + cfg.lambda_reconstruction * reconstruction)
+    g_total.backward()
+    self.optim_g.step()
+    self.step += 1
+    values = dict(zip(LOSS_TERMS, (loss_d1, loss_d2, loss_s1, g_d1, g_d2, g_s1, g_s2, reconstruction, g_total)))
+    values = {name: float(v.detach()) for name, v in values.items()}
+    if not all(math.isfinite(v) for v in values.values()):
+        raise DataError(f"LSG training diverged at step {self.step}: {values}; lower lsg.lr or check the training landmarks for outliers")
+    return values
+
+# %% ../nbs/10_lsg.ipynb #c025
+@patch
+def state(self: LSGTrainer) -> dict:
+    "Everything needed to continue exactly: networks, optimisers, RNG states, partial log sums."
+    return {"generator": self.generator.state_dict(), "s2": self.s2.state_dict(), "d1": self.d1.state_dict(),
+            "d2": self.d2.state_dict(), "s1": self.s1.state_dict(), "optim_g": self.optim_g.state_dict(),
+            "optim_d": self.optim_d.state_dict(), "optim_s1": self.optim_s1.state_dict(),
+            "sampler": self.sampler.get_state(), "rng": rng_state()}
+
+@patch
+def meta(self: LSGTrainer) -> dict:
+    return {"kind": "lsg", "step": self.step, "options": self.options.to_dict(), "num_points": self.num_points,
+            "k": self.k, "identities": self.identities, "log_sums": self.sums, "log_sum_steps": self.sum_steps}
+
+@patch
+def save(self: LSGTrainer, path: str | Path) -> Path:
+    "Write the training state to one safetensors checkpoint (atomic)."
+    return save_checkpoint(path, self.state(), self.meta())
+
+@patch
+def load_state(self: LSGTrainer, path: str | Path) -> LSGTrainer:
+    "Restore the state saved by `save` into this trainer (same options)."
+    checkpoint = load_checkpoint(path, self.device)
+    meta = checkpoint.meta
+    if meta.get("kind") != "lsg":
+        raise CheckpointError(f"{path}: not an LSG checkpoint (kind {meta.get('kind')!r})")
+    for name in ("generator", "s2", "d1", "d2", "s1"):
+        load_module_state(getattr(self, name), checkpoint.state[name], path)
+    for name in ("optim_g", "optim_d", "optim_s1"):
+        getattr(self, name).load_state_dict(checkpoint.state[name])
+    self.sampler.set_state(checkpoint.state["sampler"].cpu())
+    set_rng_state(checkpoint.state["rng"])
+    self.step, self.sums, self.sum_steps = int(meta["step"]), dict(meta.get("log_sums", {})), int(meta.get("log_sum_steps", 0))
+    return self
+
+# %% ../nbs/10_lsg.ipynb #c026
+@patch
+def fit(self: LSGTrainer, out_dir: str | Path, steps: int | None = None, show_progress: bool = True) -> Path:
+    "Train up to `steps` (default `lsg.steps`), logging to `out_dir/losses.csv` and checkpointing to `out_dir/lsg.safetensors`."
+    cfg, out_dir = self.config, Path(out_dir)
+    steps = int(cfg.steps if steps is None else steps)
+    checkpoint, log_path = out_dir / "lsg.safetensors", out_dir / "losses.csv"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    _truncate_log(log_path, self.step)
+    bar = progress(total=steps, initial=self.step, desc="LSG") if show_progress else None
+    with cpu_threads(cfg.cpu_threads if self.device.type == "cpu" else 0):
+        self._loop(steps, checkpoint, log_path, bar, time.time())
+    if bar is not None:
+        bar.close()
+    if not checkpoint.exists():
+        self.save(checkpoint)
+    plot_losses(log_path, out_dir / "losses.png")
+    return checkpoint
+
+@patch
+def _loop(self: LSGTrainer, steps: int, checkpoint: Path, log_path: Path, bar, start_time: float) -> None:
+    cfg = self.config
+    while self.step < steps:
+        values = self.train_step()
+        for name, value in values.items():
+            self.sums[name] = self.sums.get(name, 0.0) + value
+        self.sum_steps += 1
+        if self.step % cfg.log_every == 0 or self.step == cfg.steps:  # a run stopped early keeps its partial sums in the checkpoint
+            _append_log(log_path, self.step, {n: self.sums[n] / self.sum_steps for n in LOSS_TERMS}, time.time() - start_time)
+            self.sums, self.sum_steps = {}, 0
+        if self.step % cfg.checkpoint_every == 0 or self.step == steps:
+            self.save(checkpoint)
+        if bar is not None:
+            bar.update(1)
+            if self.step % cfg.log_every == 0:
+                bar.set_postfix(reconstruction=f"{values['reconstruction']:.4f}", d1=f"{values['d1']:.3f}")
 
 def _append_log(path: Path, step: int, values: dict[str, float], seconds: float) -> None:
     new = not path.exists()
@@ -473,7 +598,7 @@ def plot_losses(log_path: str | Path, png_path: str | Path) -> Path | None:
     table = pd.read_csv(log_path)
     groups = {"adversarial (eq. 2: D1, D2)": ["d1", "d2", "g_d1", "g_d2"],
               "support tasks (eq. 3, 4: S1, S2)": ["s1_real", "g_s1", "g_s2"],
-              "reconstruction and total (G_l)": ["reconstruction", "smoothness", "g_total"]}
+              "reconstruction and total (G_l)": ["reconstruction", "g_total"]}
     fig, axes = plt.subplots(1, 3, figsize=(15, 4))
     for ax, (title, names) in zip(axes, groups.items()):
         for name in names:
@@ -489,7 +614,9 @@ def plot_losses(log_path: str | Path, png_path: str | Path) -> Path | None:
     from reenactbook.core import write_bytes
     return write_bytes(png_path, buffer.getvalue())
 
-# %% ../nbs/10_lsg.ipynb #c021
+# %% ../nbs/10_lsg.ipynb #c028
+WINDOW_STRIDES = (1, 2, 3, 5, 8, 12, 18, 25)   # strides of the real training windows (up to lsg.max_stride)
+
 def lsg_dataset(options: Options):
     "The prepared dataset the LSG trains on: `run.data_root`, or the tiny synthetic dataset for the tiny profile."
     from reenactbook.dataset import FaceDataset
@@ -506,14 +633,30 @@ def lsg_windows(dataset, options: Options, split: str = "train"):
     from reenactbook.views import LandmarkWindows
     return LandmarkWindows.from_options(dataset, options, split)
 
+def training_windows(dataset, options: Options, split: str = "train") -> tuple[torch.Tensor, torch.Tensor, list[str]]:
+    "Real windows `[N,K,P,2]`, labels `[N]` and identity names of `split`, at every stride of `WINDOW_STRIDES` up to `lsg.max_stride` the clips allow."
+    from reenactbook.views import LandmarkWindows
+    identities = sorted(dataset.index["identity"].iloc[dataset.rows(split)].unique())
+    strides = sorted({options.views.window_stride, *(s for s in WINDOW_STRIDES if s <= options.lsg.max_stride)})
+    xs, ys = [], []
+    for stride in strides:
+        try:
+            windows = LandmarkWindows(dataset, options.lsg.k, stride, split, options.views.window_hop, "68", identities)
+        except DataError:
+            continue                                   # clips too short for this stride
+        x, y = windows.tensors()
+        xs.append(x); ys.append(y)
+    if not xs:
+        raise DataError(f"{dataset.root}: no window of {options.lsg.k} frames in split {split!r}; use a smaller lsg.k")
+    return torch.cat(xs), torch.cat(ys), identities
+
 def train_lsg(options: Options, out_dir: str | Path | None = None, dataset=None, resume: bool = True,
               steps: int | None = None, show_progress: bool = True) -> Path:
     "Train (or resume) an LSG as `options` say; returns the checkpoint path."
     out_dir = Path(out_dir or options.run.out_dir)
     dataset = dataset if dataset is not None else lsg_dataset(options)
-    windows = lsg_windows(dataset, options, "train")
-    x, y = windows.tensors()
-    trainer = LSGTrainer(options, x, y, windows.identities)
+    x, y, identities = training_windows(dataset, options, "train")
+    trainer = LSGTrainer(options, x, y, identities)
     checkpoint = out_dir / "lsg.safetensors"
     if resume and checkpoint.exists():
         trainer.load_state(checkpoint)
@@ -522,16 +665,26 @@ def train_lsg(options: Options, out_dir: str | Path | None = None, dataset=None,
         checkpoint.unlink()
         (out_dir / "losses.csv").unlink(missing_ok=True)
     options.save(out_dir)
-    get_logger(__name__).info("LSG: %d training windows of %d frames, %d identities, device %s", len(x), windows.k, len(windows.identities), trainer.device)
+    get_logger(__name__).info("LSG: %d real training windows of %d frames (%d identities) + synthetic tracks of %d people, device %s",
+                              len(x), options.lsg.k, len(identities), options.lsg.synthetic_identities, trainer.device)
     return trainer.fit(out_dir, steps, show_progress)
 
-# %% ../nbs/10_lsg.ipynb #c023
+# %% ../nbs/10_lsg.ipynb #c030
+def _checkpoint_kind_error(path, kind) -> CheckpointError:
+    "The error for a checkpoint of another kind, named as such."
+    if kind == "reenactor-training":
+        return CheckpointError(f"{path} is a reenactor checkpoint, not an LSG; give it to `reenactbook reenact`, "
+                               "and give `lsg` a checkpoint written by `reenactbook train-lsg`")
+    return CheckpointError(f"{path}: not an LSG checkpoint (kind {kind!r}); train one with `reenactbook train-lsg`")
+
 class LandmarkSequenceGenerator(nn.Module):
     "A trained G_l for inference: `lsg(p_start, p_end, k)` -> landmark sequences `[B,K,P,2]`."
-    def __init__(self, num_points: int = 68, hidden: int = 128, layers: int = 1, k: int = 8, identities: list[str] | None = None):
+    def __init__(self, num_points: int = 68, hidden: int = 128, layers: int = 1, k: int = 8, identities: list[str] | None = None,
+                 base: str = "linear", refine_endpoints: bool = False):
         super().__init__()
         self.net = LandmarkSequenceNet(num_points, hidden, layers)
         self.k, self.identities, self.step, self.source = int(k), list(identities or []), 0, None
+        self.base, self.refine_endpoints = base, bool(refine_endpoints)
 
     @classmethod
     def from_checkpoint(cls, path: str | Path, device: str | torch.device = "auto") -> "LandmarkSequenceGenerator":
@@ -539,10 +692,15 @@ class LandmarkSequenceGenerator(nn.Module):
         checkpoint = load_checkpoint(path)
         meta = checkpoint.meta
         if meta.get("kind") != "lsg" or "generator" not in checkpoint.state:
-            raise CheckpointError(f"{path}: not an LSG checkpoint (kind {meta.get('kind')!r}); train one with `reenactbook train-lsg`")
-        config = LSGConfig.from_dict(meta["options"]["lsg"], where=f"{path}:lsg")
-        model = cls(int(meta["num_points"]), config.hidden, config.layers, int(meta["k"]), meta.get("identities"))
-        load_module_state(model.net, checkpoint.state["generator"], path)
+            raise _checkpoint_kind_error(path, meta.get("kind"))
+        try:
+            config = LSGConfig.from_dict(meta["options"]["lsg"], where=f"{path}:lsg")
+            model = cls(int(meta["num_points"]), config.hidden, config.layers, int(meta["k"]), meta.get("identities"),
+                        config.base, config.refine_endpoints)
+            load_module_state(model.net, checkpoint.state["generator"], path)
+        except (ConfigError, CheckpointError) as e:
+            raise CheckpointError(f"{path}: an LSG checkpoint of an older version (before the identity-preserving G_l, "
+                                  f"issue 14); retrain it with `reenactbook train-lsg` ({e})") from None
         model.step, model.source = int(meta.get("step", 0)), Path(path)
         return model.to(get_device(device)).eval()
 
@@ -551,27 +709,30 @@ class LandmarkSequenceGenerator(nn.Module):
         return next(self.parameters()).device
 
     @torch.no_grad()
-    def forward(self, p_start, p_end, k: int | None = None):
+    def forward(self, p_start, p_end, k: int | None = None, refine_endpoints: bool | None = None,
+                names: tuple[str, str] = ("p_start", "p_end")):
         "Landmark sequences from `p_start` to `p_end` ([P,2] or [B,P,2], pixels): `[B,K,P,2]` (or `[K,P,2]`), same kind as the input."
         k = self.k if k is None else k
-        start, end, batched = check_endpoints(p_start, p_end, k, self.net.num_points)
-        sequence = generate_sequence(self.net, start.to(self.device), end.to(self.device), int(k))[0].float()
+        refine = self.refine_endpoints if refine_endpoints is None else bool(refine_endpoints)
+        start, end, batched = check_endpoints(p_start, p_end, k, self.net.num_points, names)
+        sequence = generate_sequence(self.net, start.to(self.device), end.to(self.device), int(k), self.base, refine)[0].float()
         if isinstance(p_start, torch.Tensor):
             sequence = sequence.to(p_start.device)
         return _like_input(sequence, p_start, batched)
 
-    def lsg(self, p_start, p_end, k: int | None = None):
+    def lsg(self, p_start, p_end, k: int | None = None, refine_endpoints: bool | None = None):
         "The LSG of the paper: `k` (default: the trained K) identity-preserving frames from `p_start` to `p_end`."
-        return self(p_start, p_end, k)
+        return self(p_start, p_end, k, refine_endpoints)
 
     def __repr__(self):
-        return f"LandmarkSequenceGenerator({self.net.num_points} points, K={self.k}, step {self.step}, from {self.source})"
+        return (f"LandmarkSequenceGenerator({self.net.num_points} points, K={self.k}, base {self.base}, "
+                f"refine_endpoints={self.refine_endpoints}, step {self.step}, from {self.source})")
 
-# %% ../nbs/10_lsg.ipynb #c027
+# %% ../nbs/10_lsg.ipynb #c034
 def _options_key(options: Options) -> str:
     "A short hash of the options a trained LSG depends on."
     relevant = {"lsg": options.lsg.to_dict(), "window_stride": options.views.window_stride, "window_hop": options.views.window_hop,
-                "seed": options.run.seed, "data_root": options.run.data_root, "profile": options.run.profile}
+                "seed": options.run.seed, "data_root": options.run.data_root, "profile": options.run.profile, "version": 2}
     return hashlib.sha256(json.dumps(relevant, sort_keys=True).encode()).hexdigest()[:12]
 
 def _checkpoint_step(path: Path) -> int:
@@ -593,24 +754,40 @@ def pretrained_lsg(profile: str = "tiny", overrides: list[str] | dict | None = N
                 train_lsg(options, folder, resume=True)
     return LandmarkSequenceGenerator.from_checkpoint(checkpoint, device)
 
-# %% ../nbs/10_lsg.ipynb #c029
-def sketch_strip(sequences: list, size: int = 128, margin: float = 0.1) -> np.ndarray:
-    "One row of sketches per landmark sequence `[K,P,2]`, all fitted into a common `size` px square: uint8 image."
+# %% ../nbs/10_lsg.ipynb #c036
+MAX_STRIP_WIDTH = 65_535   # px: the widest image the usual viewers and PNG tools open
+
+def max_frames(size: int = 128, rows: int = 2) -> int:
+    "The largest K the `lsg` command accepts: what a strip of `rows` rows at `size` px fits in width and in a quarter of the available memory."
+    try:
+        available = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        available = 2 ** 31
+    per_frame = rows * 3 * size * size * 4 * 4 + 4096          # float sketches and their temporaries, plus one .pts file
+    return max(2, min(MAX_STRIP_WIDTH // size - 1, int(available // 4 // per_frame)))   # minus the label column
+
+def sketch_strip(sequences: list, size: int = 128, margin: float = 0.1, labels: list[str] | None = None) -> np.ndarray:
+    "One row of sketches per landmark sequence `[K,P,2]`, all fitted into a common `size` px square, with `labels` left of the rows: uint8 image."
+    import cv2
     from reenactbook.landmarks import render_sketch
     arrays = [np.asarray(s.detach().cpu() if isinstance(s, torch.Tensor) else s, np.float32) for s in sequences]
     every = np.concatenate([a.reshape(-1, 2) for a in arrays])
     low, high = every.min(0), every.max(0)
-    side = float((high - low).max()) or 1.0
-    scale = size * (1 - 2 * margin) / side
+    scale = size * (1 - 2 * margin) / (float((high - low).max()) or 1.0)
     offset = (size - (high - low) * scale) / 2
-    rows = []
-    for a in arrays:
-        sketches = render_sketch(torch.from_numpy((a - low) * scale + offset), size)  # [K,3,S,S]
-        rows.append(torch.cat(list(sketches), dim=-1))
+    rows = [torch.cat(list(render_sketch(torch.from_numpy((a - low) * scale + offset), size)), dim=-1) for a in arrays]
     image = torch.cat(rows, dim=-2).clamp(0, 1).mul(255).round().byte().permute(1, 2, 0).cpu().numpy()
+    if labels:
+        if len(labels) != len(arrays):
+            raise InputError(f"sketch_strip: {len(labels)} labels for {len(arrays)} rows")
+        column = np.full((image.shape[0], size, 3), 255, np.uint8)
+        for i, label in enumerate(labels):
+            cv2.putText(column, str(label)[:12], (4, i * size + size // 2 + 5), cv2.FONT_HERSHEY_SIMPLEX, 0.35 * size / 100 + 0.1,
+                        (0, 0, 0), 1, cv2.LINE_AA)
+        image = np.concatenate([column, image], 1)
     return image
 
-# %% ../nbs/10_lsg.ipynb #c030
+# %% ../nbs/10_lsg.ipynb #c037
 from fastcore.script import Param
 
 def train_lsg_cli(profile: str = "tiny", # options profile: tiny | sample | paper
@@ -627,30 +804,48 @@ def train_lsg_cli(profile: str = "tiny", # options profile: tiny | sample | pape
     print(f"LSG checkpoint: {checkpoint} ({time.time() - start:.0f} s); loss curves: {Path(out) / 'losses.png'}")
     return checkpoint
 
-def lsg_cli(start: str = None, # .pts file of the first landmark set p_s1
+def _read_endpoint(path: str) -> np.ndarray:
+    "68 landmarks from a .pts file; a 98-point (WFLW) file is converted with `landmarks.wflw98_to_68`, with a note."
+    from reenactbook.landmarks import read_pts, wflw98_to_68
+    points = np.asarray(read_pts(path), np.float32)
+    if len(points) == 98:
+        print(f"note: {path} has 98 points (WFLW); using its 68-point (iBUG) subset (landmarks.wflw98_to_68)")
+        points = np.asarray(wflw98_to_68(points), np.float32)
+    return points
+
+# %% ../nbs/10_lsg.ipynb #c038
+STRIP_SIZE = 128   # px per sketch in the `lsg` command's strip
+
+def lsg_cli(start: str = None, # .pts file of the first landmark set p_s1 (68 points, or 98 WFLW points: converted)
             end: str = None, # .pts file of the last landmark set p_sK
-            k: int = 8, # frames in the sequence, endpoints included
+            k: int = 8, # frames in the sequence, endpoints included (at most `max_frames`, from memory and strip width)
             checkpoint: str = None, # LSG checkpoint (default: the cached tiny model, trained on first use)
             out: str = "lsg_out", # output folder
+            refine: bool = False, # also refine the given endpoints (Figure 7: noisy or edited endpoints)
             device: str = "auto", # auto | cpu | cuda
            ):
-    "Generate a landmark sequence between two .pts files: sequence.npy, frame_NN.pts and a sketch strip (LSG above LI)."
-    from reenactbook.landmarks import read_pts, write_pts
+    "Generate a landmark sequence between two .pts files: sequence.npy, frame_NN.pts and a labelled sketch strip (LSG above LI)."
+    from reenactbook.landmarks import write_pts
+    from reenactbook.core import atomic_write
     from PIL import Image
     if not start or not end:
         raise InputError("give both --start and --end (.pts landmark files)")
-    p_start, p_end = (np.asarray(read_pts(path), np.float32) for path in (start, end))
+    p_start, p_end = _read_endpoint(start), _read_endpoint(end)
+    check_endpoints(p_start, p_end, k, names=(start, end))
+    limit = max_frames(STRIP_SIZE, 2)
+    if k > limit:
+        raise InputError(f"--k {k} is above the limit of {limit} frames here (the strip would be {(k + 1) * STRIP_SIZE} px wide "
+                         f"and its sketches need about {k * 2 * 3 * STRIP_SIZE ** 2 * 16 / 2 ** 30:.1f} GB); use a smaller --k")
     model = LandmarkSequenceGenerator.from_checkpoint(checkpoint, device) if checkpoint else pretrained_lsg("tiny", device=device)
-    sequence = model.lsg(p_start, p_end, k)
+    sequence = model(p_start, p_end, k, refine, names=(start, end))
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    from reenactbook.core import atomic_write
     with atomic_write(out / "sequence.npy") as f:
         np.save(f, sequence)
     for i, frame in enumerate(sequence):
         write_pts(out / f"frame_{i:02d}.pts", frame)
-    strip = sketch_strip([sequence, linear_interpolation(p_start, p_end, k)])
+    strip = sketch_strip([sequence, linear_interpolation(p_start, p_end, k)], STRIP_SIZE, labels=["LSG", "LI"])
     with atomic_write(out / "strip.png") as f:
         Image.fromarray(strip).save(f, format="PNG")
-    print(f"{len(sequence)} frames of {sequence.shape[1]} points -> {out}/sequence.npy, frame_*.pts, strip.png (top LSG, bottom LI)")
+    print(f"{len(sequence)} frames of {sequence.shape[1]} points -> {out}/sequence.npy, frame_*.pts, strip.png (rows: LSG, LI)")
     return sequence

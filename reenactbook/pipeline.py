@@ -9,6 +9,7 @@ import contextlib
 import json
 import math
 import re
+import sys
 import tempfile
 import time
 from collections import Counter, deque
@@ -22,16 +23,16 @@ import numpy as np
 import torch
 from fastcore.script import Param
 
-from .core import (CheckpointError, checkpoint_meta, CheckpointMismatchError, ConfigBase, ConfigError, DataError, InputError,
-                              Options, atomic_write, autocast, config_section, get_device, get_logger, load_options,
-                              progress)
+from .core import (ConfigBase, ConfigError, DataError, InputError, Options, atomic_write, autocast, config_section,
+                              get_device, get_logger, load_options, progress)
 
 # %% auto #0
-__all__ = ['MODES', 'FILLS', 'CONTAINERS', 'PipelineConfig', 'load_reenactor', 'sketch_layout_of', 'load_lsg', 'SourceFace',
-           'make_tracker', 'observation_points', 'as_layout', 'prepare_source', 'MotionTransfer', 'transfer_landmarks',
-           'StageTimer', 'ReenactmentSession', 'Driver', 'video_info', 'open_driver', 'make_bridge', 'fill_gaps',
-           'smooth', 'inbetween', 'keyframes', 'batches', 'check_output', 'VideoWriter', 'ReenactmentResult',
-           'reenact_video', 'reenact', 'reenact_cli']
+__all__ = ['MODES', 'FILLS', 'CONTAINERS', 'PipelineConfig', 'sketch_layout_of', 'SourceFace', 'make_tracker',
+           'observation_points', 'as_layout', 'prepare_source', 'MotionTransfer', 'transfer_landmarks', 'StageTimer',
+           'inference_generator', 'ReenactmentSession', 'face_mask', 'match_colors', 'color_stats', 'Compositor',
+           'seam_contrast', 'Driver', 'video_info', 'open_driver', 'make_bridge', 'fill_gaps', 'smooth', 'inbetween',
+           'keyframes', 'batches', 'check_output', 'VideoWriter', 'FrameProgress', 'ReenactmentResult', 'reenact_video',
+           'reenact', 'reenact_cli']
 
 # %% ../nbs/40_pipeline.ipynb #c006
 MODES = ("relative", "absolute")
@@ -42,7 +43,7 @@ CONTAINERS = {".mp4": "mp4", ".m4v": "mp4", ".mov": "mov", ".mkv": "matroska"}
 @dataclass
 class PipelineConfig(ConfigBase):
     "One-shot reenactment: a source photo driven by a video or landmark sequence -> a reenacted video."
-    checkpoint: str = ""          # reenactor checkpoint (Reenactor.save or `reenactbook train`); the `checkpoint` argument wins
+    checkpoint: str = ""          # reenactor: a model name (`reenactbook models`) or checkpoint path; '' = the best available (models.resolve_model)
     mode: str = "relative"        # relative: source landmarks + the driving motion since its first good frame (FOMM) | absolute: the driving landmarks, aligned as data prep
     stabilize: bool = True        # align every driving frame by itself, as the training targets p_t were (the face stays put in the crop); False: the first good frame's alignment for the whole clip, so head shifts and roll carry over
     smoothing: float = 0.0        # sigma in frames of a centred Gaussian filter over the driving landmarks (0 = off; 1-2 calms detector jitter)
@@ -50,7 +51,7 @@ class PipelineConfig(ConfigBase):
     max_gap: int = 50             # longest run of faceless frames that is bridged; longer runs hold the last good landmarks
     frame_rate_factor: int = 1    # output frames per driving frame; the in-between frames come from the LSG (linear interpolation without one)
     lsg_keyframes: int = 0        # > 0: every n-th driving frame is a key frame and the LSG regenerates the frames between (refines noisy landmarks; n = K - 1 is the LSG's training length)
-    lsg: str = ""                 # LSG checkpoint for fill / in-betweens / key frames ('' = none, 'pretrained' = the cached LSG of the run's profile)
+    lsg: str = ""                 # LSG for fill / in-betweens / key frames: a model name or checkpoint path ('' = none, 'best' = the best available, 'pretrained' = the cached LSG of the run's profile)
     sketch_layout: str = "auto"   # layout drawn in p_t: auto (the checkpoint's training options, else views.sketch_layout) | 68 | 98
     batch_size: int = 16          # frames per generator call
     detect_every: int = 0         # driving videos: detect every n-th frame and track in between (0 = prep.detect_every)
@@ -60,9 +61,12 @@ class PipelineConfig(ConfigBase):
     codec: str = "libx264"        # PyAV encoder (mpeg4 when it is missing)
     crf: int = 18                 # libx264 quality: 0 lossless ... 51 worst
     preset: str = "veryfast"      # libx264 speed preset
-    paste_back: bool = False      # paste the generated face back into the source photo (landmarks.paste_back)
-    channels_last: bool = True    # on CUDA: channels_last weights and inputs
-    compile: bool = False         # on CUDA: torch.compile the generator (worth it for long videos)
+    paste_back: bool = True       # paste the face back into the source photo (feathered, colour-matched): the output has the photo's size; False: the aligned crop
+    face_size: int = 0            # pixels of the face region: paste back upsamples the face (bicubic) to it before the warp (0 = its size in the photo); the crop output's size (0 = the model's)
+    feather: float = 0.06         # paste back: width of the soft edge of the face mask, as a fraction of the crop
+    color_match: bool = True      # paste back: move the generated face's colour mean and spread (Lab, inside the face mask) to the photo's face
+    fast: bool = True             # on CUDA: bf16, channels_last, torch.compile (reenactor.InferenceGenerator); False: plain fp32, eager
+    progress_every: float = 10.0  # seconds between progress log lines when stderr is not a terminal (a bar on a terminal)
 
     def check(self) -> "PipelineConfig":
         "Raise `ConfigError` for values that cannot work."
@@ -72,59 +76,20 @@ class PipelineConfig(ConfigBase):
         if self.smoothing < 0: raise ConfigError(f"pipeline.smoothing={self.smoothing}: a sigma in frames, >= 0")
         for name in ("batch_size", "frame_rate_factor"):
             if getattr(self, name) < 1: raise ConfigError(f"pipeline.{name}={getattr(self, name)}: must be at least 1")
-        for name in ("max_gap", "lsg_keyframes", "detect_every", "max_frames"):
+        for name in ("max_gap", "lsg_keyframes", "detect_every", "max_frames", "face_size"):
             if getattr(self, name) < 0: raise ConfigError(f"pipeline.{name}={getattr(self, name)}: must be >= 0")
         if self.fps <= 0: raise ConfigError(f"pipeline.fps={self.fps}: must be > 0")
         if not 0 <= self.crf <= 51: raise ConfigError(f"pipeline.crf={self.crf}: must be 0..51")
+        if not 0 < self.feather <= 0.25: raise ConfigError(f"pipeline.feather={self.feather}: a fraction of the crop in (0, 0.25]")
         return self
 
 # %% ../nbs/40_pipeline.ipynb #c009
-def load_reenactor(checkpoint, device: str | torch.device = "cpu"):
-    "A `Reenactor` (generator only, eval mode, on `device`) from a checkpoint path, or a given `Reenactor` moved there; and its checkpoint meta."
-    from reenactbook.reenactor import Reenactor
-    if isinstance(checkpoint, Reenactor):
-        return checkpoint.to(get_device(device)).eval(), {}
-    if checkpoint is None or str(checkpoint) == "":
-        raise ConfigError("no reenactor checkpoint: pass checkpoint=PATH (CLI: --checkpoint PATH) or pipeline.checkpoint=PATH; "
-                          "train one with `reenactbook train` or write one with Reenactor.save")
-    path = Path(checkpoint)
-    meta = checkpoint_meta(path)
-    if not (meta.get("reenactor") or (meta.get("options") or {}).get("reenactor")):
-        kind = meta.get("kind") or "unknown"
-        raise CheckpointMismatchError(f"{path}: a checkpoint of kind {kind!r} without a reenactor config, not a reenactor checkpoint; "
-                                      "pass the .safetensors written by `reenactbook train` or Reenactor.save")
-    try:
-        model = Reenactor.from_checkpoint(path, device, discriminator=False)
-    except CheckpointMismatchError:
-        raise
-    except CheckpointError as e:
-        raise CheckpointMismatchError(f"{e}") from None
-    return model.eval().requires_grad_(False), meta
-
 def sketch_layout_of(meta: dict, options: Options) -> str:
     "The layout p_t is drawn in: `pipeline.sketch_layout`, else the checkpoint's training options, else `views.sketch_layout`."
     if options.pipeline.sketch_layout != "auto":
         return options.pipeline.sketch_layout
     trained = ((meta.get("options") or {}).get("views") or {}).get("sketch_layout")
     return str(trained or (options.views.sketch_layout if "views" in options else "68"))
-
-def load_lsg(lsg, options: Options, device: str | torch.device = "cpu"):
-    "The LSG to bridge with: a `LandmarkSequenceGenerator`, a checkpoint path, 'pretrained' (cached for the run's profile), or None."
-    from reenactbook.lsg import LandmarkSequenceGenerator, pretrained_lsg
-    if lsg is None or (isinstance(lsg, str) and lsg == ""):
-        return None
-    if isinstance(lsg, LandmarkSequenceGenerator):
-        return lsg.to(get_device(device)).eval()
-    if str(lsg) == "pretrained":
-        return pretrained_lsg(options.run.profile, device=device)
-    try:
-        return LandmarkSequenceGenerator.from_checkpoint(lsg, device)
-    except CheckpointMismatchError:
-        raise
-    except CheckpointError as e:
-        if Path(lsg).is_file():  # readable, but of another kind
-            raise CheckpointMismatchError(str(e)) from None
-        raise
 
 # %% ../nbs/40_pipeline.ipynb #c011
 @dataclass
@@ -271,29 +236,36 @@ class StageTimer:
                     return
             yield item
 
+def inference_generator(generator, device, *, batch_size: int = 16, fast: bool | None = None) -> Callable:
+    "G as the pipeline calls it: inputs [N, C_in, H, W] -> float32 faces [N, 3, H, W] on the device (`reenactor.InferenceGenerator` once it exists here)."
+    try:
+        from reenactbook.reenactor import InferenceGenerator
+    except ImportError:  # until the fast inference path lands: G directly, fp32 on the CPU, bf16 autocast on CUDA
+        device = get_device(device)
+        return lambda x: _direct(generator, device, x, device.type == "cuda" if fast is None else fast)
+    return InferenceGenerator(generator, device, batch_size=batch_size, fast=fast)
+
+def _direct(generator, device, x, fast: bool) -> torch.Tensor:
+    with autocast(device, fast):
+        return generator(x.to(device)).float()
+
 class ReenactmentSession:
     "The model side of reenactment: the source face prepared once; `frames(landmarks) -> images`."
     def __init__(self, reenactor, source: SourceFace, layout: str = "68", sketch_thickness: float | None = None,
-                 device: str | torch.device | None = None, amp: bool = True, channels_last: bool = True, compile: bool = False):
+                 device: str | torch.device | None = None, fast: bool | None = None, batch_size: int = 16):
         from reenactbook.pretrained import photo_tensor
         self.device = get_device(device or next(reenactor.parameters()).device)
         self.reenactor = reenactor.to(self.device).eval()
-        self.source, self.layout, self.amp = source, str(layout), bool(amp)
+        self.source, self.layout = source, str(layout)
         self.sketch_thickness = sketch_thickness or None
         self.size = source.size
         if self.size % reenactor.size_multiple:
             raise ConfigError(f"the source crop is {self.size} px, not a multiple of {reenactor.size_multiple} as this generator needs")
         if source.landmarks.shape[0] != int(self.layout):
             raise InputError(f"source landmarks have {source.landmarks.shape[0]} points but the sketches are drawn in layout {self.layout}")
-        self.channels_last = bool(channels_last) and self.device.type == "cuda"
         self.source_tensor = photo_tensor(np.ascontiguousarray(source.aligned.image), self.device)  # F_s [1, 3, S, S]
         reenactor.check_inputs(self.source_tensor, self.source_tensor)  # shapes and value range, once
-        self.generator = self.reenactor.generator
-        if self.channels_last:
-            self.generator = self.generator.to(memory_format=torch.channels_last)
-            self.source_tensor = self.source_tensor.contiguous(memory_format=torch.channels_last)
-        if compile and self.device.type == "cuda":
-            self.generator = torch.compile(self.generator)
+        self.generate = inference_generator(self.reenactor.generator, self.device, batch_size=batch_size, fast=fast)
         self.timer = StageTimer()
 
     def sketches(self, landmarks) -> torch.Tensor:
@@ -312,11 +284,7 @@ class ReenactmentSession:
         from reenactbook.reenactor import Reenactor
         sketch = self.sketches(landmarks)
         with self.timer("generate"):
-            x = Reenactor.inputs(self.source_tensor, sketch)
-            if self.channels_last:
-                x = x.contiguous(memory_format=torch.channels_last)
-            with autocast(self.device, self.amp):
-                return self.generator(x).float()
+            return self.generate(Reenactor.inputs(self.source_tensor, sketch))
 
     def frames_uint8(self, landmarks) -> np.ndarray:
         "Reenacted faces as uint8 [B, S, S, 3] RGB on the CPU."
@@ -324,16 +292,100 @@ class ReenactmentSession:
         with self.timer("generate"):  # the copy waits for the device
             return images.mul(255).round_().clamp_(0, 255).to(torch.uint8).permute(0, 2, 3, 1).contiguous().cpu().numpy()
 
-    def paste_back(self, faces: np.ndarray) -> np.ndarray:
-        "Faces uint8 [B, S, S, 3] pasted into the source photo: uint8 [B, H, W, 3] (`landmarks.paste_back`)."
-        from reenactbook.landmarks import paste_back
-        with self.timer("paste back"):
-            return np.stack([paste_back(face, self.source.aligned.matrix, self.source.image) for face in faces])
-
     def __repr__(self):
-        return f"ReenactmentSession({self.size} px, layout {self.layout}, device {self.device}, amp {self.amp and self.device.type == 'cuda'})"
+        return f"ReenactmentSession({self.size} px, layout {self.layout}, device {self.device})"
 
 # %% ../nbs/40_pipeline.ipynb #c023
+def face_mask(points, size: int, feather: float = 0.06) -> np.ndarray:
+    "A soft mask float32 [size, size] in [0, 1] of the face with landmarks `points` [N, 2] (crop pixels): hull with forehead, grown, feathered, zero at the crop's edges."
+    import cv2
+    points = np.asarray(points, np.float64).reshape(-1, 2)
+    centre = points.mean(0)
+    upper = points[points[:, 1] < centre[1]]
+    forehead = upper - np.array([0.0, 0.5]) * (centre[1] - upper[:, 1:2])
+    hull = cv2.convexHull(np.round(np.concatenate([points, forehead]) * 4).astype(np.int32))
+    mask = np.zeros((size, size), np.float32)
+    cv2.fillConvexPoly(mask, hull, 1.0, cv2.LINE_AA, 2)
+    width = max(1.0, feather * size)
+    mask = cv2.dilate(mask, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * int(width) + 1,) * 2))
+    mask = cv2.GaussianBlur(mask, (0, 0), width)
+    ramp = np.clip((np.minimum(np.arange(size), np.arange(size)[::-1]) + 0.5) / (2 * width), 0, 1).astype(np.float32)
+    return mask * ramp[:, None] * ramp[None, :]
+
+def match_colors(face: np.ndarray, reference_stats: tuple, mask: np.ndarray) -> np.ndarray:
+    "uint8 `face` [S, S, 3] with its Lab mean and spread inside `mask` moved to `reference_stats` (`color_stats` of the photo's face)."
+    import cv2
+    lab = cv2.cvtColor(face, cv2.COLOR_RGB2LAB).astype(np.float32)
+    mean, spread = color_stats(lab, mask)
+    ratio = np.clip(reference_stats[1] / np.maximum(spread, 1e-3), 0.5, 2.0)
+    lab = (lab - mean) * ratio + reference_stats[0]
+    return cv2.cvtColor(np.clip(lab + 0.5, 0, 255).astype(np.uint8), cv2.COLOR_LAB2RGB)
+
+def color_stats(lab: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    "Mean and standard deviation per channel of a float Lab image [S, S, 3], weighted by `mask` [S, S]."
+    weights = mask.reshape(-1, 1) / max(float(mask.sum()), 1e-6)
+    values = lab.reshape(-1, 3)
+    mean = (weights * values).sum(0)
+    return mean, np.sqrt((weights * (values - mean) ** 2).sum(0))
+
+# %% ../nbs/40_pipeline.ipynb #c025
+class Compositor:
+    "Paste generated faces back into the source photo: colour-matched, upsampled to `face_size` (0: the face's size in the photo), feathered along the face."
+    def __init__(self, source: SourceFace, face_size: int = 0, feather: float = 0.06, color_match: bool = True):
+        import cv2
+        from reenactbook.landmarks import invert_transform
+        self.source, self.feather, self.color_match = source, float(feather), bool(color_match)
+        self.crop = source.size
+        matrix = np.asarray(source.aligned.matrix, np.float64)[:2]             # photo -> crop
+        footprint = self.crop / np.sqrt(abs(np.linalg.det(matrix[:, :2])))   # the crop's side in photo pixels
+        self.face_size = int(face_size) or int(min(2048, max(self.crop, round(footprint))))
+        back = np.asarray(invert_transform(matrix), np.float64)[:2]           # crop -> photo
+        corners = np.array([[0, 0], [self.crop, 0], [0, self.crop], [self.crop, self.crop]], np.float64) @ back[:, :2].T + back[:, 2]
+        h, w = source.image.shape[:2]
+        x0, y0 = np.clip(np.floor(corners.min(0)).astype(int), 0, [w, h])
+        x1, y1 = np.clip(np.ceil(corners.max(0)).astype(int) + 1, 0, [w, h])
+        self.box = (int(x0), int(y0), int(x1), int(y1))
+        scale = self.crop / self.face_size                                      # face_size px -> crop px
+        self.to_box = np.concatenate([back[:, :2] * scale, (back[:, 2] - [x0, y0])[:, None]], 1)  # face_size px -> box px
+        self.background = source.image[y0:y1, x0:x1].astype(np.float32)
+        source_mask = face_mask(source.aligned.landmarks, self.crop, self.feather)
+        self.reference = color_stats(cv2.cvtColor(np.ascontiguousarray(source.aligned.image), cv2.COLOR_RGB2LAB).astype(np.float32), source_mask)
+        self.last_alpha = None
+
+    def face(self, face: np.ndarray, points) -> tuple[np.ndarray, np.ndarray]:
+        "The face [F, F, 3] float32 and its mask [F, F] at `face_size`, colour-matched, for frame landmarks `points` (crop pixels)."
+        import cv2
+        mask = face_mask(np.concatenate([self.source.aligned.landmarks, np.asarray(points, np.float64)]), self.crop, self.feather)
+        if self.color_match:
+            face = match_colors(face, self.reference, mask)
+        if self.face_size != self.crop:
+            flags = cv2.INTER_CUBIC if self.face_size > self.crop else cv2.INTER_AREA
+            face = cv2.resize(face, (self.face_size,) * 2, interpolation=flags)
+            mask = cv2.resize(mask, (self.face_size,) * 2, interpolation=cv2.INTER_LINEAR)
+        return face.astype(np.float32), mask
+
+    def __call__(self, faces: np.ndarray, points) -> np.ndarray:
+        "Faces uint8 [B, S, S, 3] with their landmarks [B, P, 2] (crop pixels) pasted into the photo: uint8 [B, H, W, 3]."
+        import cv2
+        x0, y0, x1, y1 = self.box
+        out = np.repeat(self.source.image[None], len(faces), axis=0)
+        for i, (face, p) in enumerate(zip(faces, points)):
+            face, mask = self.face(face, p)
+            warped = cv2.warpAffine(face, self.to_box, (x1 - x0, y1 - y0), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+            alpha = cv2.warpAffine(mask, self.to_box, (x1 - x0, y1 - y0), flags=cv2.INTER_LINEAR, borderValue=0)[..., None]
+            out[i, y0:y1, x0:x1] = np.clip(alpha * warped + (1 - alpha) * self.background + 0.5, 0, 255).astype(np.uint8)
+            self.last_alpha = alpha[..., 0]
+        return out
+
+def seam_contrast(image: np.ndarray, photo: np.ndarray, alpha: np.ndarray) -> float:
+    "How visible a paste's edge is: the gradient of what it changed (`image` - `photo`, blurred by 2 px so detail does not count) where it fades in (0.02 < alpha < 0.98), over that inside it (alpha >= 0.98)."
+    import cv2
+    change = cv2.GaussianBlur(np.asarray(image, np.float32) - np.asarray(photo, np.float32), (0, 0), 2.0)
+    gradient = sum(np.abs(cv2.Sobel(change, cv2.CV_32F, *order)) for order in ((1, 0), (0, 1))).sum(-1)
+    edge, inside = (alpha > 0.02) & (alpha < 0.98), alpha >= 0.98
+    return float(gradient[edge].mean() / max(gradient[inside].mean(), 1e-6))
+
+# %% ../nbs/40_pipeline.ipynb #c029
 @dataclass
 class Driver:
     "A driving source: what it is, its frame rate and length (when known), and its stream of driving-pixel landmarks."
@@ -477,7 +529,7 @@ def open_driver(driving, layout: str, config: PipelineConfig, tracker_factory: C
         return Driver("video", str(path), rate, count, _video_observations(path, tracker(), layout, config, timer, notes))
     raise InputError(f"{path}: not a video ({', '.join(VIDEO_EXTENSIONS)}), .npy, .pts or folder of .pts/images")
 
-# %% ../nbs/40_pipeline.ipynb #c025
+# %% ../nbs/40_pipeline.ipynb #c031
 def make_bridge(lsg=None) -> Callable:
     "bridge(start [B, P, 2], end [B, P, 2], k) -> [B, k, P, 2]: the LSG's sequences, or linear interpolation without one."
     from reenactbook.lsg import linear_interpolation
@@ -601,7 +653,7 @@ def batches(stream, size: int) -> Iterator[tuple[np.ndarray, list[str]]]:
     if points:
         yield np.stack(points).astype(np.float32), origins
 
-# %% ../nbs/40_pipeline.ipynb #c031
+# %% ../nbs/40_pipeline.ipynb #c037
 def check_output(path: str | Path) -> Path:
     "Refuse, before any work, an output path whose folder cannot be made or written, or whose container is unknown."
     path = Path(path)
@@ -685,7 +737,39 @@ class VideoWriter:
     def __exit__(self, kind, value, traceback):
         self.close() if kind is None else self.abort()
 
-# %% ../nbs/40_pipeline.ipynb #c033
+# %% ../nbs/40_pipeline.ipynb #c039
+class FrameProgress:
+    "Frames done and frames/s: a tqdm bar on a terminal, else a log line every `every` seconds (and one at the end)."
+    def __init__(self, total: int | None, desc: str = "reenact", every: float = 10.0, enabled: bool = True, stream=None):
+        self.total, self.desc, self.every, self.done = total, desc, float(every), 0
+        stream = stream if stream is not None else sys.stderr
+        self.bar = progress(total=total, unit="frame", desc=desc) if enabled and stream.isatty() else None
+        self.log = get_logger(__name__) if enabled and self.bar is None else None
+        self.start = self.last = time.perf_counter()
+
+    def update(self, frames: int) -> None:
+        self.done += frames
+        if self.bar is not None:
+            self.bar.update(frames)
+        elif self.log is not None and time.perf_counter() - self.last >= self.every:
+            self.last = time.perf_counter()
+            self.log.info("%s: %s", self.desc, self.status())
+
+    def status(self) -> str:
+        "'120/400 frames (30%), 12.3 frames/s, 23 s left' (what is known)."
+        rate = self.done / max(time.perf_counter() - self.start, 1e-9)
+        if not self.total:
+            return f"{self.done} frames, {rate:.1f} frames/s"
+        left = (self.total - self.done) / rate if rate > 0 else float("inf")
+        return f"{self.done}/{self.total} frames ({100 * self.done / self.total:.0f}%), {rate:.1f} frames/s, {left:.0f} s left"
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+        elif self.log is not None:
+            self.log.info("%s: done, %s", self.desc, self.status())
+
+# %% ../nbs/40_pipeline.ipynb #c040
 @dataclass
 class ReenactmentResult:
     "What `reenact_video` did."
@@ -700,6 +784,7 @@ class ReenactmentResult:
     stage_seconds: dict        # busy seconds per stage (encoding overlaps the rest)
     setup_seconds: float = 0.0 # loading models and preparing the source
     notes: list = field(default_factory=list)
+    model: str = ""            # the reenactor used: its name and checkpoint
 
     @property
     def frames_per_second(self) -> float: return self.frames_written / max(self.seconds, 1e-9)
@@ -707,7 +792,7 @@ class ReenactmentResult:
     def summary(self) -> str:
         found = ", ".join(f"{k} {v}" for k, v in sorted(self.driving.items()))
         made = ", ".join(f"{k} {v}" for k, v in sorted(self.filled.items()))
-        return (f"{self.path}: {self.frames_written} frames {self.size[0]}x{self.size[1]} at {self.fps:g} fps from "
+        return (f"{self.path}: {self.frames_written} frames {self.size[0]}x{self.size[1]} at {self.fps:g} fps by {self.model or 'the given reenactor'} from "
                 f"{self.frames_read} driving frames ({found}); landmarks: {made}; {self.seconds:.1f} s "
                 f"({self.frames_per_second:.1f} frames/s)" + "".join(f"; {n}" for n in self.notes))
 
@@ -730,6 +815,24 @@ def _counting(stream, counts: Counter) -> Iterator:
         counts[item[1]] += 1
         yield item
 
+def _models(checkpoint, lsg, config: PipelineConfig, options: Options, device):
+    "The reenactor (from the argument or `pipeline.checkpoint`; the best available when neither names one) and the LSG or None."
+    from reenactbook.models import load_lsg, load_reenactor
+    reenactor = load_reenactor(checkpoint if isinstance(checkpoint, torch.nn.Module) else (config.checkpoint or None), device)
+    spec = lsg if lsg is not None and not isinstance(lsg, (str, Path)) else config.lsg
+    lsg_model = None if isinstance(spec, str) and spec == "" else load_lsg(None if spec == "best" else spec, device, profile=options.run.profile)
+    return reenactor, lsg_model
+
+def _warn_small(reenactor, source: SourceFace, config: PipelineConfig) -> str | None:
+    "A note when the reenactor draws faces smaller than 256 px (its faces will be upsampled and soft)."
+    size = reenactor.config.image_size
+    if size >= 256:
+        return None
+    shown = f"upsampled to {Compositor(source, config.face_size).face_size} px in the photo" if config.paste_back else (
+        f"written at {config.face_size} px" if config.face_size else f"written at {size} px")
+    return (f"the reenactor '{reenactor.card.get('name')}' draws {size} px faces ({shown}): expect soft faces; "
+            "a model of 256 px or more (profile paper) gives sharp ones")
+
 def reenact_video(source_image, driving, out, checkpoint=None, mode: str | None = None, smoothing: float | None = None, lsg=None,
                   paste_back: bool | None = None, batch_size: int | None = None, *, source_landmarks=None, options: Options | None = None,
                   profile: str = "tiny", overrides=None, face_detector=None, landmark_detector=None, show_progress: bool = True
@@ -738,7 +841,7 @@ def reenact_video(source_image, driving, out, checkpoint=None, mode: str | None 
     start = time.perf_counter()
     changes = {f"pipeline.{k}": v for k, v in dict(mode=mode, smoothing=smoothing, paste_back=paste_back, batch_size=batch_size).items()
                if v is not None}
-    if checkpoint is not None and not hasattr(checkpoint, "generator"):
+    if checkpoint is not None and not isinstance(checkpoint, torch.nn.Module):
         changes["pipeline.checkpoint"] = str(checkpoint)
     if isinstance(lsg, (str, Path)):
         changes["pipeline.lsg"] = str(lsg)
@@ -747,13 +850,12 @@ def reenact_video(source_image, driving, out, checkpoint=None, mode: str | None 
     out = check_output(out)
     device = get_device(options.run.device)
     log = get_logger(__name__)
-    # models
-    reenactor, meta = load_reenactor(checkpoint if hasattr(checkpoint, "generator") else config.checkpoint, device)
-    layout = sketch_layout_of(meta, options)
-    lsg_model = load_lsg(lsg if lsg is not None and not isinstance(lsg, (str, Path)) else config.lsg, options, device)
+    reenactor, lsg_model = _models(checkpoint, lsg, config, options, device)
+    model = f"{reenactor.card.get('name')}" + (f" ({reenactor.card['checkpoint']})" if reenactor.card.get("checkpoint") else "")
+    layout = sketch_layout_of(reenactor.meta, options)
     fill = config.fill if config.fill != "auto" else ("lsg" if lsg_model is not None else "hold")
     if lsg_model is None and (fill == "lsg" or config.lsg_keyframes):
-        raise ConfigError("pipeline.fill=lsg and pipeline.lsg_keyframes need an LSG: pass lsg=PATH (CLI: --lsg PATH) or pipeline.lsg=PATH")
+        raise ConfigError("pipeline.fill=lsg and pipeline.lsg_keyframes need an LSG: pass lsg=NAME or PATH (CLI: --lsg; 'best' for the best available)")
     if lsg_model is not None and lsg_model.net.num_points != int(layout):
         raise ConfigError(f"the LSG was trained on {lsg_model.net.num_points}-point landmarks but the sketches are drawn in layout {layout}")
     tracker = None
@@ -766,9 +868,13 @@ def reenact_video(source_image, driving, out, checkpoint=None, mode: str | None 
     size = reenactor.config.image_size
     source = prepare_source(source_image, size, layout, source_landmarks,
                             None if source_landmarks is not None else get_tracker())
-    session = ReenactmentSession(reenactor, source, layout, options.landmarks.sketch_thickness or None, device, options.run.amp,
-                                 config.channels_last, config.compile)
+    session = ReenactmentSession(reenactor, source, layout, options.landmarks.sketch_thickness or None, device,
+                                 None if config.fast else False, config.batch_size)
     timer, notes = session.timer, []
+    small = _warn_small(reenactor, source, config)
+    if small:
+        log.warning(small)
+        notes.append(f"{size} px model")
     driver = open_driver(driving, layout, config, get_tracker, timer, notes)
     # the landmark stream
     interpolate = make_bridge(lsg_model)
@@ -786,22 +892,27 @@ def reenact_video(source_image, driving, out, checkpoint=None, mode: str | None 
     stream = _counting(stream, made)
     # the loop
     fps = driver.fps * config.frame_rate_factor
-    height, width = source.image.shape[:2] if config.paste_back else (size, size)
+    compositor = Compositor(source, config.face_size, config.feather, config.color_match) if config.paste_back else None
+    crop = config.face_size or size
+    height, width = source.image.shape[:2] if config.paste_back else (crop, crop)
     total = driver.frames * config.frame_rate_factor if driver.frames else None
+    log.info("reenacting %s by %s with the reenactor %s: %s frames, %dx%d", getattr(source_image, "name", source_image) if isinstance(source_image, (str, Path)) else "the source photo",
+             driver.name, model, total or "?", width, height)
     setup_seconds = time.perf_counter() - start
     loop_start = time.perf_counter()
-    def write(faces):
-        frames = session.paste_back(faces) if config.paste_back else faces
+    def write(faces, points):
+        with timer("paste back"):
+            frames = compositor(faces, points) if compositor is not None else _resized(faces, crop)
         with timer("encode"):
             writer.write(frames)
-    bar = progress(total=total, unit="frame", desc="reenact", **({} if show_progress else {"disable": True}))
+    bar = FrameProgress(total, "reenact", config.progress_every, show_progress)
     try:
         with VideoWriter(out, fps, width, height, config.codec, config.crf, config.preset) as writer, ThreadPoolExecutor(1) as pool:
             pending: deque = deque()
             try:
                 for points, _ in batches(stream, config.batch_size):
                     faces = session.frames_uint8(points)
-                    pending.append(pool.submit(write, faces))
+                    pending.append(pool.submit(write, faces, points))
                     while len(pending) > 2:
                         pending.popleft().result()
                     bar.update(len(points))
@@ -815,37 +926,48 @@ def reenact_video(source_image, driving, out, checkpoint=None, mode: str | None 
         bar.close()
     seconds = time.perf_counter() - loop_start
     result = ReenactmentResult(out, sum(found.values()), writer.frames, float(fps), (width, height), dict(found), dict(made),
-                               seconds, dict(timer.seconds), setup_seconds, notes)
+                               seconds, dict(timer.seconds), setup_seconds, notes, model)
     log.info(result.summary())
     return result
+
+def _resized(faces: np.ndarray, size: int) -> np.ndarray:
+    "Faces uint8 [B, S, S, 3] at `size` px (bicubic up, area down)."
+    import cv2
+    if faces.shape[1] == size:
+        return faces
+    flags = cv2.INTER_CUBIC if size > faces.shape[1] else cv2.INTER_AREA
+    return np.stack([cv2.resize(f, (size, size), interpolation=flags) for f in faces])
 
 def reenact(source_image, driving, out, checkpoint=None, mode: str | None = None, smoothing: float | None = None, lsg=None,
             paste_back: bool | None = None, batch_size: int | None = None, **kwargs) -> Path:
     """Reenact a source photo by a driving video or landmark sequence into the video `out`; returns its path.
-    `mode` relative | absolute, `smoothing` (sigma in frames), `lsg` (an LSG or its checkpoint: bridges missing faces),
-    `paste_back` (into the source photo), `batch_size`: None takes the `pipeline` options; keyword arguments as `reenact_video`."""
+    `checkpoint`: a model name, checkpoint path or `Reenactor` (None: `pipeline.checkpoint`, else the best available model);
+    `mode` relative | absolute, `smoothing` (sigma in frames), `lsg` (an LSG, its name or checkpoint: bridges missing faces),
+    `paste_back` (into the source photo; False: the aligned crop), `batch_size`: None takes the `pipeline` options; keyword arguments as `reenact_video`."""
     return reenact_video(source_image, driving, out, checkpoint, mode, smoothing, lsg, paste_back, batch_size, **kwargs).path
 
-# %% ../nbs/40_pipeline.ipynb #c039
+# %% ../nbs/40_pipeline.ipynb #c046
 def reenact_cli(source: str = None,  # the source photo (any image file)
                 driving: str = None,  # driving video, .npy landmarks [T, P, 2], or a folder of .pts files
-                checkpoint: str = None,  # reenactor checkpoint (.safetensors from `reenactbook train` or Reenactor.save)
                 out: str = "reenacted.mp4",  # output video (.mp4)
+                checkpoint: str = None,  # reenactor: a model name (`reenactbook models`) or checkpoint path; default: the best available
+                size: int = None,  # pixels of the face region (upsampled before pasting back; with --crop the video's size); default: its size in the photo
+                crop: bool = False,  # write the aligned face crop instead of the whole photo
                 mode: str = None,  # relative (source + driving motion) | absolute (driving landmarks); default pipeline.mode
                 smoothing: float = None,  # sigma in frames of a temporal Gaussian over the landmarks (0 = off)
-                lsg: str = None,  # LSG checkpoint to bridge missing faces and make in-between frames ('pretrained': cached)
-                paste_back: bool = False,  # paste the face back into the source photo
+                lsg: str = None,  # LSG (name or checkpoint; 'best': the best available) to bridge missing faces and make in-between frames
                 batch_size: int = None,  # frames per generator call
                 source_landmarks: str = None,  # .pts landmarks of the source photo (skips face detection)
+                no_fast: bool = False,  # on CUDA: plain fp32, no torch.compile (default: bf16, channels_last, compiled)
                 profile: str = "tiny",  # options profile: tiny | sample | paper
                 overrides: Param("section.option=value ...", str, nargs="*") = None,  # e.g. pipeline.fill=linear run.device=cuda
                ) -> ReenactmentResult:
-    "Reenact a source photo by a driving video or landmark sequence (one-shot) into an mp4."
+    "Reenact a source photo by a driving video or landmark sequence (one-shot) into an mp4 of the photo's size, with the best available model unless --checkpoint names one."
     if not source or not driving:
         raise InputError("give --source IMAGE and --driving VIDEO (or .npy / folder of .pts)")
-    if torch.cuda.is_available():
-        torch.backends.cudnn.benchmark = True  # fixed shapes: let cuDNN pick its fastest kernels
-    result = reenact_video(source, driving, out, checkpoint, mode, smoothing, lsg, paste_back or None, batch_size,
-                           source_landmarks=source_landmarks, profile=profile, overrides=overrides)
+    extra = [f"pipeline.face_size={size}"] if size is not None else []
+    extra += ["pipeline.fast=false"] if no_fast else []
+    result = reenact_video(source, driving, out, checkpoint, mode, smoothing, lsg, False if crop else None, batch_size,
+                           source_landmarks=source_landmarks, profile=profile, overrides=[*(overrides or []), *extra])
     print(result.summary())
     return result

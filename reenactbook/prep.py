@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import concurrent.futures
 import contextlib
+import ctypes
+import functools
 import hashlib
 import io
 import json
@@ -15,6 +17,9 @@ import multiprocessing
 import os
 import random
 import re
+import signal
+import sys
+import threading
 import time
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
@@ -24,17 +29,19 @@ from typing import ClassVar, Iterator
 import numpy as np
 from fastcore.script import Param
 
-from .core import (ConfigBase, ConfigError, DataError, InputError, Options, config_section, get_logger,
-                              load_options, progress, write_bytes, write_json)
-from .dataset import DatasetWriter, FaceDataset
+from .core import (ConfigBase, ConfigError, DataError, InputError, Options, ReenactbookError, config_section,
+                              get_logger, load_options, progress, read_json, write_bytes, write_json)
+from .dataset import DatasetWriter, FaceDataset, writer_lock
 
 # %% auto #0
-__all__ = ['VIDEO_EXTENSIONS', 'IMAGE_EXTENSIONS', 'VOXCELEB1_TEST_IDENTITIES', 'FRAME_REASONS', 'PrepConfig', 'ClipSource',
-           'WorkUnit', 'discover', 'is_voxceleb1_identity', 'identity_hash_fraction', 'assign_split', 'ClipProblem',
-           'UnreadableClip', 'iter_video_frames', 'upright', 'read_image', 'to_rgb8', 'iter_clip_frames', 'sharpness',
-           'box_iou', 'landmark_box', 'per_image_detections', 'landmark_layouts', 'FaceObservation', 'FaceTracker',
-           'UnitStats', 'PrepContext', 'open_writer', 'process_clip', 'process_unit', 'PrepResult', 'default_workers',
-           'prepare_dataset', 'prep_cli', 'contact_sheet']
+__all__ = ['VIDEO_EXTENSIONS', 'IMAGE_EXTENSIONS', 'VOXCELEB1_TEST_IDENTITIES', 'ALIGNMENT_EXTRA', 'FRAME_REASONS', 'PrepConfig',
+           'ClipSource', 'WorkUnit', 'discover', 'is_voxceleb1_identity', 'identity_hash_fraction', 'assign_split',
+           'ClipProblem', 'UnreadableClip', 'iter_video_frames', 'upright', 'read_image', 'to_rgb8', 'iter_clip_frames',
+           'sharpness', 'box_iou', 'landmark_box', 'per_image_detections', 'landmark_layouts', 'FaceObservation',
+           'FaceTracker', 'alignment_parameters', 'similarity_from_parameters', 'smoothed_alignment',
+           'AlignmentSmoother', 'crop_jitter', 'alignment_jitter', 'UnitStats', 'PrepContext', 'open_writer',
+           'process_clip', 'process_unit', 'RunProgress', 'PrepResult', 'default_workers', 'prepare_dataset',
+           'prep_cli', 'contact_sheet']
 
 # %% ../nbs/05_prep.ipynb #c006
 @config_section("prep")
@@ -57,7 +64,9 @@ class PrepConfig(ConfigBase):
     batch_size: int = 16           # frames per face-detector call when detect_every = 1 (GPU batches)
     face_detector: str = "auto"    # backend of pretrained.get_face_detector
     landmark_detector: str = "auto"  # backend of pretrained.get_landmark_detector
+    smooth_alignment: float = 2.0  # σ, in video frames, of the temporal smoothing of the alignment transform (steady crops); 0 = align every frame on its own (still images always are)
     jpeg_quality: int = 95         # JPEG quality of the aligned frames
+    contact_sheet: bool = True     # write contact_sheet.png (aligned frames of every video with their landmarks) in the root at the end
     split: str = "auto"            # auto | voxceleb1 | hash | list (see assign_split)
     test_fraction: float = 0.1     # share of identities in the test split (split = hash)
     test_identities: str = ""      # file with one test identity per line (split = list; e.g. the VoxCeleb2 test identities)
@@ -68,6 +77,8 @@ class PrepConfig(ConfigBase):
         if self.frame_stride < 1: raise ConfigError(f"prep.frame_stride={self.frame_stride}: must be at least 1")
         if self.detect_every < 1: raise ConfigError(f"prep.detect_every={self.detect_every}: must be at least 1")
         if self.fps < 0 or self.max_frames < 0: raise ConfigError("prep.fps and prep.max_frames must be >= 0 (0 = off)")
+        if not 0 <= self.smooth_alignment <= 50:
+            raise ConfigError(f"prep.smooth_alignment={self.smooth_alignment}: a σ in video frames, 0 (off) to 50 (2-3 is plenty)")
         if not 1 <= self.jpeg_quality <= 100: raise ConfigError(f"prep.jpeg_quality={self.jpeg_quality}: must be 1..100")
         if not 0 <= self.test_fraction < 1: raise ConfigError(f"prep.test_fraction={self.test_fraction}: must be in [0, 1)")
         if self.split not in ("auto", "voxceleb1", "hash", "list"):
@@ -492,6 +503,115 @@ class FaceTracker:
         return FaceObservation(l68[0], None if l98 is None else l98[0], box, self.score, True, len(boxes))
 
 # %% ../nbs/05_prep.ipynb #c025
+ALIGNMENT_EXTRA = "alignment_matrix"  # the dataset extra holding each frame's 2x3 transform, source pixels -> aligned pixels
+
+def alignment_parameters(matrix: np.ndarray, size: int) -> np.ndarray:
+    "(log scale, angle, x, y) of a 2x3 similarity; (x, y) is the source point that lands on the centre of the `size` crop."
+    from reenactbook.landmarks import invert_transform, transform_points
+    m = np.asarray(matrix, np.float64)
+    centre = transform_points(np.full((1, 2), (size - 1) / 2), invert_transform(m))[0]
+    return np.array([math.log(math.hypot(m[0, 0], m[1, 0])), math.atan2(m[1, 0], m[0, 0]), *centre])
+
+def similarity_from_parameters(parameters: np.ndarray, size: int) -> np.ndarray:
+    "The 2x3 similarity with these `alignment_parameters`."
+    log_scale, angle, x, y = parameters
+    rotation = math.exp(log_scale) * np.array([[math.cos(angle), -math.sin(angle)], [math.sin(angle), math.cos(angle)]])
+    return np.hstack([rotation, ((size - 1) / 2 - rotation @ np.array([x, y]))[:, None]])
+
+def smoothed_alignment(numbers: np.ndarray,    # frame numbers [T], increasing
+                       landmarks: np.ndarray,  # source landmarks [T, P, 2]
+                       matrices: np.ndarray,   # each frame's own alignment [T, 2, 3]
+                       i: int,                 # the frame to smooth
+                       size: int,              # side of the aligned crop
+                       sigma: float,           # σ of the Gaussian in time, in frames; 0 = frame i's own matrix
+                       tolerance: float | None = None,  # px (aligned) a neighbour may move frame i's landmarks and still count; None: size / 32
+                      ) -> np.ndarray:
+    "Frame `i`'s alignment averaged with its neighbours' (Gaussian in time times Gaussian in landmark displacement)."
+    from reenactbook.landmarks import transform_points
+    numbers, matrices = np.asarray(numbers, np.float64), np.asarray(matrices, np.float64)
+    if sigma <= 0:
+        return matrices[i]
+    near = np.flatnonzero(np.abs(numbers - numbers[i]) <= 3 * sigma)
+    own = np.asarray(landmarks[i], np.float64)
+    moved = transform_points(own, matrices[near]) - transform_points(own, matrices[i])
+    distance = np.sqrt((moved ** 2).sum(-1).mean(-1))
+    tolerance = size / 32 if tolerance is None else tolerance
+    weights = np.exp(-0.5 * ((numbers[near] - numbers[i]) / sigma) ** 2 - 0.5 * (distance / tolerance) ** 2)
+    params = np.stack([alignment_parameters(matrices[j], size) for j in near])
+    own_angle = params[near == i, 1]
+    params[:, 1] = own_angle + (params[:, 1] - own_angle + math.pi) % (2 * math.pi) - math.pi  # no jump at ±180°
+    return similarity_from_parameters(weights @ params / weights.sum(), size)
+
+# %% ../nbs/05_prep.ipynb #c026
+class AlignmentSmoother:
+    "Frames in (number, landmarks, own matrix, item), (item, smoothed matrix) out in order, once 3σ frames ahead are known."
+    def __init__(self, size: int, sigma: float):
+        self.size, self.sigma, self.reach = size, float(sigma), 3 * float(sigma)
+        self.numbers, self.landmarks, self.matrices, self.items = [], [], [], []
+        self.next = 0  # the first frame not given out yet
+
+    def push(self, number: int, landmarks: np.ndarray, matrix: np.ndarray, item) -> list[tuple[object, np.ndarray]]:
+        "Add a frame; returns the frames that are ready (none, or several at once)."
+        self.numbers.append(number); self.landmarks.append(np.asarray(landmarks, np.float64))
+        self.matrices.append(np.asarray(matrix, np.float64)); self.items.append(item)
+        return self._release(lambda n: n + self.reach < number or self.sigma <= 0)
+
+    def flush(self) -> list[tuple[object, np.ndarray]]:
+        "The frames still held (at the end of a clip)."
+        return self._release(lambda n: True)
+
+    def _release(self, ready) -> list[tuple[object, np.ndarray]]:
+        out = []
+        while self.next < len(self.numbers) and ready(self.numbers[self.next]):
+            matrix = smoothed_alignment(self.numbers, self.landmarks, self.matrices, self.next, self.size, self.sigma)
+            out.append((self.items[self.next], matrix))
+            self.items[self.next] = None  # the source frame is no longer needed
+            self.next += 1
+        horizon = (self.numbers[self.next] if self.next < len(self.numbers) else math.inf) - self.reach
+        drop = next((k for k in range(self.next) if self.numbers[k] >= horizon), self.next)  # behind every pending frame's reach
+        for values in (self.numbers, self.landmarks, self.matrices, self.items):
+            del values[:drop]
+        self.next -= drop
+        return out
+
+# %% ../nbs/05_prep.ipynb #c027
+def crop_jitter(numbers: np.ndarray, matrices: np.ndarray, size: int) -> dict:
+    "Mean motion (first difference) and jitter (second difference) of the crop's corners between neighbouring sampled frames, in aligned px."
+    from reenactbook.landmarks import invert_transform, transform_points
+    numbers, matrices = np.asarray(numbers), np.asarray(matrices, np.float64)
+    if len(numbers) < 3:
+        return {"motion": math.nan, "jitter": math.nan, "frames": len(numbers)}
+    corners = np.array([[0, 0], [size - 1, 0], [0, size - 1], [size - 1, size - 1]], np.float64)
+    source = transform_points(corners, invert_transform(matrices))                 # [T, 4, 2] source pixels
+    scale = np.hypot(matrices[:, 0, 0], matrices[:, 1, 0])[:, None]                 # source px -> aligned px
+    step = np.diff(numbers)
+    neighbours = step == step.min()                                                 # gaps (skipped frames) do not count
+    motion = (np.linalg.norm(np.diff(source, axis=0), axis=-1) * scale[1:]).mean(-1)
+    second = (np.linalg.norm(source[2:] - 2 * source[1:-1] + source[:-2], axis=-1) * scale[1:-1]).mean(-1)
+    both = neighbours[1:] & neighbours[:-1]
+    return {"motion": float(motion[neighbours].mean()), "jitter": float(second[both].mean()) if both.any() else math.nan,
+            "frames": len(numbers)}
+
+# %% ../nbs/05_prep.ipynb #c028
+def alignment_jitter(dataset: FaceDataset | str | Path) -> "pd.DataFrame":
+    "Per clip: crop motion and jitter (aligned px) with every frame aligned on its own vs as stored (`alignment_matrix`, smoothed)."
+    import pandas as pd
+    from reenactbook.landmarks import alignment_matrix, invert_transform, transform_points
+    dataset = dataset if isinstance(dataset, FaceDataset) else FaceDataset(dataset)
+    stored, points, size, index = dataset.extra(ALIGNMENT_EXTRA), dataset.landmarks("68"), dataset.image_size, dataset.index
+    out = []
+    for (identity, video, clip), rows in index.groupby(["identity", "video", "clip"], sort=True).indices.items():
+        rows = rows[np.argsort(index["frame"].to_numpy()[rows], kind="stable")]
+        numbers, matrices = index["frame"].to_numpy()[rows], np.asarray(stored[rows], np.float64)
+        source = transform_points(np.asarray(points[rows], np.float64), invert_transform(matrices))  # landmarks in the video frame
+        own = np.stack([alignment_matrix(p, size) for p in source])
+        before, after = crop_jitter(numbers, own, size), crop_jitter(numbers, matrices, size)
+        out.append({"identity": identity, "video": video, "clip": clip, "frames": len(rows),
+                    "motion_own": before["motion"], "motion_smoothed": after["motion"],
+                    "jitter_own": before["jitter"], "jitter_smoothed": after["jitter"]})
+    return pd.DataFrame(out)
+
+# %% ../nbs/05_prep.ipynb #c032
 FRAME_REASONS = ("no face", "too small", "too blurry", "bad landmarks")
 
 @dataclass
@@ -532,6 +652,7 @@ class PrepContext:
     landmark_detector: object
     threads: int = 0
     layouts: tuple = ("68",)
+    on_frame: object = None        # called once per sampled frame (the run's progress)
 
     @classmethod
     def create(cls, root, config: PrepConfig, face_detector=None, landmark_detector=None, threads: int = 0) -> "PrepContext":
@@ -560,69 +681,92 @@ def _write_failed(root: Path, error: OSError) -> DataError:
     return DataError(f"{root}: cannot write the dataset ({error.strerror or error}). Free some space or choose a writable folder; "
                      "finished videos are kept and a re-run resumes.")
 
-def process_clip(clip: ClipSource, unit: WorkUnit, split: str, context: PrepContext, tracker: FaceTracker, shard, stats: UnitStats) -> None:
-    "Run one clip through detection/tracking, the filters, alignment and pose; add the kept frames to `shard`."
-    from reenactbook.landmarks import align_face, head_pose, transform_points
-    c = context.config
-    tracker.reset()
-    frames = iter_clip_frames(clip, c, context.threads)
-    batch = c.batch_size if c.detect_every == 1 else 1
+def _sampled_frames(clip: ClipSource, config: PrepConfig, tracker: FaceTracker, threads: int):
+    "(number, frame, detection or None) of a clip; with `detect_every = 1` the detector sees `batch_size` frames per call."
+    frames = iter_clip_frames(clip, config, threads)
+    batch = config.batch_size if config.detect_every == 1 else 1
     while True:
-        chunk = []
-        for item in frames:
-            chunk.append(item)
-            if len(chunk) >= batch:
-                break
+        chunk = [item for _, item in zip(range(batch), frames)]
         if not chunk:
             return
         detections = tracker.detect([f for _, f in chunk]) if batch > 1 else [None] * len(chunk)
         for (number, frame), detection in zip(chunk, detections):
+            yield number, frame, detection
+
+def _find_face(frame, detection, tracker: FaceTracker, config: PrepConfig) -> tuple[FaceObservation | None, str | None, float]:
+    "The tracked face of a frame (or None), the reason to skip the frame (or None) and the face's size in source pixels."
+    if max(frame.shape[:2]) < config.min_face_size:  # no face of min_face_size fits in the frame
+        return None, "too small", 0.0
+    try:
+        face = tracker(frame, detection)
+    except InputError:  # the landmark model refused the box (outside the frame): the face is lost
+        tracker.reset()
+        face = None
+    if face is None:
+        return None, "no face", 0.0
+    lb = landmark_box(face.landmarks68)
+    face_size = float(max(lb[2] - lb[0], lb[3] - lb[1]))
+    return face, "too small" if face_size < config.min_face_size else None, face_size
+
+def process_clip(clip: ClipSource, unit: WorkUnit, split: str, context: PrepContext, tracker: FaceTracker, shard, stats: UnitStats) -> None:
+    "Run one clip through detection/tracking, the filters, alignment (smoothed over time in videos) and pose; add the kept frames to `shard`."
+    from reenactbook.landmarks import alignment_matrix
+    c = context.config
+    tracker.reset()
+    smoother = AlignmentSmoother(c.image_size, c.smooth_alignment if clip.kind != "image" else 0.0)
+    keep = lambda ready: [_keep_frame(clip, unit, split, context, shard, stats, item, matrix) for item, matrix in ready]
+    try:
+        for number, frame, detection in _sampled_frames(clip, c, tracker, context.threads):
             stats.frames_seen += 1
-            if max(frame.shape[:2]) < c.min_face_size:  # no face of min_face_size fits in the frame
-                stats.skip_frame(clip.source, "too small", number)
-                continue
-            try:
-                face = tracker(frame, detection)
-            except InputError:  # the landmark model refused the box (outside the frame): the face is lost
-                tracker.reset()
-                face = None
-            if face is None:
-                stats.skip_frame(clip.source, "no face", number)
-                continue
-            if face.faces > 1:
+            if context.on_frame is not None:
+                context.on_frame()
+            face, reason, face_size = _find_face(frame, detection, tracker, c)
+            if face is not None and face.faces > 1:
                 stats.several_faces.setdefault(clip.source, []).append(int(number))
-            lb = landmark_box(face.landmarks68)
-            face_size = float(max(lb[2] - lb[0], lb[3] - lb[1]))
-            if face_size < c.min_face_size:
-                stats.skip_frame(clip.source, "too small", number)
+            if reason is None:
+                try:
+                    matrix = alignment_matrix(face.landmarks68, c.image_size)
+                except InputError:  # degenerate landmarks (eye corners on top of each other)
+                    reason = "bad landmarks"
+            if reason:
+                stats.skip_frame(clip.source, reason, number)
                 continue
-            try:
-                aligned = align_face(frame, face.landmarks68, size=c.image_size)
-            except InputError:  # degenerate landmarks (eye corners on top of each other)
-                stats.skip_frame(clip.source, "bad landmarks", number)
-                continue
-            points68 = np.asarray(aligned.landmarks, np.float32)
-            blur = sharpness(aligned.image, points68)
-            if blur < c.blur_threshold:
-                stats.skip_frame(clip.source, "too blurry", number)
-                continue
-            try:
-                yaw, pitch, roll = np.asarray(head_pose(face.landmarks68, (frame.shape[1], frame.shape[0])), np.float64).reshape(3)
-            except InputError:  # no pose explains these landmarks
-                stats.skip_frame(clip.source, "bad landmarks", number)
-                continue
-            landmarks = {"68": points68}
-            if face.landmarks98 is not None:
-                landmarks["98"] = np.asarray(transform_points(face.landmarks98.astype(np.float32), aligned.matrix), np.float32)
-            row = {"identity": unit.identity, "video": unit.video, "clip": clip.clip, "frame": int(number), "split": split,
-                   "yaw": yaw, "pitch": pitch, "roll": roll, "face_size": face_size, "blur": blur,
-                   "det_score": face.det_score, "source": str(clip.paths[0] if clip.kind != "frames" else clip.paths[0].parent)}
-            image = np.ascontiguousarray(np.asarray(aligned.image, np.uint8))
-            try:
-                shard.add(image, row, landmarks)
-            except OSError as e:
-                raise _write_failed(context.writer.root, e) from None
-            stats.frames_kept += 1
+            keep(smoother.push(number, face.landmarks68, matrix, (number, frame, face, face_size)))
+    except ClipProblem:  # the frames before the break are kept
+        keep(smoother.flush())
+        raise
+    keep(smoother.flush())
+
+def _warp(frame: np.ndarray, matrix: np.ndarray, size: int) -> np.ndarray:
+    "The aligned `size` x `size` face: `frame` warped by `matrix` with zero fill (as `landmarks.align_face`)."
+    import cv2
+    return cv2.warpAffine(np.ascontiguousarray(frame), matrix, (size, size), flags=cv2.INTER_LINEAR,
+                          borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+
+def _keep_frame(clip, unit, split, context, shard, stats, item, matrix) -> None:
+    "Warp one frame with its (smoothed) alignment, apply the blur filter and the pose, and add it to the shard."
+    from reenactbook.landmarks import head_pose, transform_points
+    (number, frame, face, face_size), c = item, context.config
+    image = _warp(frame, matrix, c.image_size)
+    points68 = np.asarray(transform_points(face.landmarks68, matrix), np.float32)
+    blur = sharpness(image, points68)
+    if blur < c.blur_threshold:
+        return stats.skip_frame(clip.source, "too blurry", number)
+    try:
+        yaw, pitch, roll = np.asarray(head_pose(face.landmarks68, (frame.shape[1], frame.shape[0])), np.float64).reshape(3)
+    except InputError:  # no pose explains these landmarks
+        return stats.skip_frame(clip.source, "bad landmarks", number)
+    landmarks = {"68": points68}
+    if face.landmarks98 is not None:
+        landmarks["98"] = np.asarray(transform_points(face.landmarks98, matrix), np.float32)
+    row = {"identity": unit.identity, "video": unit.video, "clip": clip.clip, "frame": int(number), "split": split,
+           "yaw": yaw, "pitch": pitch, "roll": roll, "face_size": face_size, "blur": blur,
+           "det_score": face.det_score, "source": clip.source}
+    try:
+        shard.add(image, row, landmarks, {ALIGNMENT_EXTRA: np.asarray(matrix, np.float32)})
+    except OSError as e:
+        raise _write_failed(context.writer.root, e) from None
+    stats.frames_kept += 1
 
 def process_unit(unit: WorkUnit, split: str, context: PrepContext) -> UnitStats:
     "Prepare every clip of one unit into one shard (committed only if the whole unit finishes)."
@@ -652,19 +796,47 @@ def process_unit(unit: WorkUnit, split: str, context: PrepContext) -> UnitStats:
             raise _write_failed(context.writer.root, e) from None
     return stats
 
-# %% ../nbs/05_prep.ipynb #c027
+# %% ../nbs/05_prep.ipynb #c034
 _WORKER: dict = {}
 
-def _init_worker(root: str, config: dict, threads: int) -> None:
-    "Worker initialiser: share of the CPU threads, detectors and writer, once per process."
+def _exit_if_orphaned(parent: int) -> None:
+    "End this worker at once, committing nothing, when the run that started it (`parent`) is gone."
+    if os.getppid() != parent:
+        os._exit(1)
+
+def _die_with_parent(parent: int) -> None:
+    "Make this worker end when `parent` dies: Linux `PR_SET_PDEATHSIG` (SIGKILL), and everywhere a watchdog thread."
+    if sys.platform.startswith("linux"):
+        with contextlib.suppress(OSError, AttributeError):
+            ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGKILL), 0, 0, 0)  # 1 = PR_SET_PDEATHSIG
+    _exit_if_orphaned(parent)  # the parent died before the signal was armed
+    def watch():
+        while True:
+            time.sleep(1.0)
+            _exit_if_orphaned(parent)
+    threading.Thread(target=watch, daemon=True, name="reenactbook-parent-watchdog").start()
+
+def _init_worker(root: str, config: dict, threads: int, parent: int | None = None, frames=None) -> None:
+    "Worker initialiser: end with `parent`; share of the CPU threads, detectors and writer, once per process; `frames` counts frames."
+    if parent is not None:
+        _die_with_parent(parent)
     import cv2
     import torch
     torch.set_num_threads(threads)
     cv2.setNumThreads(threads)
     try:
-        _WORKER["context"] = PrepContext.create(root, PrepConfig.from_dict(config), threads=threads)
+        context = PrepContext.create(root, PrepConfig.from_dict(config), threads=threads)
     except Exception as e:  # e.g. missing weights: raised again by every unit, so the run stops with this message
         _WORKER["error"] = e
+        return
+    if parent is not None:
+        context.writer.before_commit = functools.partial(_exit_if_orphaned, parent)
+    if frames is not None:
+        def count():
+            with frames.get_lock():
+                frames.value += 1
+        context.on_frame = count
+    _WORKER["context"] = context
 
 def _work(unit: WorkUnit, split: str) -> dict:
     "Run one unit in a worker; expected failures come back as a report entry, write failures as DataError."
@@ -683,6 +855,56 @@ def _run_unit(unit: WorkUnit, split: str, context: PrepContext) -> dict:
         get_logger(__name__).warning("%s failed: %s: %s", unit.key, type(e).__name__, e)
         return {"key": unit.key, "failed": f"{type(e).__name__}: {e}", "frames_seen": 0, "frames_kept": 0}
 
+# %% ../nbs/05_prep.ipynb #c035
+def _interactive() -> bool:
+    "Whether progress can be a bar: stderr is a terminal, or this is a Jupyter kernel (where tqdm.auto draws a widget)."
+    with contextlib.suppress(AttributeError, ValueError):
+        if sys.stderr.isatty():
+            return True
+    ipython = sys.modules.get("IPython")
+    return type(getattr(ipython, "get_ipython", lambda: None)()).__name__ == "ZMQInteractiveShell"
+
+class RunProgress:
+    "Videos done of all and frames/s: a tqdm bar on a terminal or in Jupyter, elsewhere (a log) a line every `every` seconds."
+    def __init__(self, total: int, desc: str = "prep", every: float | None = None):
+        quiet = os.environ.get("REENACTBOOK_NO_PROGRESS", "") not in ("", "0")
+        self.total, self.desc, self.videos, self.frames = total, desc, 0, 0
+        self.every = float(os.environ.get("REENACTBOOK_PROGRESS_EVERY") or 30) if every is None else every
+        self.start = self.last_line = time.perf_counter()
+        self.bar = progress(total=total, unit="video", desc=desc) if not quiet and _interactive() else None
+        self.lines = not quiet and self.bar is None
+
+    def update(self, videos: int = 0, frames: int | None = None, add_frames: int = 0) -> None:
+        "Count `videos` more done and set (`frames`) or add to (`add_frames`) the frames read; redraw or log when due."
+        self.videos += videos
+        self.frames = (self.frames if frames is None else frames) + add_frames
+        now = time.perf_counter()
+        if self.bar is not None:
+            self.bar.set_postfix(frames=self.frames, fps=f"{self.rate(now):.1f}", refresh=False)
+            self.bar.update(videos)
+        elif self.lines and now - self.last_line >= self.every:
+            self.last_line = now
+            get_logger(__name__).info("%s: %s", self.desc, self.line(now))
+
+    def rate(self, now: float | None = None) -> float:
+        return self.frames / max((now or time.perf_counter()) - self.start, 1e-9)
+
+    def line(self, now: float | None = None) -> str:
+        "One progress line: videos done, frames, frames/s, elapsed and (once a video is done) the time left."
+        elapsed = (now or time.perf_counter()) - self.start
+        left = f", about {_duration(elapsed / self.videos * (self.total - self.videos))} left" if 0 < self.videos < self.total else ""
+        return (f"{self.videos}/{self.total} videos, {self.frames} frames, {self.rate(now):.1f} frames/s, "
+                f"{_duration(elapsed)} elapsed{left}")
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+def _duration(seconds: float) -> str:
+    seconds = int(round(seconds))
+    return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}" if seconds >= 3600 else f"{seconds // 60}:{seconds % 60:02d}"
+
+# %% ../nbs/05_prep.ipynb #c036
 @dataclass
 class PrepResult:
     "What `prepare_dataset` did."
@@ -696,6 +918,7 @@ class PrepResult:
     items_skipped: dict        # reason -> files, all runs
     seconds: float             # wall time of this run
     split_rule: str
+    contact_sheet: Path | None = None  # contact_sheet.png in the root (prep.contact_sheet)
 
     @property
     def frames_per_second(self) -> float: return self.frames_seen / max(self.seconds, 1e-9)
@@ -704,7 +927,8 @@ class PrepResult:
         return (f"{self.dataset.root}: {self.frames_kept} frames of {len(self.dataset.identities)} identities "
                 f"({self.units} videos, {self.units_resumed} done before, {self.units_failed} failed); "
                 f"this run {self.frames_seen} frames in {self.seconds:.1f} s ({self.frames_per_second:.1f} frames/s); "
-                f"skipped frames {self.frames_skipped or 0}, skipped files {self.items_skipped or 0}; split: {self.split_rule}")
+                f"skipped frames {self.frames_skipped or 0}, skipped files {self.items_skipped or 0}; split: {self.split_rule}"
+                + (f"; contact sheet {self.contact_sheet.name}" if self.contact_sheet else ""))
 
 def _resolve_options(options) -> Options:
     if options is None:
@@ -722,6 +946,7 @@ def default_workers(units: int) -> int:
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     return max(1, min(cores, units))
 
+# %% ../nbs/05_prep.ipynb #c037
 def prepare_dataset(src: str | Path,  # a VoxCeleb-style tree, a folder of videos or images, or one file
                     out: str | Path,  # the dataset root; an existing one is resumed
                     options=None,  # run `Options`, a `PrepConfig`, or a dict of prep options over the defaults (None: defaults)
@@ -729,7 +954,7 @@ def prepare_dataset(src: str | Path,  # a VoxCeleb-style tree, a folder of video
                     face_detector=None,  # a ready face detector (then everything runs in this process); None: `prep.face_detector`
                     landmark_detector=None,  # a ready landmark detector; None: `prep.landmark_detector`
                    ) -> PrepResult:
-    "Preprocess the videos/images under `src` into the dataset root `out` (resumable; see above)."
+    "Preprocess the videos/images under `src` into the dataset root `out` (resumable; one run per root at a time; see above)."
     start = time.perf_counter()
     options = _resolve_options(options)
     config = options.prep.check()
@@ -738,23 +963,32 @@ def prepare_dataset(src: str | Path,  # a VoxCeleb-style tree, a folder of video
     units, ignored = discover(src, exclude=out)
     if not units and not ignored:
         raise InputError(f"{src}: no videos or images found (videos: {', '.join(VIDEO_EXTENSIONS)}; images: {', '.join(IMAGE_EXTENSIONS)})")
-    writer = open_writer(out, config)
-    split_of, split_rule = assign_split([u.identity for u in units], config.split, config.test_fraction, config.test_identities)
-    todo = [u for u in units if not writer.done(u.key)]
-    log.info("prep %s -> %s: %d videos of %d identities, %d already done; split: %s",
-             src, out, len(units), len(split_of), len(units) - len(todo), split_rule)
-    workers = default_workers(len(todo)) if workers is None else max(0, int(workers))
-    results = _run_all(todo, split_of, out, config, workers, face_detector, landmark_detector)
-    failed = [r for r in results if "failed" in r]
-    ran = {r["key"] for r in results}
+    with writer_lock(out, "prep"):
+        writer = open_writer(out, config)
+        split_of, split_rule = assign_split([u.identity for u in units], config.split, config.test_fraction, config.test_identities)
+        todo = [u for u in units if not writer.done(u.key)]
+        log.info("prep %s -> %s: %d videos of %d identities, %d already done; split: %s",
+                 src, out, len(units), len(split_of), len(units) - len(todo), split_rule)
+        workers = default_workers(len(todo)) if workers is None else max(0, int(workers))
+        results = _run_all(todo, split_of, out, config, workers, face_detector, landmark_detector)
+        dataset = _finalize(src, out, options, units, ignored, results, writer, split_of, split_rule)
+        sheet = _write_contact_sheet(dataset) if config.contact_sheet and len(dataset) else None
+    report = read_json(out / "report.json", "dataset report")
+    result = PrepResult(dataset, len(units), len(units) - len(todo), sum("failed" in r for r in results),
+                        sum(r.get("frames_seen", 0) for r in results), len(dataset), report["frames_skipped_by_reason"],
+                        report["items_skipped_by_reason"], time.perf_counter() - start, split_rule, sheet)
+    log.info(result.summary())
+    return result
+
+def _finalize(src, out, options, units, ignored, results, writer, split_of, split_rule) -> FaceDataset:
+    "Rebuild the report from every unit's record (this and earlier runs), merge the shards, write report.json and dataset.json."
+    config, failed, ran = options.prep, [r for r in results if "failed" in r], {r["key"] for r in results}
     writer.skipped = []  # rebuilt from the units' records: a resumed run lists what earlier runs skipped too
     for entry in _collect_skips(out, units, ignored, failed, writer):
         if entry.get("key") in ran or "key" not in entry:  # new in this run: logged by DatasetWriter.skip
-            details = {k: v for k, v in entry.items() if k not in ("item", "reason")}
-            writer.skip(entry["item"], entry["reason"], **details)
+            writer.skip(entry["item"], entry["reason"], **{k: v for k, v in entry.items() if k not in ("item", "reason")})
         else:
             writer.skipped.append(entry)
-    notes = _collect_notes(out, units, writer)
     frames_skipped, items_skipped = {}, {}
     for s in writer.skipped:
         if "frames" in s:
@@ -767,17 +1001,23 @@ def prepare_dataset(src: str | Path,  # a VoxCeleb-style tree, a folder of video
         options.save(out)
         dataset = writer.finalize({"prep": {"split_rule": split_rule, "test_identities": sorted(i for i, s in split_of.items() if s == "test"),
                                             "backends": backends, "source": str(src)}})
-        report = json.loads((out / "report.json").read_text())
+        report = read_json(out / "report.json", "dataset report")
         report.update(frames_kept=len(dataset), frames_skipped_by_reason=frames_skipped, items_skipped_by_reason=items_skipped,
-                      notes=notes, split_rule=split_rule)
+                      notes=_collect_notes(out, units, writer), split_rule=split_rule)
         write_json(out / "report.json", report)
     except OSError as e:
         raise _write_failed(out, e) from None
-    result = PrepResult(dataset, len(units), len(units) - len(todo), len(failed), sum(r.get("frames_seen", 0) for r in results),
-                        len(dataset), frames_skipped, items_skipped, time.perf_counter() - start, split_rule)
-    log.info(result.summary())
-    return result
+    return dataset
 
+def _write_contact_sheet(dataset: FaceDataset) -> Path | None:
+    "contact_sheet.png in the root; a failure is a warning (the dataset itself is complete)."
+    try:
+        return contact_sheet(dataset)
+    except (ReenactbookError, OSError) as e:
+        get_logger(__name__).warning("%s: no contact sheet (%s)", dataset.root, e)
+        return None
+
+# %% ../nbs/05_prep.ipynb #c038
 @contextlib.contextmanager
 def _single_threaded():
     "One torch and OpenCV thread while preparing in this process (the landmark net is small: on a busy CPU more threads only wait for each other)."
@@ -791,46 +1031,50 @@ def _single_threaded():
         torch.set_num_threads(before[0]); cv2.setNumThreads(before[1])
 
 def _run_all(todo, split_of, out, config, workers, face_detector, landmark_detector) -> list[dict]:
-    "Run the units in this process (workers = 0, or one unit) or in a pool of spawned workers; a progress bar counts frames/s."
-    results: list[dict] = []
+    "Run the units in this process (workers = 0, one unit, or given detectors) or in a pool of spawned workers, with progress."
     if not todo:
-        return results
-    bar = progress(total=len(todo), unit="video", desc="prep")
-    start, seen = time.perf_counter(), 0
-    def done(result):
-        nonlocal seen
-        results.append(result)
-        seen += result.get("frames_seen", 0)
-        bar.update(1)
-        bar.set_postfix(frames=seen, fps=f"{seen / max(time.perf_counter() - start, 1e-9):.1f}")
+        return []
+    report = RunProgress(len(todo))
     try:
         if workers == 0 or (len(todo) == 1 and workers <= 1) or face_detector is not None or landmark_detector is not None:
             with _single_threaded():
                 context = PrepContext.create(out, config, face_detector, landmark_detector)
+                context.on_frame = lambda: report.update(add_frames=1)
+                results = []
                 for unit in todo:
-                    done(_run_unit(unit, split_of[unit.identity], context))
-            return results
-        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-        threads = max(1, cores // workers)
-        pool = concurrent.futures.ProcessPoolExecutor(
-            max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
-            initializer=_init_worker, initargs=(str(out), config.to_dict(), threads))
-        try:
-            futures = {pool.submit(_work, u, split_of[u.identity]): u for u in todo}
-            for future in concurrent.futures.as_completed(futures):
-                unit = futures[future]
-                try:
-                    done(future.result())
-                except BrokenProcessPool as e:
-                    done({"key": unit.key, "failed": f"the worker process died ({e}); out of memory, or a crash in a decoder?",
-                          "frames_seen": 0, "frames_kept": 0})
-        except BaseException:
-            pool.shutdown(wait=True, cancel_futures=True)
-            raise
-        pool.shutdown(wait=True)
-        return results
+                    results.append(_run_unit(unit, split_of[unit.identity], context))
+                    report.update(videos=1)
+                return results
+        return _run_pool(todo, split_of, out, config, workers, report)
     finally:
-        bar.close()
+        report.close()
+
+def _run_pool(todo, split_of, out, config, workers, report: RunProgress) -> list[dict]:
+    "The units in `workers` spawned processes that end with this one; the frames they read are counted in shared memory."
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    context = multiprocessing.get_context("spawn")
+    frames = context.Value("q", 0)
+    pool = concurrent.futures.ProcessPoolExecutor(
+        max_workers=workers, mp_context=context, initializer=_init_worker,
+        initargs=(str(out), config.to_dict(), max(1, cores // workers), os.getpid(), frames))
+    results = []
+    try:
+        futures = {pool.submit(_work, u, split_of[u.identity]): u for u in todo}
+        pending = set(futures)
+        while pending:
+            finished, pending = concurrent.futures.wait(pending, timeout=1.0, return_when=concurrent.futures.FIRST_COMPLETED)
+            for future in finished:
+                try:
+                    results.append(future.result())
+                except BrokenProcessPool as e:
+                    results.append({"key": futures[future].key, "frames_seen": 0, "frames_kept": 0,
+                                    "failed": f"the worker process died ({e}); out of memory, or a crash in a decoder?"})
+            report.update(videos=len(finished), frames=frames.value)
+    except BaseException:
+        pool.shutdown(wait=True, cancel_futures=True)
+        raise
+    pool.shutdown(wait=True)
+    return results
 
 def _previous_backends(root: Path) -> dict | None:
     "The backends recorded by an earlier run over this root."
@@ -864,7 +1108,7 @@ def _collect_notes(root: Path, units: list[WorkUnit], writer: DatasetWriter) -> 
             notes.append({**entry, "key": unit.key, "note": "several faces: kept the tracked face (the largest at a fresh detection)"})
     return notes
 
-# %% ../nbs/05_prep.ipynb #c029
+# %% ../nbs/05_prep.ipynb #c040
 def prep_cli(src: str,  # a VoxCeleb-style tree (identity/video/clip.mp4), a folder of videos or images, or one file
              out: str,  # dataset root to write; a re-run resumes it
              profile: str = "tiny",  # tiny (8 frames per clip) | sample (every frame) | paper (1 fps, VoxCeleb1)
@@ -872,42 +1116,61 @@ def prep_cli(src: str,  # a VoxCeleb-style tree (identity/video/clip.mp4), a fol
              workers: int = None,  # worker processes (default: one per CPU core; 0: in this process)
             ) -> PrepResult:
     "Preprocess real videos or images into an aligned-face dataset (detect, filter small/blurry, landmarks, align 256x256, pose)."
-    options = load_options(profile, overrides)
-    result = prepare_dataset(src, out, options, workers=workers)
-    print(result.summary())
-    return result
+    return prepare_dataset(src, out, load_options(profile, overrides), workers=workers)  # its summary is its last log line
 
-# %% ../nbs/05_prep.ipynb #c031
-def contact_sheet(dataset: FaceDataset | str | Path, path: str | Path | None = None, count: int = 24, columns: int = 6,
-                  tile: int = 192, layout: str = "68", seed: int = 0) -> Path:
-    "Write a PNG grid of `count` aligned frames (spread over identities) with landmarks, template eyes and pose; returns its path."
+# %% ../nbs/05_prep.ipynb #c042
+def _sheet_rows(dataset: FaceDataset, videos: int) -> list[np.ndarray]:
+    "Row numbers of each video to show, at most `videos` videos, taken round-robin over the identities."
+    groups = dataset.index.groupby(["identity", "video"], sort=True).indices
+    by_identity: dict[str, list] = {}
+    for (identity, _), rows in groups.items():
+        by_identity.setdefault(identity, []).append(np.sort(rows))
+    chosen, depth = [], 0
+    while len(chosen) < videos and any(depth < len(v) for v in by_identity.values()):
+        chosen += [v[depth] for v in by_identity.values() if depth < len(v)][: videos - len(chosen)]
+        depth += 1
+    return chosen
+
+def _draw_tile(draw, x0: int, y0: int, tile: int, points: np.ndarray, eyes: np.ndarray, label: str) -> None:
+    for x, y in points:
+        draw.ellipse([x0 + x - 1.2, y0 + y - 1.2, x0 + x + 1.2, y0 + y + 1.2], fill=(0, 255, 0))
+    for x, y in eyes:
+        draw.line([x0 + x - 4, y0 + y, x0 + x + 4, y0 + y], fill=(255, 0, 0)); draw.line([x0 + x, y0 + y - 4, x0 + x, y0 + y + 4], fill=(255, 0, 0))
+    draw.text((x0 + 2, y0 + tile + 1), label, fill=(0, 0, 0))
+
+# %% ../nbs/05_prep.ipynb #c043
+def contact_sheet(dataset: FaceDataset | str | Path,  # a dataset or its root
+                  path: str | Path | None = None,    # where to write the PNG; None: contact_sheet.png in the root
+                  videos: int = 40,                  # at most this many rows (videos)
+                  columns: int = 6,                  # frames per row, spread evenly over the video
+                  tile: int = 128,                   # side of one frame in the sheet
+                  layout: str = "68",                # which landmarks to draw
+                 ) -> Path:
+    "Write a PNG with one labelled row per video: aligned frames spread over it with landmarks, template eyes and pose; returns its path."
     from PIL import Image, ImageDraw
     from reenactbook.landmarks import template_points
     dataset = dataset if isinstance(dataset, FaceDataset) else FaceDataset(dataset)
     if len(dataset) == 0:
         raise DataError(f"{dataset.root}: the dataset has no frames to show")
-    rng = np.random.default_rng(seed)
-    groups = [rng.permutation(dataset.rows(identities=[i])) for i in dataset.identities]
-    chosen = []
-    for r in range(max(map(len, groups))):
-        chosen += [int(g[r]) for g in groups if r < len(g)]
-    chosen = chosen[:count]
-    rows = math.ceil(len(chosen) / columns)
-    sheet = Image.new("RGB", (columns * tile, rows * (tile + 14)), (255, 255, 255))
+    rows, index, label_w, title_h, row_h = _sheet_rows(dataset, videos), dataset.index, 150, 18, tile + 14
+    total = dataset.index.groupby(["identity", "video"]).ngroups
+    sheet = Image.new("RGB", (label_w + columns * tile, title_h + len(rows) * row_h), (255, 255, 255))
     draw = ImageDraw.Draw(sheet)
-    points = dataset.landmarks(layout)
-    scale = tile / dataset.image_size
+    draw.text((4, 3), f"{dataset.root.name}: {len(dataset)} frames, {total} videos of {len(dataset.identities)} identities"
+                      + (f" ({len(rows)} videos shown)" if len(rows) < total else ""), fill=(0, 0, 0))
+    points, scale = dataset.landmarks(layout), tile / dataset.image_size
     template = template_points(dataset.image_size)
     eyes = np.stack([template[36:42].mean(0), template[42:48].mean(0)]) * scale
-    for k, i in enumerate(chosen):
-        x0, y0 = (k % columns) * tile, (k // columns) * (tile + 14)
-        sheet.paste(Image.fromarray(dataset.image(i)).resize((tile, tile), Image.BILINEAR), (x0, y0))
-        for x, y in np.asarray(points[i], np.float64) * scale:
-            draw.ellipse([x0 + x - 1.2, y0 + y - 1.2, x0 + x + 1.2, y0 + y + 1.2], fill=(0, 255, 0))
-        for x, y in eyes:
-            draw.line([x0 + x - 4, y0 + y, x0 + x + 4, y0 + y], fill=(255, 0, 0)); draw.line([x0 + x, y0 + y - 4, x0 + x, y0 + y + 4], fill=(255, 0, 0))
-        row = dataset.index.iloc[i]
-        draw.text((x0 + 2, y0 + tile), f"{row.identity[:10]} {row.split[:2]} y{row.yaw:+.0f} p{row.pitch:+.0f} r{row.roll:+.0f}", fill=(0, 0, 0))
+    for r, video_rows in enumerate(rows):
+        y0, first = title_h + r * row_h, index.iloc[video_rows[0]]
+        for k, line in enumerate([str(first.identity)[:22], str(first.video)[:22], f"{first.split}, {len(video_rows)} frames"]):
+            draw.text((4, y0 + 4 + 14 * k), line, fill=(0, 0, 0))
+        picks = video_rows[np.unique(np.linspace(0, len(video_rows) - 1, min(columns, len(video_rows))).round().astype(int))]
+        for c, i in enumerate(picks):
+            x0, row = label_w + c * tile, index.iloc[int(i)]
+            sheet.paste(Image.fromarray(dataset.image(int(i))).resize((tile, tile), Image.BILINEAR), (x0, y0))
+            _draw_tile(draw, x0, y0, tile, np.asarray(points[int(i)], np.float64) * scale, eyes,
+                       f"#{row.frame} y{row.yaw:+.0f} p{row.pitch:+.0f} r{row.roll:+.0f}")
     path = Path(path) if path else dataset.root / "contact_sheet.png"
     buffer = io.BytesIO()
     sheet.save(buffer, format="PNG")

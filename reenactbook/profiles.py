@@ -10,22 +10,29 @@ PROFILE_CHANGES: dict[str, dict[str, dict]] = {
     "tiny": {
         "landmarks": {"layout": "68", "aligned_size": 64},
         "prep": {"frame_stride": 4, "max_frames": 8},
-        "views": {"curriculum_every": 2, "curriculum_quantile_step": 0.25},
+        "views": {"curriculum_every": 2, "curriculum_quantile_step": 0.25, "time_holdout": 0.2, "time_gap_seconds": 0.2},
         "lsg": {"steps": 1000, "hidden": 96, "batch_size": 64},
         "losses": {"preset": "fast"},  # perceptual, identity and boundary cost ~1 s of CPU per step each
         "train": {"epochs": 18, "batch_size": 8, "checkpoint_every": 50, "log_every": 10, "sample_every": 50,
                   "eval_pairs": 48, "lr_generator": 1e-3, "lr_discriminator": 1e-3, "cpu_threads": 1},
         "pipeline": {"batch_size": 8},
+        "finetune": {"steps": 20, "batch_size": 4},
     },
-    "sample": {
-        "run": {"num_workers": 2},
+    "sample": {  # the 13 shared clips (or DATA=folder) at 256 px; whole tier <= 20 min on one H100/H200
+        "run": {"num_workers": 6},
         "synth": {"identities": 48, "videos": 4, "frames": 64, "size": 128},
-        "views": {"curriculum_every": 5},
-        "lsg": {"steps": 5000},
-        "reenactor": {"image_size": 128, "ngf": 32, "n_downsampling": 3, "n_blocks": 6, "ndf": 32},
-        "train": {"epochs": 30, "batch_size": 8, "checkpoint_every": 250, "log_every": 25, "sample_every": 250},
+        "prep": {"frame_stride": 2, "jpeg_quality": 90},
+        # 100 pairs per identity and epoch, 10 epochs at batch 16: ~640 optimiser steps per reenactor (12 training
+        # identities; the curriculum admits half of them in epochs 0-1, three quarters in 2-3), ~100 s each on an H200
+        "views": {"pairs_per_identity": 100, "curriculum_every": 2, "time_holdout": 0.2, "time_gap_seconds": 1.0},
+        "lsg": {"steps": 3000},
+        "reenactor": {"image_size": 256, "ngf": 64, "n_downsampling": 4, "n_blocks": 9, "ndf": 64, "n_layers_d": 3,
+                      "num_d": 2, "channels_last": True},
+        "train": {"epochs": 10, "batch_size": 16, "ema_decay": 0.999, "compile": True, "checkpoint_every": 200,
+                  "log_every": 20, "sample_every": 200, "eval_pairs": 128},
         "metrics": {"batch_size": 32},
         "pipeline": {"batch_size": 16},
+        "finetune": {"steps": 300, "batch_size": 8},
     },
     "paper": {
         "run": {"num_workers": 8},

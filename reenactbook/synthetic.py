@@ -36,12 +36,13 @@ __all__ = ['JAW', 'RIGHT_BROW', 'LEFT_BROW', 'NOSE_BRIDGE', 'NOSE_BASE', 'RIGHT_
            'HAIR_COLOUR_P', 'IRIS_COLOURS', 'GLASSES_COLOURS', 'HAIR_STYLES', 'BEARD_STYLES', 'BACKGROUNDS',
            'CHEEK_TRIANGLES', 'APPEARANCE_SIZE', 'STRANDS', 'STRAND_POINTS', 'CAMERA_DISTANCE', 'EYE_WHITE', 'PUPIL',
            'GLINT', 'MOUTH_INSIDE', 'TEETH', 'MOLE', 'LASHES', 'SIZES', 'GENERATOR_VERSION', 'EXTRAS', 'WRITER_THREADS',
-           'EXPRESSION_PRESETS', 'canonical_mean_face', 'identity_basis', 'expression_basis', 'FaceModel', 'face_model',
-           'Identity', 'sample_identity', 'Motion', 'smooth_noise', 'blinks', 'sample_motion', 'Rig', 'build_rig',
-           'camera_rotation', 'Geometry', 'pose_geometry', 'background_texture', 'shading', 'iris_centres', 'Painter',
-           'Rendered', 'landmarks98', 'render_video', 'SynthConfig', 'identity_name', 'held_out_identities',
-           'synthesize', 'cached_dataset', 'tiny_dataset', 'synth_cli', 'expression_vector', 'render_poses',
-           'contact_sheet', 'identity_separability']
+           'EXPRESSION_PRESETS', 'DETAIL_MODES', 'canonical_mean_face', 'identity_basis', 'expression_basis',
+           'FaceModel', 'face_model', 'Identity', 'sample_identity', 'Motion', 'smooth_noise', 'blinks',
+           'sample_motion', 'Rig', 'build_rig', 'camera_rotation', 'Geometry', 'pose_geometry', 'background_texture',
+           'shading', 'iris_centres', 'Painter', 'Rendered', 'landmarks98', 'render_video', 'SynthConfig',
+           'identity_name', 'held_out_identities', 'synthesize', 'cached_dataset', 'tiny_dataset', 'synth_cli',
+           'expression_vector', 'render_poses', 'contact_sheet', 'identity_separability', 'detail_basis',
+           'track_identities', 'Tracks', 'sample_tracks']
 
 # %% ../nbs/03_synthetic.ipynb #c006
 JAW, RIGHT_BROW, LEFT_BROW = np.arange(0, 17), np.arange(17, 22), np.arange(22, 27)
@@ -1025,3 +1026,125 @@ def identity_separability(dataset: FaceDataset, layout: str = "68") -> dict:
     predicted = names[((features[test, None] - centroids[None]) ** 2).sum(-1).argmin(1)]
     return {"accuracy": float((predicted == labels[test]).mean()), "chance": 1.0 / len(names), "identities": len(names),
             "train_frames": int((~test).sum()), "test_frames": int(test.sum())}
+
+# %% ../nbs/03_synthetic.ipynb #c046
+DETAIL_MODES = 24   # fine identity modes of the landmark tracks, beyond IDENTITY_MODES
+
+def detail_basis(mean: np.ndarray, count: int = DETAIL_MODES, seed: int = 0, amplitude: float = 0.025) -> np.ndarray:
+    "Displacements [count, 68, 3]: smooth random deformations (Gaussian bumps around random landmarks), mirror-symmetric, `amplitude` model units RMS."
+    rng = np.random.default_rng([int(seed), 11])
+    mirror = np.asarray(LAYOUT_68.mirror)
+    distance = np.linalg.norm(mean[:, None] - mean[None], axis=-1)
+    basis = np.zeros((count, 68, 3))
+    for i in range(count):
+        centres, width = rng.choice(68, 3, replace=False), rng.uniform(0.15, 0.5)
+        weight = np.exp(-((distance[:, centres] / width) ** 2)) @ rng.normal(size=(3, 3))   # [68, 3]
+        field = weight + (weight[mirror] * [-1, 1, 1] if rng.random() < 0.7 else 0)       # mostly symmetric faces
+        basis[i] = field / np.sqrt((field ** 2).sum(-1).mean()) * amplitude
+    return basis
+
+@functools.lru_cache(maxsize=4)
+def _track_model(detail_seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    "mean [68,3], identity basis [16+D, 68, 3], expression basis [8, 68, 3], pivot [3] of the track model."
+    model = face_model()
+    basis = np.concatenate([model.identity_basis, detail_basis(model.mean, seed=detail_seed)])
+    return model.mean, basis, model.expression_basis, np.array([0.0, 0.0, 0.9])
+
+def track_identities(people, seed: int = 0, identity_scale: float = 1.0) -> np.ndarray:
+    "Shape coefficients [N, 16 + DETAIL_MODES] of the people with pool indices `people` [N] of `seed` (N(0, scale^2) clipped at 2.5 sigma)."
+    rows = [np.clip(_rng(seed, 9, int(i)).normal(size=len(IDENTITY_MODES) + DETAIL_MODES), -2.5, 2.5) for i in np.ravel(people)]
+    return np.asarray(rows, np.float64).reshape(len(rows), len(IDENTITY_MODES) + DETAIL_MODES) * identity_scale
+
+# %% ../nbs/03_synthetic.ipynb #c047
+@dataclass
+class Tracks:
+    "Windows of landmark tracks drawn from the 3D model, with their ground truth."
+    landmarks: np.ndarray      # [N, K, 68, 2] float32 pixels
+    pose: np.ndarray           # [N, K, 3] yaw, pitch, roll in degrees
+    expression: np.ndarray     # [N, K, 8] strengths of EXPRESSION_MODES
+    people: np.ndarray         # [N] int64 index of the person in the pool
+    coefficients: np.ndarray   # [N, 16 + DETAIL_MODES] their shape coefficients
+    stride: np.ndarray         # [N] frames between consecutive samples (at `fps`)
+
+def _smooth(rng: np.random.Generator, times: np.ndarray, channels: int, low: float, high: float, components: int = 3) -> np.ndarray:
+    "Smooth random signals [N, channels, T] in about [-1, 1] at `times` [N, T] (seconds): sums of sinusoids of [low, high] Hz."
+    n = len(times)
+    freq = rng.uniform(low, high, (n, channels, components, 1))
+    amp = rng.uniform(0.5, 1.0, (n, channels, components, 1)) / np.sqrt(freq / low)
+    phase = rng.uniform(0, 2 * np.pi, (n, channels, components, 1))
+    return (amp * np.sin(2 * np.pi * freq * times[:, None, None] + phase)).sum(2) / amp.sum(2)
+
+def _ease(rng: np.random.Generator, s: np.ndarray) -> np.ndarray:
+    "Random smooth steps [N, T] from 0 to 1 over the normalised window time `s` [N, T] (a turn that starts and ends anywhere)."
+    onset = rng.uniform(-0.4, 0.6, (len(s), 1))
+    u = np.clip((s - onset) / rng.uniform(0.3, 1.2, (len(s), 1)), 0, 1)
+    return u * u * (3 - 2 * u)
+
+# %% ../nbs/03_synthetic.ipynb #c048
+def _track_expression(rng: np.random.Generator, times: np.ndarray, scale: float) -> np.ndarray:
+    "Expression strengths [N, T, 8] of talking people at `times` [N, T] (seconds): speech, smiles, brows, blinks, mouth side."
+    n, frames = times.shape
+    e = {name: k for k, name in enumerate(EXPRESSION_MODES)}
+    noise = lambda low, high: _smooth(rng, times, 1, low, high)[:, 0]
+    speaking = np.clip(rng.uniform(-0.2, 1.2, (n, 1)) + 0.5 * noise(0.2, 0.8), 0, 1)
+    syllables = np.abs(np.sin(np.pi * rng.uniform(2.5, 4.5, (n, 1)) * times + rng.uniform(0, np.pi, (n, 1))))
+    out = np.zeros((n, frames, len(EXPRESSION_MODES)))
+    out[..., e["jaw_open"]] = 0.03 + 0.8 * speaking * (0.65 + 0.35 * noise(1.0, 3.0)) * syllables ** 1.5
+    out[..., e["smile"]] = np.clip(rng.uniform(-0.3, 0.8, (n, 1)) + 0.5 * noise(0.1, 0.8), 0, 1)
+    out[..., e["pucker"]] = np.clip(0.6 * noise(0.8, 2.5) * speaking, 0, 1)
+    out[..., e["brow_raise"]] = np.clip(rng.uniform(-0.3, 0.5, (n, 1)) + 0.5 * noise(0.2, 1.0), 0, 1)
+    out[..., e["brow_frown"]] = np.clip(rng.uniform(-0.5, 0.3, (n, 1)) + 0.5 * noise(0.1, 0.6), 0, 1)
+    blink_times = rng.uniform(-0.2, 1.2, (n, 3)) * times[:, -1:] - 0.0                       # up to three blinks per window
+    closure = np.clip(1 - np.abs(times[:, :, None] - blink_times[:, None]) / 0.1, 0, 1).max(-1) ** 0.7
+    closure *= rng.random((n, 1)) < 0.6
+    out[..., e["blink_right"]] = out[..., e["blink_left"]] = closure
+    out[..., e["mouth_side"]] = 0.5 * noise(0.2, 1.0)
+    return out * scale
+
+def _track_pose(rng: np.random.Generator, times: np.ndarray, limits: np.ndarray, max_turn: float) -> np.ndarray:
+    "Head poses [N, T, 3] (degrees) at `times` [N, T]: a start pose, often a large turn to another pose, and a wobble."
+    n = len(times)
+    s = times / np.maximum(times[:, -1:], 1e-9)
+    start = rng.uniform(-1, 1, (n, 3)) * limits
+    change = rng.uniform(-1, 1, (n, 3)) * np.array([max_turn, 0.6 * limits[1], 0.6 * limits[2]])
+    change *= (rng.random((n, 1)) < 0.6) + 0.15                                            # most windows turn, all move a little
+    pose = start[:, None] + change[:, None] * np.stack([_ease(rng, s) for _ in range(3)], -1)
+    pose += np.moveaxis(_smooth(rng, times, 3, 0.2, 1.5), 1, 2) * [4.0, 3.0, 2.0]
+    return np.clip(pose, -limits - 20, limits + 20)
+
+# %% ../nbs/03_synthetic.ipynb #c049
+def sample_tracks(count: int,                  # windows to draw
+                  k: int = 8,                  # frames per window
+                  *,
+                  seed: int = 0,               # draws of this call (motion, people chosen, framing)
+                  identities: int = 4096,      # size of the pool of people drawn from
+                  people_seed: int = 0,        # seed of the pool (another seed: people never seen)
+                  people=None,                 # explicit pool indices [count] (e.g. a second window of the same people)
+                  max_stride: int = 25,        # frames between samples: uniform in 1..max_stride (25 = one second at 25 fps)
+                  fps: float = 25.0,           # frame rate of the underlying motion
+                  max_yaw: float = 45.0,       # start poses within these limits (degrees)
+                  max_pitch: float = 20.0,
+                  max_roll: float = 10.0,
+                  max_turn: float = 60.0,      # largest yaw change within a window (degrees)
+                  identity_scale: float = 1.0, # spread of the shape coefficients
+                  expression_scale: float = 1.0,
+                  detail_seed: int = 0,        # seed of the fine deformation basis (another seed: another face model)
+                  ) -> Tracks:
+    "Windows of 2D landmark tracks [count, k, 68, 2] in pixels from the 3D model: random people, expressions, head motion, framing."
+    if count < 1 or k < 2 or max_stride < 1 or identities < 1:
+        raise InputError(f"sample_tracks: need count >= 1, k >= 2, max_stride >= 1 and identities >= 1; got {count}, {k}, {max_stride}, {identities}")
+    rng = _rng(seed, 10)
+    people = rng.integers(identities, size=count) if people is None else np.asarray(people, np.int64).reshape(count)
+    coefficients = track_identities(people, people_seed, identity_scale)
+    stride = rng.integers(1, max_stride + 1, count)
+    times = (np.arange(k)[None] * stride[:, None] + rng.uniform(0, 10, (count, 1)) * fps) / fps
+    expression = _track_expression(rng, times, expression_scale)
+    pose = _track_pose(rng, times, np.array([max_yaw, max_pitch, max_roll]), max_turn)
+    mean, basis, expression_basis, pivot = _track_model(detail_seed)
+    shapes = mean + np.einsum("ni,ipc->npc", coefficients, basis)[:, None] + np.einsum("nte,epc->ntpc", expression, expression_basis)
+    rotation = camera_rotation(pose)                                                          # [N, T, 3, 3]
+    shift = np.concatenate([0.1 * np.moveaxis(_smooth(rng, times, 2, 0.1, 0.5), 1, 2), np.zeros((count, k, 1))], -1)
+    camera = np.einsum("ntpc,ntdc->ntpd", shapes - pivot, rotation) + pivot + shift[:, :, None]
+    pixels = _project(camera) * rng.uniform(25, 120, (count, 1, 1, 1)) + rng.uniform(60, 440, (count, 1, 1, 2))
+    f32 = lambda a: np.asarray(a, np.float32)
+    return Tracks(f32(pixels), f32(pose), f32(expression), people.astype(np.int64), f32(coefficients), stride.astype(np.int64))

@@ -23,17 +23,18 @@ import torch.nn.functional as F
 from fastcore.script import Param
 from torch import nn
 
-from .core import (CheckpointError, ConfigBase, ConfigError, DataError, MissingWeightsError, Options, autocast,
-                              config_section, get_device, get_logger, load_checkpoint, load_module_state, load_options,
+from .losses import _floats
+from .core import (CheckpointError, ConfigBase, ConfigError, DataError, MissingWeightsError, Options, amp_dtype,
+                              autocast, config_section, get_device, get_logger, load_checkpoint, load_module_state, load_options,
                               progress, rng_state, save_checkpoint, seed_everything, set_rng_state, write_bytes, write_json,
                               write_text)
 
 # %% auto #0
 __all__ = ['CHECKPOINT_KIND', 'RUN_FILES', 'TrainConfig', 'learning_rate_factor', 'LinearDecay', 'make_scheduler', 'set_progress',
-           'make_ema', 'Processes', 'start_processes', 'stop_processes', 'checkpoint_folder', 'list_checkpoints',
+           'EMA', 'make_ema', 'Processes', 'start_processes', 'stop_processes', 'checkpoint_folder', 'list_checkpoints',
            'latest_checkpoint', 'write_checkpoint', 'TrainingLog', 'truncate_log', 'evaluation_pairs',
            'evaluate_reenactor', 'sample_grid', 'training_dataset', 'ReenactorTrainer', 'train_reenactor', 'train_cli',
-           'step_flops']
+           'step_flops', 'step_profile']
 
 # %% ../nbs/22_train.ipynb #c006
 @config_section("train")
@@ -50,7 +51,7 @@ class TrainConfig(ConfigBase):
     beta1: float = 0.5               # Adam beta1 (paper: 0.5)
     beta2: float = 0.999             # Adam beta2 (paper: 0.999)
     ema_decay: float = 0.0           # EMA of G's weights with this decay per step (e.g. 0.999; 0: no EMA); samples, evaluation and the exported model use it
-    compile: bool = False            # torch.compile G and D (first steps are slow while it compiles)
+    compile: bool = True             # on CUDA: torch.compile the G and D steps and the loss networks (the first steps compile); ignored on the CPU
     checkpoint_every: int = 500      # optimiser steps between checkpoints (a kill loses at most this many)
     keep_checkpoints: int = 3        # checkpoints kept in OUT/checkpoints (older ones are deleted)
     log_every: int = 50              # optimiser steps between CSV/TensorBoard rows (each row: the mean over those steps)
@@ -76,7 +77,7 @@ class TrainConfig(ConfigBase):
         if min(self.lr_generator, self.lr_discriminator) <= 0 or not (0 <= self.beta1 < 1 and 0 <= self.beta2 < 1):
             raise ConfigError("train.lr_generator and train.lr_discriminator must be > 0 and train.beta1, train.beta2 in [0, 1)")
 
-# %% ../nbs/22_train.ipynb #c011
+# %% ../nbs/22_train.ipynb #c010
 def learning_rate_factor(progress: float, epochs: float, decay_start: float) -> float:
     "The learning-rate multiplier after `progress` epochs: 1 up to `decay_start`, then linear to 0 at `epochs`."
     if progress <= decay_start:
@@ -106,15 +107,42 @@ def set_progress(scheduler: torch.optim.lr_scheduler.LambdaLR, progress: float) 
         warnings.filterwarnings("ignore", message="Detected call of `lr_scheduler.step", category=UserWarning)
         scheduler.step()
 
-# %% ../nbs/22_train.ipynb #c015
-def make_ema(generator: nn.Module, decay: float) -> torch.optim.swa_utils.AveragedModel | None:
-    "An EMA copy of `generator` (`None` when `decay` is 0)."
-    if decay <= 0:
-        return None
-    from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
-    return AveragedModel(generator, multi_avg_fn=get_ema_multi_avg_fn(decay), use_buffers=True).requires_grad_(False)
+# %% ../nbs/22_train.ipynb #c014
+class EMA(nn.Module):
+    "EMA of a module's weights, updated without a host sync (`_foreach_lerp_`); the state dict of `torch.optim.swa_utils.AveragedModel`."
+    def __init__(self, module: nn.Module, decay: float):
+        super().__init__()
+        import copy
+        self.module = copy.deepcopy(module).requires_grad_(False)
+        self.decay = float(decay)
+        self.register_buffer("n_averaged", torch.tensor(0, dtype=torch.long, device=next(module.parameters()).device))
+        self.started = False  # a Python flag, so that `update_parameters` never reads `n_averaged` back from the device
+        self.register_load_state_dict_post_hook(lambda ema, _keys: setattr(ema, "started", bool(ema.n_averaged)))
 
-# %% ../nbs/22_train.ipynb #c018
+    def forward(self, *args, **kwargs):
+        return self.module(*args, **kwargs)
+
+    @torch.no_grad()
+    def update_parameters(self, model: nn.Module) -> None:
+        "The first call copies `model`; later ones move each weight and buffer `1 - decay` of the way to the model's."
+        mine = [*self.module.parameters(), *self.module.buffers()]
+        theirs = [*getattr(model, "module", model).parameters(), *getattr(model, "module", model).buffers()]
+        floats = [(a, b.detach()) for a, b in zip(mine, theirs, strict=True) if a.is_floating_point()]
+        others = [(a, b) for a, b in zip(mine, theirs) if not a.is_floating_point()]
+        if self.started and floats:
+            torch._foreach_lerp_([a for a, _ in floats], [b for _, b in floats], 1.0 - self.decay)
+        elif floats:
+            torch._foreach_copy_([a for a, _ in floats], [b for _, b in floats])
+        for a, b in others:
+            a.copy_(b)
+        self.n_averaged += 1
+        self.started = True
+
+def make_ema(generator: nn.Module, decay: float) -> EMA | None:
+    "An EMA copy of `generator` (`None` when `decay` is 0)."
+    return EMA(generator, decay) if decay > 0 else None
+
+# %% ../nbs/22_train.ipynb #c017
 @dataclass
 class Processes:
     "This process's place among the training processes."
@@ -144,13 +172,11 @@ def start_processes(device: str = "auto") -> Processes:
     world, rank, local = _env_int("WORLD_SIZE", 1), _env_int("RANK", 0), _env_int("LOCAL_RANK", 0)
     if not 0 <= rank < world:
         raise ConfigError(f"RANK={rank} must lie in [0, WORLD_SIZE={world})")
-    chosen = get_device(device)
+    if world > 1 and isinstance(device, str) and device.lower().startswith("cuda:"):
+        raise ConfigError(f"run.device={device} names one GPU for all {world} processes; use run.device=auto (or cuda): "
+                          "each process then takes GPU LOCAL_RANK")
+    chosen = get_device(device, index=local)  # auto / cuda: this process's GPU, always indexed
     if chosen.type == "cuda":
-        if world > 1 and chosen.index is None:
-            if local >= torch.cuda.device_count():
-                raise ConfigError(f"LOCAL_RANK={local} but this node has {torch.cuda.device_count()} GPUs; "
-                                  "start at most one process per GPU (torchrun --nproc_per_node)")
-            chosen = torch.device("cuda", local)
         torch.cuda.set_device(chosen)
     started = False
     if world > 1 and not dist.is_initialized():
@@ -163,7 +189,7 @@ def stop_processes(processes: Processes) -> None:
     if processes.started_group and dist.is_initialized():
         dist.destroy_process_group()
 
-# %% ../nbs/22_train.ipynb #c020
+# %% ../nbs/22_train.ipynb #c019
 CHECKPOINT_KIND = "reenactor-training"
 _STEP_FILE = re.compile(r"step-(\d+)\.safetensors$")
 
@@ -204,7 +230,7 @@ def write_checkpoint(out_dir: str | Path, step: int, state: dict, meta: dict, ke
             old.with_suffix(".json").unlink(missing_ok=True)
     return path
 
-# %% ../nbs/22_train.ipynb #c022
+# %% ../nbs/22_train.ipynb #c021
 class TrainingLog:
     "CSV (appended and flushed per row) and TensorBoard scalars; rows after `resume_step` of an earlier run are dropped."
     def __init__(self, out_dir: str | Path, resume_step: int = 0, tensorboard: bool = True):
@@ -271,7 +297,7 @@ def truncate_log(path: str | Path, step: int) -> None:
     if len(keep) != len(lines):
         write_text(path, "\n".join(keep) + "\n")
 
-# %% ../nbs/22_train.ipynb #c024
+# %% ../nbs/22_train.ipynb #c023
 def evaluation_pairs(dataset, split: str = "test", n: int = 64, image_size: int | None = None, seed: int = 1234,
                      sketch_layout: str = "68"):
     "`n` fixed source/target pairs of `split` (spread evenly over its identities) as a `ReenactorPairs` subset."
@@ -294,11 +320,13 @@ def evaluate_reenactor(reenactor, dataset, split: str = "test", n: int = 64, bat
                        identity: bool | str = "auto",  # True: required; False: skip; auto: when an identity backend can run
                        identity_backend: str = "auto",  # `models.identity`
                        image_size: int | None = None,  # frame side (default: the reenactor's `image_size`)
-                       device: str | torch.device | None = None, seed: int = 1234, sketch_layout: str = "68") -> dict:
+                       device: str | torch.device | None = None, seed: int = 1234, sketch_layout: str = "68",
+                       fast: bool | None = None) -> dict:  # `reenactor.InferenceGenerator`'s switch (None: on CUDA)
     "SSIM and identity similarity of `reenactor` on `n` held-out pairs of `split`: {ssim, identity_to_source, identity_to_target, identity_reference, pairs, identity_backend}."
     from torchmetrics.functional.image import structural_similarity_index_measure as ssim
-    generator = getattr(reenactor, "generator", reenactor)
-    device = get_device(device) if device is not None else next(generator.parameters()).device
+    from reenactbook.reenactor import InferenceGenerator
+    generator = InferenceGenerator(reenactor, device, batch_size=batch_size, fast=fast)
+    device = generator.device
     size = image_size or reenactor.config.image_size
     loader = torch.utils.data.DataLoader(evaluation_pairs(dataset, split, n, size, seed, sketch_layout), batch_size=batch_size)
     embedder = None
@@ -310,31 +338,26 @@ def evaluate_reenactor(reenactor, dataset, split: str = "test", n: int = 64, bat
             if identity is True:
                 raise
             get_logger(__name__).warning("evaluation without identity similarity: %s", e)
-    was_training = generator.training
-    generator.eval()
     scores: dict[str, list] = {"ssim": [], "identity_to_source": [], "identity_to_target": [], "identity_reference": []}
-    try:
-        for batch in loader:
-            batch = _to_device(batch, device)
-            if "target_sketch" not in batch:
-                from reenactbook.views import add_sketches
-                add_sketches(batch, device=device)
-            generated = generator(torch.cat([batch["source"], batch["target_sketch"]], 1)).float().clamp(0, 1)
-            scores["ssim"].append(ssim(generated, batch["target"], data_range=1.0, reduction="none"))
-            if embedder is not None:
-                fake = embedder(generated, batch["target_landmarks"]).float().to(device)
-                source = embedder(batch["source"], batch["source_landmarks"]).float().to(device)
-                target = embedder(batch["target"], batch["target_landmarks"]).float().to(device)
-                scores["identity_to_source"].append(F.cosine_similarity(fake, source, dim=-1))
-                scores["identity_to_target"].append(F.cosine_similarity(fake, target, dim=-1))
-                scores["identity_reference"].append(F.cosine_similarity(target, source, dim=-1))
-    finally:
-        generator.train(was_training)
+    for batch in loader:
+        batch = _to_device(batch, device)
+        if "target_sketch" not in batch:
+            from reenactbook.views import add_sketches
+            add_sketches(batch, device=device)
+        generated = generator(torch.cat([batch["source"], batch["target_sketch"]], 1)).clamp(0, 1)
+        scores["ssim"].append(ssim(generated, batch["target"], data_range=1.0, reduction="none"))
+        if embedder is not None:
+            fake = embedder(generated, batch["target_landmarks"]).float().to(device)
+            source = embedder(batch["source"], batch["source_landmarks"]).float().to(device)
+            target = embedder(batch["target"], batch["target_landmarks"]).float().to(device)
+            scores["identity_to_source"].append(F.cosine_similarity(fake, source, dim=-1))
+            scores["identity_to_target"].append(F.cosine_similarity(fake, target, dim=-1))
+            scores["identity_reference"].append(F.cosine_similarity(target, source, dim=-1))
     result = {name: float(torch.cat(v).mean()) if v else float("nan") for name, v in scores.items()}
     return {**result, "pairs": len(loader.dataset), "split": split,
             "identity_backend": str(getattr(embedder, "backend", None)) if embedder is not None else None}
 
-# %% ../nbs/22_train.ipynb #c026
+# %% ../nbs/22_train.ipynb #c025
 @torch.no_grad()
 def sample_grid(generator: nn.Module, batch: dict, path: str | Path | None = None) -> torch.Tensor:
     "A [3, H', W'] grid with rows (source, sketch, generated, target); written as PNG to `path` (atomically) when given."
@@ -355,7 +378,7 @@ def sample_grid(generator: nn.Module, batch: dict, path: str | Path | None = Non
         write_bytes(path, buffer.getvalue())
     return grid
 
-# %% ../nbs/22_train.ipynb #c028
+# %% ../nbs/22_train.ipynb #c027
 def training_dataset(options: Options):
     "The prepared dataset of a training: `run.data_root`, or the synthetic talking faces of `options.synth` for the tiny profile."
     from reenactbook.dataset import FaceDataset
@@ -391,12 +414,17 @@ class ReenactorTrainer:
             self.model.to(memory_format=torch.channels_last)
         self.generator, self.discriminator = self.model.generator, self.model.discriminator
         c = self.config
-        self.optimizer_generator = torch.optim.Adam(self.generator.parameters(), c.lr_generator, betas=(c.beta1, c.beta2))
-        self.optimizer_discriminator = torch.optim.Adam(self.discriminator.parameters(), c.lr_discriminator, betas=(c.beta1, c.beta2))
+        fused = self.device.type in ("cuda", "cpu")  # one kernel per step, and no host sync (the for-loop Adam reads its step counts)
+        self.optimizer_generator = torch.optim.Adam(self.generator.parameters(), c.lr_generator, betas=(c.beta1, c.beta2), fused=fused)
+        self.optimizer_discriminator = torch.optim.Adam(self.discriminator.parameters(), c.lr_discriminator, betas=(c.beta1, c.beta2),
+                                                        fused=fused)
         self.scheduler_generator = make_scheduler(self.optimizer_generator, c.epochs, c.epochs * c.decay_fraction)
         self.scheduler_discriminator = make_scheduler(self.optimizer_discriminator, c.epochs, c.epochs * c.decay_fraction)
         self.ema = make_ema(self.generator, c.ema_decay)
         self.loss = ReenactorLoss.from_options(options, self.device, **(loss_networks or {}))
+        self.amp_dtype = amp_dtype(self.device, options.run.amp)
+        if self.amp_dtype is not None:  # the frozen loss networks in the autocast dtype, channels_last on CUDA
+            self.loss.set_network_precision(self.amp_dtype, channels_last=self.device.type == "cuda")
         views = options.views
         self.pairs = ReenactorPairs(dataset, "train", views.pairs_per_identity, options.run.seed,
                                     PoseCurriculum.from_config(dataset, views, "train"), size, views.render_sketch_in_loader,
@@ -405,14 +433,22 @@ class ReenactorTrainer:
         if self.processes.distributed:
             from torch.nn.parallel import DistributedDataParallel
             ids = [self.device.index] if self.device.type == "cuda" else None
-            self.generator_step = DistributedDataParallel(self.generator, device_ids=ids)
-            self.discriminator_step = DistributedDataParallel(self.discriminator, device_ids=ids)
-        if c.compile:
-            self.generator_step = torch.compile(self.generator_step)
-            self.discriminator_step = torch.compile(self.discriminator_step)
+            self.generator_step = DistributedDataParallel(self.generator, device_ids=ids, broadcast_buffers=False)
+            self.discriminator_step = DistributedDataParallel(self.discriminator, device_ids=ids, broadcast_buffers=False)
+        self.compiled = False
+        if c.compile and self.device.type == "cuda":
+            self.compile()
         self.epoch, self.step_in_epoch, self.step = 0, 0, 0
-        self.log_sums: dict[str, float] = {}
+        self.log_sums: dict[str, torch.Tensor | float] = {}
         self.log_count, self.images_seen, self.seconds = 0, 0, 0.0
+
+    def compile(self) -> "ReenactorTrainer":
+        "torch.compile G, D and the loss networks in place (state dicts keep their keys); the GPU default (`train.compile`)."
+        self.generator.compile()
+        self.discriminator.compile()
+        self.loss.compile()
+        self.compiled = True
+        return self
 
     # -- data
     def sampler(self, epoch: int) -> torch.utils.data.DistributedSampler:
@@ -448,13 +484,13 @@ class ReenactorTrainer:
         return batch
 
     # -- one optimiser step
-    def train_step(self, micro_batches: list[dict]) -> dict[str, float]:
-        "One optimiser step of G and D over `micro_batches` (already on the device); returns the mean loss terms."
+    def train_step(self, micro_batches: list[dict]) -> dict[str, torch.Tensor]:
+        "One optimiser step of G and D over `micro_batches` (on the device); the mean loss terms as device scalars (no host sync)."
         from reenactbook.reenactor import Reenactor
         n = len(micro_batches)
         self.optimizer_generator.zero_grad(set_to_none=True)
         self.optimizer_discriminator.zero_grad(set_to_none=True)
-        totals: dict[str, float] = {}
+        totals: dict[str, torch.Tensor] = {}
         amp = self.options.run.amp
         for i, batch in enumerate(micro_batches):
             sync = i == n - 1 or not self.processes.distributed
@@ -470,7 +506,7 @@ class ReenactorTrainer:
                     d_total, d_terms = self.loss.discriminator_loss(batch, generated, self.discriminator_step)
                 (d_total / n).backward()
             for name, value in {**g_terms, **d_terms}.items():
-                totals[name] = totals.get(name, 0.0) + value / n
+                totals[name] = totals[name] + value / n if name in totals else value / n
         self.optimizer_generator.step()
         self.optimizer_discriminator.step()
         if self.ema is not None:
@@ -513,7 +549,7 @@ class ReenactorTrainer:
                  "position": {"epoch": self.epoch, "step_in_epoch": self.step_in_epoch, "step": self.step,
                               "world_size": self.processes.world_size, "batch_size": self.config.batch_size,
                               "accumulate": self.config.accumulate},
-                 "log": {"sums": dict(self.log_sums), "count": self.log_count, "images_seen": self.images_seen, "seconds": self.seconds}}
+                 "log": {"sums": _floats(self.log_sums), "count": self.log_count, "images_seen": self.images_seen, "seconds": self.seconds}}
         if self.ema is not None:
             state["ema"] = self.ema.state_dict()
         return state
@@ -565,15 +601,15 @@ class ReenactorTrainer:
         model.discriminator.load_state_dict(self.discriminator.state_dict())
         return model.save(path, {"step": self.step, "epoch": self.epoch, "ema": self.ema is not None, "options": self.options.to_dict()})
 
-    def _reduced(self, values: dict[str, float]) -> dict[str, float]:
-        "Means over the processes (for the log)."
+    def _reduced(self, values: dict[str, torch.Tensor | float]) -> dict[str, float]:
+        "Means over the processes, as floats (for the log): the one host sync of a logging step."
         if not self.processes.distributed:
-            return values
-        tensor = torch.tensor(list(values.values()), dtype=torch.float64, device=self.device)
+            return _floats(values)
+        tensor = torch.stack([torch.as_tensor(v, device=self.device).double().reshape(()) for v in values.values()])
         dist.all_reduce(tensor)
         return dict(zip(values, (tensor / self.processes.world_size).tolist()))
 
-# %% ../nbs/22_train.ipynb #c030
+# %% ../nbs/22_train.ipynb #c029
 def _fit(trainer: ReenactorTrainer, out_dir: Path, log: TrainingLog | None, sample_batch: dict | None,
          evaluate, show_progress: bool) -> None:
     c, p = trainer.config, trainer.processes
@@ -601,7 +637,7 @@ def _fit(trainer: ReenactorTrainer, out_dir: Path, log: TrainingLog | None, samp
             values = trainer.train_step(micro)
             trainer.advance(steps)
             for name, value in values.items():
-                trainer.log_sums[name] = trainer.log_sums.get(name, 0.0) + value
+                trainer.log_sums[name] = trainer.log_sums[name] + value if name in trainer.log_sums else value  # on the device
             trainer.log_count += 1
             trainer.seconds = time.perf_counter() - started
             bar.update(1)
@@ -628,7 +664,7 @@ def _fit(trainer: ReenactorTrainer, out_dir: Path, log: TrainingLog | None, samp
                 trainer.save(out_dir)
     bar.close()
 
-# %% ../nbs/22_train.ipynb #c032
+# %% ../nbs/22_train.ipynb #c031
 RUN_FILES = ("checkpoints", "samples", "tensorboard", "train_log.csv", "metrics.json", "reenactor.safetensors", "reenactor.json")
 
 def _prepare_out_dir(out_dir: Path, overwrite: bool) -> None:
@@ -746,7 +782,7 @@ def train_reenactor(options: Options,
         package_logger.setLevel(previous_level)
         stop_processes(processes)
 
-# %% ../nbs/22_train.ipynb #c038
+# %% ../nbs/22_train.ipynb #c037
 def train_cli(profile: str = "tiny",  # options profile: tiny | sample | paper
               overrides: Param("section.option=value ...", str, nargs="*") = None,
               out: str = None,  # output folder (default: run.out_dir, or runs/reenactor-PROFILE)
@@ -768,7 +804,7 @@ def train_cli(profile: str = "tiny",  # options profile: tiny | sample | paper
         print(f"  samples: {result['samples']}\n  log: {result['log']}")
     return result
 
-# %% ../nbs/22_train.ipynb #c040
+# %% ../nbs/22_train.ipynb #c039
 def step_flops(trainer: ReenactorTrainer, micro_batches: list[dict]) -> int:
     "FLOPs of `trainer.train_step(micro_batches)` (the step is really taken)."
     from torch.utils.flop_counter import FlopCounterMode
@@ -776,3 +812,44 @@ def step_flops(trainer: ReenactorTrainer, micro_batches: list[dict]) -> int:
     with counter:
         trainer.train_step(micro_batches)
     return int(counter.get_total_flops())
+
+# %% ../nbs/22_train.ipynb #c041
+def _inside(event, name: str) -> bool:
+    "Whether a profiler event runs inside one called `name` (e.g. the optimiser's step)."
+    parent = event.cpu_parent
+    while parent is not None:
+        if parent.name.startswith(name):
+            return True
+        parent = parent.cpu_parent
+    return False
+
+def _tensor_input(event) -> bool:
+    "Whether the op's first input is a real tensor, not a wrapped Python number (whose conversion costs nothing on a GPU)."
+    shapes = event.input_shapes
+    return bool(shapes) and bool(shapes[0]) and math.prod(shapes[0]) > 1
+
+def step_profile(trainer: ReenactorTrainer, micro_batches: list[dict], steps: int = 2) -> dict[str, float]:
+    "Per-step counts from `torch.profiler` over `steps` real steps: host_syncs, casts, copies, python_constants (+ kernels, gpu_busy on CUDA)."
+    from torch.profiler import ProfilerActivity, profile
+    cuda = trainer.device.type == "cuda"
+    with profile(activities=[ProfilerActivity.CPU, *([ProfilerActivity.CUDA] if cuda else [])], record_shapes=True) as profiler:
+        started = time.perf_counter()
+        for _ in range(steps):
+            trainer.train_step(micro_batches)
+        if cuda:
+            torch.cuda.synchronize(trainer.device)
+        seconds = time.perf_counter() - started
+    events = profiler.events()
+    def count(test) -> float:
+        return sum(1 for e in events if test(e)) / steps
+    # on the CPU the optimiser's step counters are host tensors: reading them is no device sync (on CUDA, fused Adam keeps them on the GPU)
+    result = {"host_syncs": count(lambda e: e.name == "aten::_local_scalar_dense" and (cuda or not _inside(e, "Optimizer.step"))),
+              "casts": count(lambda e: e.name == "aten::_to_copy" and _tensor_input(e)),
+              "copies": count(lambda e: e.name == "aten::copy_" and _tensor_input(e) and not _inside(e, "aten::_to_copy")),
+              "python_constants": count(lambda e: e.name == "aten::lift_fresh")}
+    if cuda:
+        launch_names = ("cudaLaunchKernel", "cuLaunchKernel", "cudaLaunchKernelExC", "cuLaunchKernelEx", "cudaGraphLaunch")
+        busy = sum(e.device_time for e in events if e.device_type == torch.autograd.DeviceType.CUDA) / 1e6  # us -> s
+        result.update(kernel_launches=count(lambda e: e.name in launch_names), gpu_busy=min(busy / seconds, 1.0),
+                      seconds_per_step=seconds / steps)
+    return result

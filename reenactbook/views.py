@@ -17,7 +17,8 @@ from .core import ConfigBase, ConfigError, DataError, InputError, config_section
 from .dataset import FaceDataset
 
 # %% auto #0
-__all__ = ['ViewsConfig', 'PoseCurriculum', 'hull_mask', 'add_sketches', 'ReenactorPairs', 'LandmarkWindows']
+__all__ = ['SEEN_TIME', 'UNSEEN_TIME', 'TIME_GAP', 'ViewsConfig', 'PoseCurriculum', 'hull_mask', 'add_sketches', 'ReenactorPairs',
+           'LandmarkWindows', 'split_in_time', 'apply_time_split']
 
 # %% ../nbs/06_views.ipynb #c005
 @config_section("views")
@@ -35,6 +36,16 @@ class ViewsConfig(ConfigBase):
     curriculum_every: int = 10              # epochs per curriculum stage ("after every tens of training epochs")
     window_stride: int = 1                  # frame stride inside an LSG window (1 = consecutive frames)
     window_hop: int = 1                     # take every n-th valid window start of a clip
+    time_holdout: float = 0.0               # share of every training clip's end held out of training (`split_in_time`; 0: none)
+    time_gap_seconds: float = 1.0           # seconds between the seen and the held-out part of a clip, in neither
+    frames_per_second: float = 25.0         # frame rate of the source videos, when the dataset does not record one (frame numbers are decoded frame indices)
+
+    def __post_init__(self):
+        if not 0.0 <= self.time_holdout < 1.0:
+            raise ConfigError(f"views.time_holdout={self.time_holdout} must lie in [0, 1) (the share of each clip held out; 0: none)")
+        if self.time_gap_seconds < 0 or self.frames_per_second <= 0:
+            raise ConfigError(f"views.time_gap_seconds must be >= 0 (got {self.time_gap_seconds}) and views.frames_per_second > 0 "
+                              f"(got {self.frames_per_second})")
 
 # %% ../nbs/06_views.ipynb #c007
 def _example_dataset(root, identities: int = 4, videos: int = 2, clips: int = 1, frames: int = 12, size: int = 64, seed: int = 0) -> FaceDataset:
@@ -297,3 +308,57 @@ class LandmarkWindows(torch.utils.data.Dataset):
 
     def __repr__(self):
         return f"LandmarkWindows({len(self)} windows of {self.k} frames, stride {self.stride}, {len(self.identities)} identities, split {self.split!r})"
+
+# %% ../nbs/06_views.ipynb #c025
+SEEN_TIME, UNSEEN_TIME, TIME_GAP = "train", "unseen_time", "time_gap"
+
+def _clip_time_splits(frames: np.ndarray, holdout: float, gap_frames: float) -> np.ndarray | None:
+    "Split names for the frame numbers of one clip (`None` when the clip is too short to leave two seen and one held-out frame)."
+    first, last = float(frames.min()), float(frames.max())
+    cut = last - holdout * (last - first + 1) + 1   # frames >= cut are the clip's last `holdout` share
+    splits = np.where(frames >= cut, UNSEEN_TIME, np.where(frames >= cut - gap_frames, TIME_GAP, SEEN_TIME))
+    if (splits == SEEN_TIME).sum() < 2 or (splits == UNSEEN_TIME).sum() < 1:
+        return None
+    return splits
+
+def split_in_time(dataset: FaceDataset,
+                  holdout: float = 0.2,      # share of each clip's frames, at its end, held out of training
+                  gap_seconds: float = 1.0,  # seconds between the seen and the held-out part (in neither)
+                  fps: float = 25.0,         # frame rate of the videos when the dataset records none
+                  split: str = "train",      # the split whose clips are cut (the test identities stay as they are)
+                  ) -> FaceDataset:
+    "A view of `dataset` whose `split` clips end in an `unseen_time` part that trainings (split `train`) never read."
+    import copy
+    if not 0.0 < holdout < 1.0 or gap_seconds < 0 or fps <= 0:
+        raise ConfigError(f"split_in_time needs 0 < holdout < 1 (got {holdout}), gap_seconds >= 0 (got {gap_seconds}) and fps > 0 (got {fps})")
+    fps = float(dataset.meta.get("prep", {}).get("video_fps") or fps)
+    index = dataset.index
+    new_split = index["split"].astype(str).to_numpy().copy()
+    rows = np.flatnonzero(new_split == split)
+    if len(rows) == 0:
+        raise DataError(f"{dataset.root}: no frames in split {split!r} to split in time")
+    kept_whole = []
+    for key, group in index.iloc[rows].assign(row=rows).groupby(["identity", "video", "clip"], sort=True):
+        splits = _clip_time_splits(group["frame"].to_numpy(np.float64), holdout, gap_seconds * fps)
+        if splits is None:
+            kept_whole.append("/".join(map(str, key)))
+        else:
+            new_split[group["row"].to_numpy()] = splits
+    if kept_whole:
+        get_logger(__name__).warning("%s: %d clip(s) too short to hold out %.0f %% after a %.1f s gap stay whole in %r: %s",
+                                     dataset.root, len(kept_whole), 100 * holdout, gap_seconds, split, kept_whole[:5])
+    if not (new_split == UNSEEN_TIME).any():
+        raise DataError(f"{dataset.root}: no clip is long enough to hold out {100 * holdout:.0f} % of its frames after a "
+                        f"{gap_seconds} s gap at {fps} fps; use longer clips or a smaller views.time_gap_seconds")
+    view = copy.copy(dataset)
+    view.index = index.assign(split=pd.array(new_split, dtype=index["split"].dtype))
+    view.meta = {**dataset.meta, "time_split": {"holdout": holdout, "gap_seconds": gap_seconds, "fps": fps, "split": split,
+                                                "clips_kept_whole": kept_whole,
+                                                "frames": {name: int((new_split == name).sum()) for name in (SEEN_TIME, TIME_GAP, UNSEEN_TIME)}}}
+    return view
+
+def apply_time_split(dataset: FaceDataset, config: ViewsConfig) -> FaceDataset:
+    "`split_in_time(dataset, ...)` as the `views` options say (the dataset itself when `time_holdout` is 0)."
+    if not config.time_holdout:
+        return dataset
+    return split_in_time(dataset, config.time_holdout, config.time_gap_seconds, config.frames_per_second)

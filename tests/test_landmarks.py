@@ -324,3 +324,75 @@ def test_config_section():
     assert load_options("paper").landmarks.aligned_size == 256
     assert load_options("tiny").landmarks.aligned_size == 64
     assert alignment_matrix(template_points(64), 64).round(6).tolist() == [[1, 0, 0], [0, 1, 0]]
+
+
+# ---------------------------------------------------------------- one inter-ocular distance (issue 16)
+
+def test_interocular_distance_is_the_outer_eye_corners_for_every_kind_and_layout():
+    g = template_points(256)
+    expected = np.linalg.norm(g[36] - g[45])
+    assert np.isclose(interocular_distance(g), expected)
+    assert np.isclose(interocular_distance(g.tolist()), expected)                       # a plain list works too
+    batch = np.stack([g, g * 2])[None]                                                 # any batch shape [1, 2, 68, 2]
+    assert interocular_distance(batch).shape == (1, 2) and np.allclose(interocular_distance(batch), [[expected, 2 * expected]])
+    p98 = np.zeros((98, 2)); p98[LAYOUT_98.eye_corners[0]] = [0, 0]; p98[LAYOUT_98.eye_corners[1]] = [30, 40]
+    assert np.isclose(interocular_distance(p98), 50)
+    # not the eye centres: the old lsg.interocular measured a different, ~1.4x shorter, distance
+    centres = np.linalg.norm(g[36:42].mean(0) - g[42:48].mean(0))
+    assert interocular_distance(g) / centres > 1.2
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16, torch.float32, torch.float64])
+def test_interocular_distance_keeps_the_torch_dtype_and_is_computed_in_float32(dtype):
+    g = torch.as_tensor(template_points(256) * 3)                                      # ~600 px apart: bf16 squares overflow precision
+    out = interocular_distance(g.to(dtype))
+    assert out.dtype == dtype and out.shape == ()
+    tolerance = {torch.bfloat16: 8e-3, torch.float16: 1e-3}.get(dtype, 1e-6)
+    assert abs(float(out) / float(interocular_distance(g)) - 1) < tolerance
+    assert interocular_distance(np.asarray(g, np.float16)).dtype == np.float16
+
+
+# ---------------------------------------------------------------- dtype contract of the geometry helpers (issue 12)
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_geometry_helpers_take_low_precision_torch_inputs_outside_autocast(dtype):
+    face = torch.as_tensor(posed_face(yaw=20, roll=5), dtype=torch.float32)
+    low = face.to(dtype)
+    reference = alignment_matrix(face.numpy())
+    aligned = alignment_matrix(low)                                                     # alignment: fp64 solve inside
+    assert np.allclose(aligned[:, :2], reference[:, :2], atol=0.02) and np.allclose(aligned[:, 2], reference[:, 2], atol=2.5)
+    matrix = similarity_transform(low, torch.as_tensor(template_points(256)).to(dtype))
+    assert matrix.dtype == np.float64 and np.isfinite(matrix).all()
+    moved = transform_points(low, torch.as_tensor(reference).to(dtype))                # torch matrix of the same low dtype
+    assert moved.dtype == dtype
+    assert torch.allclose(moved.float(), torch.as_tensor(transform_points(face.numpy(), reference), dtype=torch.float32), atol=2.0)
+    assert np.allclose(invert_transform(torch.as_tensor(reference).to(dtype)), invert_transform(reference), rtol=0.02, atol=0.02)
+    pose = head_pose(low, 256)                                                           # PnP: float64 inside
+    assert pose.dtype == np.float64 and abs(pose[0] - 20) < 3
+    for backend in ("torch", "opencv"):                                                 # sketch: float32 out, as always
+        sketch = render_sketch(low, 256, backend=backend)
+        assert sketch.dtype == torch.float32 and sketch.shape == (1, 3, 256, 256) and sketch.max() > 0.5
+    assert np.isfinite(nme(low, face)).all() and velocity(torch.stack([low, low])).dtype == dtype
+
+
+# ---------------------------------------------------------------- One-Euro filter
+
+def test_one_euro_filter_smooths_a_still_face_and_follows_a_moving_one():
+    from reenactbook.landmarks import one_euro_filter
+    rng = np.random.default_rng(0)
+    g = template_points(256)
+    noisy = g[None] + rng.normal(0, 1.0, (60, 68, 2))
+    jitter = lambda s: np.linalg.norm(s[20:] - g, axis=-1).mean()
+    assert jitter(one_euro_filter(noisy, 25.0)) < 0.4 * jitter(noisy)
+    # causal: frame t depends only on frames <= t
+    changed = noisy.copy(); changed[40:] += 50
+    assert np.array_equal(one_euro_filter(changed)[:40], one_euro_filter(noisy)[:40])
+    # a fast move is followed with less lag the larger beta is
+    moving = g[None] + np.linspace(0, 150, 30)[:, None, None] * [1.0, 0.0]
+    lag = lambda beta: np.abs(one_euro_filter(moving, 25.0, beta=beta)[-1] - moving[-1]).max()
+    assert lag(5.0) < 0.5 * lag(0.0)
+    assert one_euro_filter(torch.as_tensor(noisy[None], dtype=torch.float16)).dtype == torch.float16
+    with pytest.raises(InputError, match="fps"):
+        one_euro_filter(noisy, 0)
+    with pytest.raises(InputError, match=r"\[\.\.\., T, P, 2\]"):
+        one_euro_filter(g)

@@ -376,3 +376,112 @@ def test_dlib_reads_strided_frames_on_its_first_call(samples_root):
     assert not strided.flags["C_CONTIGUOUS"]
     detections = pt.DlibDetector("cpu")([strided, strided])  # a fresh detector, not the cached one
     assert [len(b) for b in detections.boxes] == [1, 1]
+
+
+# --- dtype contract: bf16 / fp16 images outside autocast (issue 12) ----------------------------------------------------
+# A generated image is bf16 under CUDA autocast; CPU autocast upcasts linear algebra where CUDA's does not, so the
+# contract is tested directly: low-precision inputs outside autocast give the dtype (and the values) of their float32 copy.
+
+LOW = [torch.bfloat16, torch.float16]
+
+
+def _smooth(n=2, size=64, seed=0):
+    "Smooth images (a random 8x8 pattern upsampled): the networks give stable answers on them."
+    small = torch.rand(n, 3, 8, 8, generator=torch.Generator().manual_seed(seed))
+    return torch.nn.functional.interpolate(small, size=size, mode="bilinear", align_corners=False).clamp(0, 1)
+
+
+@pytest.fixture(scope="module")
+def dtype_weights(shared_weights, faceapi_files, tmp_path_factory):
+    "Shared weights, face-api files, and stand-ins (random weights, own hashes) for BiSeNet; a private torch hub for the FID conversion."
+    import torchvision
+    from reenactbook.networks.bisenet import BiSeNet
+    folder = tmp_path_factory.mktemp("dtype_weights")
+    torch.manual_seed(0)
+    torch.save(BiSeNet().state_dict(), folder / "79999_iter.pth")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("REENACTBOOK_WEIGHTS", os.pathsep.join([str(shared_weights), str(faceapi_files), str(folder)]))
+        mp.setenv("TORCH_HOME", str(folder / "torch"))
+        mp.setitem(pt.WEIGHTS, "79999_iter.pth", dataclasses.replace(pt.WEIGHTS["79999_iter.pth"], sha256=sha256_file(folder / "79999_iter.pth")))
+        mp.setattr(pt, "_INSTANCES", {})
+        pt.convert_fid_inception(check_images=0)
+        yield folder
+
+
+def _vgg19_stand_in():
+    "Vgg19Perceptual with random weights (no 550 MB file needed): the same code path after loading."
+    import torchvision
+    from reenactbook.backends import Vgg19Perceptual
+    torch.manual_seed(0)
+    model = Vgg19Perceptual.__new__(Vgg19Perceptual)
+    pt.PerceptualFeatures.__init__(model, "cpu")
+    model.net = torchvision.models.vgg19(weights=None).features[: Vgg19Perceptual.ends[-1]].eval().requires_grad_(False)
+    return model
+
+
+WRAPPERS = {  # name: (build, run on images, the dtype it returns for float32 images)
+    "identity faceapi": (lambda: pt.get_identity_embedder("faceapi", "cpu"), lambda m, x: m(x), torch.float32),
+    "identity mobilefacenet": (lambda: pt.get_identity_embedder("mobilefacenet", "cpu"), lambda m, x: m(x), torch.float32),
+    "identity mobilefacenet_onnx": (lambda: pt.get_identity_embedder("mobilefacenet_onnx", "cpu"), lambda m, x: m(x), torch.float32),
+    "landmarks faceapi": (lambda: pt.get_landmark_detector("faceapi", "cpu"), lambda m, x: m.landmarks_aligned(x), torch.float32),
+    "landmarks pfld": (lambda: pt.get_landmark_detector("pfld", "cpu"), lambda m, x: m.landmarks_aligned(x), torch.float32),
+    "landmarks dlib": (lambda: pt.get_landmark_detector("dlib", "cpu"), lambda m, x: m.landmarks_aligned(x), torch.float32),
+    "masker polygon": (lambda: pt.get_face_masker("polygon", "cpu"), lambda m, x: m(x), torch.float32),
+    "masker bisenet": (lambda: pt.get_face_masker("bisenet", "cpu"), lambda m, x: m(x), torch.float32),
+    "perceptual faceapi": (lambda: pt.get_perceptual_features("faceapi", "cpu"), lambda m, x: m(x)[-1], torch.float32),
+    "perceptual faceapi distance": (lambda: pt.get_perceptual_features("faceapi", "cpu"), lambda m, x: m.distance(x, x.flip(-1)), torch.float32),
+    "perceptual vgg19": (_vgg19_stand_in, lambda m, x: m(x)[-1], torch.float32),
+    "perceptual vgg19 distance": (_vgg19_stand_in, lambda m, x: m.distance(x, x.flip(-1)), torch.float32),
+    "fid features": (lambda: pt.get_fid_features("auto", "cpu"), lambda m, x: m(x), torch.float32),
+}
+
+
+@pytest.mark.parametrize("dtype", LOW, ids=str)
+@pytest.mark.parametrize("name", list(WRAPPERS))
+def test_wrappers_take_low_precision_images_outside_autocast(dtype_weights, name, dtype):
+    build, run, usual = WRAPPERS[name]
+    model = build()
+    low = _smooth(2, 64).to(dtype)
+    with torch.no_grad():
+        expected = run(model, low.float())  # the float32 copy of the same values
+        out = run(model, low)
+    assert expected.dtype == usual and out.dtype == usual, (expected.dtype, out.dtype)
+    torch.testing.assert_close(out, expected, atol=1e-3 * max(1.0, float(expected.abs().max())), rtol=1e-3)
+
+
+@pytest.mark.parametrize("dtype", LOW, ids=str)
+def test_detectors_take_low_precision_photos(dtype_weights, dtype):
+    photo = (_smooth(1, 96) * 0.2 + 0.4).to(dtype)
+    for backend in ("dlib", "scrfd"):
+        found = pt.get_face_detector(backend, "cpu")(photo)
+        assert len(found) == 1 and found.boxes[0].dtype == np.float32, backend
+
+
+@pytest.mark.parametrize("dtype", LOW, ids=str)
+def test_geometry_helpers_take_low_precision(dtype):
+    from reenactbook.networks import faceapi
+    images = _smooth(2, 64)
+    points = pt.template_68(64).expand(2, 68, 2) + torch.randn(2, 68, 2, generator=torch.Generator().manual_seed(1))
+    low_images, low_points = images.to(dtype), points.to(dtype)
+    matrices = pt.similarity_matrices(pt.five_points_from_68(low_points), torch.from_numpy(pt.ARCFACE_TEMPLATE_112))
+    assert matrices.dtype == torch.float32
+    torch.testing.assert_close(matrices, pt.similarity_matrices(pt.five_points_from_68(low_points.float()),
+                                                                torch.from_numpy(pt.ARCFACE_TEMPLATE_112)))
+    for m in (matrices, matrices.to(dtype)):
+        warped = pt.warp_affine(low_images, m, 112)
+        assert warped.dtype == dtype and warped.shape == (2, 3, 112, 112)
+        torch.testing.assert_close(warped.float(), pt.warp_affine(low_images.float(), matrices, 112), atol=2e-2, rtol=0)
+    centers, sides = pt.box_centers_sides(low_points, 1.2)
+    assert centers.dtype == sides.dtype == torch.float32
+    crop = pt.square_crop_matrices(centers.to(dtype), sides.to(dtype), 112)
+    assert crop.dtype == torch.float32
+    moved = pt.apply_matrices(low_points, crop)
+    assert moved.dtype == torch.float32 and torch.isfinite(moved).all()
+    matrix, shift = faceapi.similarity_least_squares(low_points, points)
+    assert matrix.dtype == shift.dtype == torch.float32
+    chips = faceapi.five_point_chip(low_images, faceapi.five_points_from_68(low_points), size=150)
+    assert chips.dtype == dtype
+    torch.testing.assert_close(chips.float(), faceapi.five_point_chip(low_images.float(), faceapi.five_points_from_68(low_points.float()), size=150),
+                               atol=2e-2, rtol=0)
+    resized = faceapi.faceapi_input(low_images, 112)
+    assert resized.dtype == dtype and torch.isfinite(resized.float()).all()
