@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from .core import InputError, get_logger, load_module_state, torch_load
 from .pretrained import (ArcFaceCropMixin, CropRegressionLandmarks, FaceDetector, FaceMasker, IdentityEmbedder,
                                     LandmarkDetector, MASK_PARTS, PerceptualFeatures, _onnx_providers, box_centers_sides,
-                                    check_batch, photo_array, template_68, warnings_off)
+                                    check_batch, constant, network_input, photo_array, template_68, warnings_off)
 
 # %% auto #0
 __all__ = ['run_onnx', 'ScrfdDetector', 'ScrfdDetector500m', 'S3fdDetector', 'PfldLandmarkDetector', 'FanLandmarkDetector',
@@ -91,9 +91,9 @@ class PfldLandmarkDetector(CropRegressionLandmarks):
         self.session = onnxruntime.InferenceSession(str(self._find("pfld_ghostone_wflw98.onnx")), providers=_onnx_providers(self.device))
 
     def _net(self, crops):
-        bgr = crops.flip(1) * 2 - 1
-        out = run_onnx(self.session, bgr.detach().cpu().numpy())
-        return torch.from_numpy(out.reshape(len(crops), 98, 2)).to(crops.device, crops.dtype)
+        bgr = crops.detach().float().flip(1) * 2 - 1
+        out = run_onnx(self.session, bgr.cpu().numpy())
+        return torch.from_numpy(out.reshape(len(crops), 98, 2)).to(crops.device)
 
 def _fan_box_from_landmarks(points: np.ndarray) -> np.ndarray:
     "Detector-style boxes [N,4] around 68-point landmarks [N,68,2]: their bounding box, raised by 0.15 of its height."
@@ -145,7 +145,7 @@ class MobileFaceNetEmbedder(ArcFaceCropMixin, IdentityEmbedder):
         self.net = load_mobilefacenet(self._find("mobilefacenet_arcface_128.pt"), self.device)
 
     def embed_crops(self, crops):
-        return self.net((crops - 0.5) / 0.5)
+        return self.net(((crops - 0.5) / 0.5).contiguous(memory_format=torch.channels_last))
 
 class OnnxArcFaceEmbedder(ArcFaceCropMixin, IdentityEmbedder):
     "An ArcFace-style ONNX recogniser loaded by insightface.model_zoo.get_model, run on our five-point crops."
@@ -187,7 +187,7 @@ class BiSeNetMasker(FaceMasker):
 
     def __call__(self, images, landmarks=None):
         images = check_batch(images)
-        probabilities = self.net.parse(images.to(self.device))
+        probabilities = self.net.parse(network_input(images, self.device))
         return probabilities[:, list(MASK_PARTS[self.parts])].sum(1, keepdim=True).clamp(0, 1).to(images.device)
 
 class Vgg19Perceptual(PerceptualFeatures):
@@ -202,11 +202,11 @@ class Vgg19Perceptual(PerceptualFeatures):
         import torchvision
         path = self._find("vgg19-dcbb9e9d.pth")
         vgg = load_module_state(torchvision.models.vgg19(weights=None), torch_load(path), source=path)
-        self.net = vgg.features[: self.ends[-1]].to(self.device).eval().requires_grad_(False)
+        self.net = vgg.features[: self.ends[-1]].to(self.device, memory_format=torch.channels_last).eval().requires_grad_(False)
 
     def features(self, images):
-        mean = torch.tensor((0.485, 0.456, 0.406), device=images.device, dtype=images.dtype).view(1, 3, 1, 1)
-        std = torch.tensor((0.229, 0.224, 0.225), device=images.device, dtype=images.dtype).view(1, 3, 1, 1)
+        mean = constant("imagenet mean", lambda: [[[[0.485]], [[0.456]], [[0.406]]]], images.device, images.dtype)
+        std = constant("imagenet std", lambda: [[[[0.229]], [[0.224]], [[0.225]]]], images.device, images.dtype)
         x, out, start = (images - mean) / std, [], 0
         for end in self.ends:
             x = self.net[start:end](x)

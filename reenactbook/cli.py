@@ -11,12 +11,21 @@ import sys
 
 from fastcore.script import anno_parser
 
+from . import __version__
 from .core import ReenactbookError, environment_info
 
 # %% auto #0
-__all__ = ['COMMANDS', 'info', 'main']
+__all__ = ['COMMANDS', 'models_summary', 'info', 'main']
 
 # %% ../nbs/90_cli.ipynb #c004
+def models_summary() -> list[str]:
+    "One line per trained model found (`models.find_models`), the defaults marked, and where to look for more."
+    from reenactbook.models import MODEL_KINDS, best_model, find_models, no_model_message
+    entries = find_models()
+    best = {id(best_model([e for e in entries if e.kind == k])) for k in MODEL_KINDS}
+    lines = [f"{e.describe()}{' [default]' if id(e) in best else ''}: {e.checkpoint}" for e in entries]
+    return lines or [no_model_message("model")]
+
 def info(as_json: bool = False, # print JSON instead of text
         ):
     "Print package and dependency versions, the device, where data and weights are looked up, and which pretrained weights are present."
@@ -26,6 +35,7 @@ def info(as_json: bool = False, # print JSON instead of text
         data["weights"] = weights_summary()
     except ImportError:
         data["weights"] = "weights manager not installed"
+    data["models"] = models_summary()
     if as_json:
         print(json.dumps(data, indent=2))
         return data
@@ -45,6 +55,7 @@ def info(as_json: bool = False, # print JSON instead of text
 # %% ../nbs/90_cli.ipynb #c006
 COMMANDS = {
     "info": ("reenactbook.cli", "info"),
+    "models": ("reenactbook.models", "models_cli"),
     "weights": ("reenactbook.pretrained", "weights_cli"),
     "synth": ("reenactbook.synthetic", "synth_cli"),
     "prep": ("reenactbook.prep", "prep_cli"),
@@ -66,7 +77,7 @@ def _command(name: str):
         raise ReenactbookError(f"'reenactbook {name}' is not available in this installation ({module}.{func} not found)") from None
 
 def _usage() -> str:
-    lines = ["usage: reenactbook <command> [options]   (reenactbook <command> -h for its options)", "", "commands:"]
+    lines = ["usage: reenactbook <command> [options]   (reenactbook <command> -h for its options; reenactbook --version)", "", "commands:"]
     for name, (module, func) in COMMANDS.items():
         try:
             doc = (_command(name).__doc__ or "").strip().splitlines()[0]
@@ -80,6 +91,9 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help", "help"):
         print(_usage())
+        return 0
+    if argv[0] in ("-V", "--version", "version"):
+        print(f"reenactbook {__version__}")
         return 0
     name, rest = argv[0], argv[1:]
     if name not in COMMANDS:

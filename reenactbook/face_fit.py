@@ -114,6 +114,69 @@ def _solve_coefficients(points: torch.Tensor, rotation: torch.Tensor, scale: tor
     return solution[:, :m], solution[:, m:].reshape(batch, frames, e)
 
 # %% ../nbs/11_face_fit.ipynb #c010
+def _cross_matrix(v: torch.Tensor) -> torch.Tensor:
+    "Cross-product matrices `[..., 3, 3]` of vectors `[..., 3]`: cross(v) @ u = v x u."
+    zero = torch.zeros_like(v[..., 0])
+    return torch.stack([torch.stack([zero, -v[..., 2], v[..., 1]], -1), torch.stack([v[..., 2], zero, -v[..., 0]], -1),
+                        torch.stack([-v[..., 1], v[..., 0], zero], -1)], -2)
+
+def _gauss_newton_step(points, identity, expression, rotation, scale, translation, identity_prior, expression_prior):
+    """One Gauss-Newton step on all parameters at once (rotation increment, log scale, translation, identity shared by the
+    F frames, expressions) for groups `points [G,F,68,2]`; residuals in model units. Returns the updated parameters."""
+    mean, bases, m = _model_tensors(str(points.device))
+    groups, frames = points.shape[:2]
+    e = len(bases) - m
+    shapes = model_shapes(identity[:, None].expand(-1, frames, -1), expression)             # [G,F,68,3]
+    rows = rotation[..., :2, :]
+    turned = shapes @ rows.transpose(-1, -2)                                                 # [G,F,68,2]
+    residual = (points - scale[..., None, None] * turned - translation[..., None, :]) / scale[..., None, None]
+    d_rotation = -rows[:, :, None] @ _cross_matrix(shapes)                                   # [G,F,68,2,3]
+    d_translation = torch.eye(2, device=points.device).expand(groups, frames, 68, 2, 2) / scale[..., None, None, None]
+    d_coefficients = torch.einsum("gfij,kpj->gfpik", rows, bases)                            # [G,F,68,2,K]
+    per_frame = 6 + e
+    jacobian = torch.zeros(groups, frames, 68, 2, m + frames * per_frame, device=points.device)
+    jacobian[..., :m] = d_coefficients[..., :m]
+    for f in range(frames):
+        first = m + f * per_frame
+        jacobian[:, f, ..., first:first + 3] = d_rotation[:, f]
+        jacobian[:, f, ..., first + 3] = turned[:, f]
+        jacobian[:, f, ..., first + 4:first + 6] = d_translation[:, f]
+        jacobian[:, f, ..., first + 6:first + per_frame] = d_coefficients[:, f, ..., m:]
+    jacobian = jacobian.reshape(groups, frames * 136, -1)
+    prior = torch.zeros(jacobian.shape[-1], device=points.device)
+    prior[:m] = identity_prior
+    for f in range(frames):
+        prior[m + f * per_frame + 6:m + (f + 1) * per_frame] = expression_prior
+    current = torch.zeros(groups, jacobian.shape[-1], device=points.device)
+    current[:, :m] = identity
+    for f in range(frames):
+        current[:, m + f * per_frame + 6:m + (f + 1) * per_frame] = expression[:, f]
+    gradient = (jacobian.transpose(-1, -2) @ residual.reshape(groups, -1, 1))[..., 0] - prior * current
+    step = torch.linalg.solve(jacobian.transpose(-1, -2) @ jacobian + torch.diag(prior), gradient)
+    identity = identity + step[:, :m]
+    frame_steps = step[:, m:].reshape(groups, frames, per_frame)
+    rotation = rotation @ _exp_rotation(frame_steps[..., :3])
+    scale = scale * torch.exp(frame_steps[..., 3].clamp(-1, 1))
+    return identity, expression + frame_steps[..., 6:], rotation, scale, translation + frame_steps[..., 4:6]
+
+# %% ../nbs/11_face_fit.ipynb #c011
+def _fit_groups(grouped: torch.Tensor, identity_prior: float, expression_prior: float, iterations: int) -> tuple:
+    "Fit groups of frames `[G,F,68,2]` sharing an identity: a few pose/coefficient alternations to start, then Gauss-Newton steps."
+    _, bases, m = _model_tensors(str(grouped.device))
+    groups, frames = grouped.shape[:2]
+    identity = torch.zeros(groups, m, device=grouped.device)
+    expression = torch.zeros(groups, frames, len(bases) - m, device=grouped.device)
+    by_frame = lambda t: t.reshape(groups, frames, *t.shape[1:])
+    for _ in range(3):
+        shapes = model_shapes(identity[:, None].expand(-1, frames, -1), expression).reshape(-1, 68, 3)
+        rotation, scale, translation = (by_frame(t) for t in _solve_pose(grouped.reshape(-1, 68, 2), shapes))
+        identity, expression = _solve_coefficients(grouped, rotation, scale, translation, identity_prior, expression_prior)
+    for _ in range(iterations):
+        identity, expression, rotation, scale, translation = _gauss_newton_step(
+            grouped, identity, expression, rotation, scale, translation, identity_prior, expression_prior)
+    return identity, expression, rotation, scale, translation
+
+# %% ../nbs/11_face_fit.ipynb #c012
 def _as_points(landmarks, what: str = "landmarks") -> torch.Tensor:
     "Landmarks as a float32 tensor `[..., P, 2]`, checked (68 or 98 points, finite)."
     if isinstance(landmarks, torch.Tensor):
@@ -131,9 +194,10 @@ def _as_points(landmarks, what: str = "landmarks") -> torch.Tensor:
 def fit_faces(landmarks,                        # [..., 68 or 98, 2] pixels; numpy or torch, any float dtype
               *,
               share_identity: bool = False,     # one identity for the frames of axis -3 (e.g. the two endpoints of a sequence)
-              identity_prior: float = 4e-4,     # ridge weight of the identity coefficients (landmark noise variance, model units^2)
+              identity_prior: float = 1e-4,     # ridge weight of the identity coefficients (landmark noise variance, model units^2)
               expression_prior: float = 1e-3,   # ridge weight of the expression strengths
-              iterations: int = 12,             # pose / coefficient alternations
+              iterations: int = 3,              # Gauss-Newton steps after the initial alternations
+              batch: int = 2048,                # groups fitted at once (bounds the memory)
              ) -> FaceFit:
     "Fit the face model to landmarks: a `FaceFit` (float32 tensors on the input's device) of batch shape `landmarks.shape[:-2]`."
     points = _as_points(landmarks)
@@ -143,23 +207,15 @@ def fit_faces(landmarks,                        # [..., 68 or 98, 2] pixels; num
         raise InputError(f"share_identity needs landmarks [..., F, P, 2] (F frames of one person), got {tuple(points.shape)}")
     batch_shape = points.shape[:-2]
     grouped = points68.reshape(-1, *(batch_shape[-1:] if share_identity else (1,)), 68, 2).to(device)
-    flat = grouped.reshape(-1, 68, 2)
-    _, _, m = _model_tensors(str(device))
-    identity = torch.zeros(len(grouped), m, device=device)
-    expression = torch.zeros(len(grouped), grouped.shape[1], model_sizes()[1], device=device)
-    for _ in range(iterations):
-        shapes = model_shapes(identity[:, None].expand(-1, grouped.shape[1], -1), expression).reshape(-1, 68, 3)
-        rotation, scale, translation = _solve_pose(flat, shapes)
-        shape_of = lambda t: t.reshape(*grouped.shape[:2], *t.shape[1:])
-        identity, expression = _solve_coefficients(grouped, shape_of(rotation), shape_of(scale), shape_of(translation),
-                                                   identity_prior, expression_prior)
+    parts = [_fit_groups(grouped[i:i + batch], identity_prior, expression_prior, iterations) for i in range(0, len(grouped), batch)]
+    identity, expression, rotation, scale, translation = (torch.cat(p) for p in zip(*parts))
     identity = identity[:, None].expand(-1, grouped.shape[1], -1)
     out = lambda t: t.reshape(*batch_shape, *t.shape[2:])
-    fit = FaceFit(out(identity), out(expression), out(shape_of(rotation)), out(shape_of(scale)), out(shape_of(translation)), None)
+    fit = FaceFit(out(identity), out(expression), out(rotation), out(scale), out(translation), None)
     fit.residual = points.to(device) - model_points(fit.projection(), points.shape[-2])
     return fit
 
-# %% ../nbs/11_face_fit.ipynb #c012
+# %% ../nbs/11_face_fit.ipynb #c014
 @functools.lru_cache(maxsize=1)
 def layout_98_weights() -> np.ndarray:
     "Weights `[98, 68]` (rows sum to 1) making the 98 WFLW points from the 68 iBUG points."
@@ -180,7 +236,7 @@ def model_points(points68: torch.Tensor, num_points: int) -> torch.Tensor:
         return points68
     return torch.as_tensor(layout_98_weights(), dtype=points68.dtype, device=points68.device) @ points68
 
-# %% ../nbs/11_face_fit.ipynb #c015
+# %% ../nbs/11_face_fit.ipynb #c017
 def random_faces(count: int,                    # faces
                  *,
                  seed: int = 0,                 # random seed
@@ -200,7 +256,7 @@ def random_faces(count: int,                    # faces
     points = points + noise * torch.as_tensor(rng.standard_normal(points.shape), dtype=torch.float32)
     return points, {"identity": identity, "expression": expression, "pose": pose}
 
-# %% ../nbs/11_face_fit.ipynb #c018
+# %% ../nbs/11_face_fit.ipynb #c020
 def _log_rotation(rotation: torch.Tensor) -> torch.Tensor:
     "Axis-angle vectors `[..., 3]` of rotations `[..., 3, 3]` (angles below pi)."
     cos = ((rotation.diagonal(dim1=-2, dim2=-1).sum(-1) - 1) / 2).clamp(-1 + 1e-6, 1)
@@ -222,7 +278,7 @@ def slerp_rotation(start: torch.Tensor, end: torch.Tensor, weights: torch.Tensor
     step = _log_rotation(start.transpose(-1, -2) @ end)                                   # [B,3]
     return start[:, None] @ _exp_rotation(step[:, None] * weights[None, :, None])
 
-# %% ../nbs/11_face_fit.ipynb #c019
+# %% ../nbs/11_face_fit.ipynb #c021
 def _like(sequence: torch.Tensor, like, batched: bool):
     sequence = sequence if batched else sequence[0]
     return sequence.to(like.device) if isinstance(like, torch.Tensor) else sequence.cpu().numpy()
@@ -231,7 +287,7 @@ def interpolate_3d(p_start,                     # first landmark set [P, 2] or [
                    p_end,                       # last landmark set, like p_start
                    k: int = 8,                  # frames, endpoints included
                    *,
-                   identity_prior: float = 4e-4,   # as in `fit_faces`
+                   identity_prior: float = 1e-4,   # as in `fit_faces`
                    expression_prior: float = 1e-3,
                   ):
     "The 3D-aware baseline: `k` frames `[K,P,2]` (or `[B,K,P,2]`) from `p_start` to `p_end` by the face model; numpy or torch in, the same out."

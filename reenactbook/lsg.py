@@ -460,27 +460,27 @@ def train_step(self: LSGTrainer) -> dict[str, float]:
     start, end = self._augment(target[:, 0], target[:, -1])
     frame = torch.randint(k, (batch,), generator=self.sampler).to(device)
     rows, other = torch.arange(batch, device=device), torch.roll(torch.arange(batch, device=device), 1)
-    anchor, real_frames = target[:, 0], target.reshape(batch * k, self.num_points, 2)
+    anchor, real_frames = target[:, 0], target[rows, frame]        # one random frame per window for D_1, D_2, S_1 (see above)
     with autocast(device, amp):
         sequence, shift, states = generate_sequence(self.generator, start, end, k, cfg.base, refine=True)
-    fake_frames = sequence.reshape(batch * k, self.num_points, 2)
+    fake_frames = sequence[rows, frame]
     self.optim_d.zero_grad(set_to_none=True)                       # D_1 and D_2
     with autocast(device, amp):
         loss_d1 = _bce(self.d1(real_frames), 1.0) + _bce(self.d1(fake_frames.detach()), 0.0)
         loss_d2 = (_bce(self.d2(anchor, partner), 1.0) + _bce(self.d2(anchor, target[other, frame]), (labels[other] == labels).float())
-                   + _bce(self.d2(anchor, sequence[rows, frame].detach()), 0.0))
+                   + _bce(self.d2(anchor, fake_frames.detach()), 0.0))
     (loss_d1 + loss_d2).backward()
     self.optim_d.step()
     self.optim_s1.zero_grad(set_to_none=True)                      # S_1 on true frames
     with autocast(device, amp):
-        loss_s1 = F.cross_entropy(self.s1(real_frames).float(), labels.repeat_interleave(k))
+        loss_s1 = F.cross_entropy(self.s1(real_frames).float(), labels)
     loss_s1.backward()
     self.optim_s1.step()
     self.optim_g.zero_grad(set_to_none=True)                       # G_l and S_2: eq. 2 plus reconstruction
     with autocast(device, amp):
         g_d1 = _bce(self.d1(fake_frames), 1.0)
-        g_d2 = _bce(self.d2(anchor.repeat_interleave(k, 0), fake_frames), 1.0)
-        g_s1 = F.cross_entropy(self.s1(fake_frames).float(), labels.repeat_interleave(k))
+        g_d2 = _bce(self.d2(anchor, fake_frames), 1.0)
+        g_s1 = F.cross_entropy(self.s1(fake_frames).float(), labels)
         g_s2 = F.cross_entropy(self.s2(states).float(), labels)
     reconstruction = ((sequence - target) / SequenceFrame.of(target[:, 0], target[:, -1]).scale).abs().mean()
     g_total = (cfg.lambda_d1 * g_d1 + cfg.lambda_d2 * g_d2 + cfg.lambda_s1 * g_s1 + cfg.lambda_s2 * g_s2

@@ -377,10 +377,10 @@ class Compositor:
             self.last_alpha = alpha[..., 0]
         return out
 
-def seam_contrast(image: np.ndarray, photo: np.ndarray, alpha: np.ndarray) -> float:
-    "How visible a paste's edge is: the gradient of what it changed (`image` - `photo`, blurred by 2 px so detail does not count) where it fades in (0.02 < alpha < 0.98), over that inside it (alpha >= 0.98)."
+def seam_contrast(image: np.ndarray, photo: np.ndarray, alpha: np.ndarray, scale: float = 1.0) -> float:
+    "How visible a paste's edge is: the gradient of what it changed (`image` - `photo`, blurred by 2 model pixels, `scale` photo pixels each, so detail does not count) where it fades in (0.02 < alpha < 0.98), over that inside it (alpha >= 0.98)."
     import cv2
-    change = cv2.GaussianBlur(np.asarray(image, np.float32) - np.asarray(photo, np.float32), (0, 0), 2.0)
+    change = cv2.GaussianBlur(np.asarray(image, np.float32) - np.asarray(photo, np.float32), (0, 0), 2.0 * max(scale, 1.0))
     gradient = sum(np.abs(cv2.Sobel(change, cv2.CV_32F, *order)) for order in ((1, 0), (0, 1))).sum(-1)
     edge, inside = (alpha > 0.02) & (alpha < 0.98), alpha >= 0.98
     return float(gradient[edge].mean() / max(gradient[inside].mean(), 1e-6))

@@ -27,15 +27,16 @@ from .core import (ConfigBase, ConfigError, CorruptWeightsError, InputError, Mis
 # %% auto #0
 __all__ = ['WEIGHTS', 'DLIB_ALIGNED_BOX', 'ARCFACE_TEMPLATE_112', 'FID_WEIGHTS', 'MASK_PARTS', 'BACKENDS', 'ModelsConfig',
            'WeightsFile', 'file_sha256', 'candidate_paths', 'preferred_place', 'find_weights', 'weights_status',
-           'photo_tensor', 'photo_array', 'check_batch', 'warp_affine', 'square_crop_matrices', 'similarity_matrices',
-           'apply_matrices', 'box_centers_sides', 'PretrainedModel', 'Detections', 'five_points_from_68',
-           'FaceDetector', 'DlibDetector', 'template_68', 'LandmarkDetector', 'CropRegressionLandmarks',
-           'FaceApiLandmarkDetector', 'DlibLandmarkDetector', 'IdentityEmbedder', 'ArcFaceCropMixin',
-           'FaceApiIdentityEmbedder', 'fid_state_from_torchscript', 'convert_fid_inception', 'warnings_off',
-           'FIDFeatures', 'FaceMasker', 'face_polygon', 'PolygonMasker', 'PerceptualFeatures', 'FaceApiPerceptual',
-           'Backend', 'backend_status', 'resolve_backend', 'find_weights_hint', 'get_face_detector',
-           'get_landmark_detector', 'get_identity_embedder', 'get_fid_features', 'get_face_masker',
-           'get_perceptual_features', 'auto_choices', 'weights_summary', 'fetch_weights', 'weights_cli']
+           'photo_tensor', 'photo_array', 'check_batch', 'compute_dtype', 'network_input', 'geometry_dtype', 'constant',
+           'affine_inverse', 'warp_affine', 'square_crop_matrices', 'similarity_matrices', 'apply_matrices',
+           'box_centers_sides', 'PretrainedModel', 'Detections', 'five_points_from_68', 'FaceDetector', 'DlibDetector',
+           'template_68', 'LandmarkDetector', 'CropRegressionLandmarks', 'FaceApiLandmarkDetector',
+           'DlibLandmarkDetector', 'IdentityEmbedder', 'ArcFaceCropMixin', 'FaceApiIdentityEmbedder',
+           'fid_state_from_torchscript', 'convert_fid_inception', 'warnings_off', 'FIDFeatures', 'FaceMasker',
+           'face_polygon', 'PolygonMasker', 'PerceptualFeatures', 'FaceApiPerceptual', 'Backend', 'backend_status',
+           'resolve_backend', 'find_weights_hint', 'get_face_detector', 'get_landmark_detector',
+           'get_identity_embedder', 'get_fid_features', 'get_face_masker', 'get_perceptual_features', 'auto_choices',
+           'weights_summary', 'fetch_weights', 'weights_cli']
 
 # %% ../nbs/04_pretrained.ipynb #c005
 _log = get_logger("pretrained")
@@ -304,7 +305,7 @@ def photo_array(image) -> np.ndarray:
     "One photo as a uint8 HxWx3 RGB array."
     if isinstance(image, torch.Tensor):
         image = photo_tensor(image)[0]
-        return (image.detach().clamp(0, 1).permute(1, 2, 0) * 255 + 0.5).byte().cpu().numpy()
+        return (image.detach().float().clamp(0, 1).permute(1, 2, 0) * 255 + 0.5).byte().cpu().numpy()
     photo_tensor(image)  # validates
     # C order: dlib reads strided arrays (PyAV frames have padded rows) wrongly on a detector's first call
     return np.ascontiguousarray(image)
@@ -319,50 +320,96 @@ def check_batch(images, name: str = "images", square: bool = False) -> torch.Ten
         raise InputError(f"{name}: aligned faces are square, got {images.shape[-2]}x{images.shape[-1]}")
     return images
 
-def warp_affine(images: torch.Tensor,  # [B,3,H,W] (or [1,3,H,W], shared by every matrix)
+# %% ../nbs/04_pretrained.ipynb #c013b
+def compute_dtype(device: str | torch.device,  # where the network runs
+                  weights_dtype: torch.dtype = torch.float32,  # the dtype of its parameters
+                 ) -> torch.dtype:
+    "The dtype a network computes in: autocast's when autocast is on for `device`, else its weights' dtype."
+    kind = torch.device(device).type
+    return torch.get_autocast_dtype(kind) if torch.is_autocast_enabled(kind) else weights_dtype
+
+def network_input(images: torch.Tensor, device: str | torch.device, weights_dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    "Images moved to `device` in the dtype a network there computes in (`compute_dtype`)."
+    return images.to(device=device, dtype=compute_dtype(device, weights_dtype), non_blocking=True)
+
+def geometry_dtype(*tensors) -> torch.dtype:
+    "float64 when any input is float64, else float32: points, matrices and grids never run in bf16/fp16."
+    return torch.float64 if any(getattr(t, "dtype", None) == torch.float64 for t in tensors) else torch.float32
+
+_CONSTANTS: dict[tuple, torch.Tensor] = {}
+
+def constant(name: str,  # a key naming the values (include every parameter they depend on)
+             build,  # () -> array-like, called once per (name, device, dtype)
+             device: str | torch.device | None = None,
+             dtype: torch.dtype = torch.float32,
+            ) -> torch.Tensor:
+    "A constant tensor built once per (name, device, dtype) and reused (never modify it in place)."
+    key = (name, str(torch.device(device) if device is not None else "cpu"), dtype)
+    if key not in _CONSTANTS:
+        _CONSTANTS[key] = torch.as_tensor(np.asarray(build(), np.float64), dtype=dtype, device=device)
+    return _CONSTANTS[key]
+
+# %% ../nbs/04_pretrained.ipynb #c013c
+def affine_inverse(matrices: torch.Tensor) -> torch.Tensor:
+    "Inverses [B,2,3] of affine matrices [B,2,3], in closed form (no `linalg.inv`: no low-precision limits, no host sync)."
+    a, b, c, d = matrices[:, 0, 0], matrices[:, 0, 1], matrices[:, 1, 0], matrices[:, 1, 1]
+    det = a * d - b * c
+    linear = torch.stack([torch.stack([d, -b], -1), torch.stack([-c, a], -1)], -2) / det[:, None, None]
+    return torch.cat([linear, -(linear @ matrices[:, :, 2:])], -1)
+
+def _normalised_from_pixels(height: int, width: int, device, dtype) -> torch.Tensor:
+    "[3,3] pixel coordinates -> grid_sample's normalised ones (align_corners=False, pixel centres at integers)."
+    return constant(f"norm_from_pixels {height}x{width}",
+                    lambda: [[2 / width, 0, 1 / width - 1], [0, 2 / height, 1 / height - 1], [0, 0, 1]], device, dtype)
+
+def warp_affine(images: torch.Tensor,  # [B,3,H,W] (or [1,3,H,W], shared by every matrix), any float dtype
                 matrices: torch.Tensor,  # [B,2,3] mapping image pixels to output pixels
                 size: int | tuple[int, int],  # output side, or (height, width)
                ) -> torch.Tensor:
-    "Differentiable affine warp (bilinear, zero fill): output[y, x] = image[M^-1 (x, y)]."
+    "Differentiable affine warp (bilinear, zero fill): output[y, x] = image[M^-1 (x, y)]; geometry and sampling in float32, output in the images' dtype."
     height, width = (size, size) if isinstance(size, int) else size
     in_h, in_w = images.shape[-2:]
-    dtype, device = images.dtype, images.device
-    full = torch.cat([matrices.to(dtype), torch.tensor([[[0.0, 0.0, 1.0]]], dtype=dtype, device=device).expand(len(matrices), 1, 3)], 1)
-    inverse = torch.linalg.inv(full)  # output pixels -> image pixels
-    # normalised output -> output pixels, and image pixels -> normalised image (align_corners=False, pixel centres at integers)
-    out_from_norm = torch.tensor([[width / 2, 0, (width - 1) / 2], [0, height / 2, (height - 1) / 2], [0, 0, 1]], dtype=dtype, device=device)
-    norm_from_in = torch.tensor([[2 / in_w, 0, 1 / in_w - 1], [0, 2 / in_h, 1 / in_h - 1], [0, 0, 1]], dtype=dtype, device=device)
-    theta = (norm_from_in @ inverse @ out_from_norm)[:, :2]
+    work, device = geometry_dtype(images, matrices), images.device
+    inverse = affine_inverse(matrices.to(device, work))  # output pixels -> image pixels
+    out_from_norm = constant(f"pixels_from_norm {height}x{width}",  # normalised output -> output pixels
+                             lambda: [[width / 2, 0, (width - 1) / 2], [0, height / 2, (height - 1) / 2], [0, 0, 1]], device, work)
+    theta = _normalised_from_pixels(in_h, in_w, device, work)[:2] @ torch.cat(
+        [inverse, constant("affine last row", lambda: [[0, 0, 1]], device, work).expand(len(inverse), 1, 3)], 1) @ out_from_norm
     grid = F.affine_grid(theta, [len(matrices), images.shape[1], height, width], align_corners=False)
     source = images.expand(len(matrices), -1, -1, -1) if images.shape[0] == 1 else images
-    return F.grid_sample(source, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+    return F.grid_sample(source.to(work), grid, mode="bilinear", padding_mode="zeros", align_corners=False).to(images.dtype)
 
 def square_crop_matrices(centers: torch.Tensor,  # [N,2] crop centres in pixels
                          sides: torch.Tensor,  # [N] crop sides in pixels
                          size: int,  # output side
                         ) -> torch.Tensor:
-    "[N,2,3] matrices taking image pixels to an axis-aligned square crop of `size` pixels."
-    scale = size / sides
-    matrices = torch.zeros(len(sides), 2, 3, dtype=sides.dtype, device=sides.device)
-    matrices[:, 0, 0] = matrices[:, 1, 1] = scale
-    matrices[:, :, 2] = (size - 1) / 2 - centers * scale[:, None]
-    return matrices
+    "[N,2,3] matrices (float32) taking image pixels to an axis-aligned square crop of `size` pixels."
+    work = geometry_dtype(centers, sides)
+    scale = size / sides.to(work)
+    shift = (size - 1) / 2 - centers.to(work) * scale[:, None]
+    zero = torch.zeros_like(scale)
+    return torch.stack([torch.stack([scale, zero, shift[:, 0]], -1), torch.stack([zero, scale, shift[:, 1]], -1)], -2)
 
 def similarity_matrices(source: torch.Tensor,  # [B,P,2] points in the image
                         target,  # [P,2] or [B,P,2] where they should land in the output
                        ) -> torch.Tensor:
-    "[B,2,3] least-squares similarity transforms (rotation, uniform scale, shift) taking `source` onto `target`; differentiable."
+    "[B,2,3] least-squares similarity transforms (rotation, uniform scale, shift; float32) taking `source` onto `target`; differentiable."
     from reenactbook.networks.faceapi import similarity_least_squares
-    target = torch.as_tensor(target, dtype=source.dtype, device=source.device)
+    work = geometry_dtype(source, target)
+    source = source.to(work)
+    target = torch.as_tensor(target).to(source.device, work)
     matrix, shift = similarity_least_squares(source, target.expand_as(source))
     return torch.cat([matrix, shift[..., None]], -1)
 
 def apply_matrices(points: torch.Tensor, matrices: torch.Tensor) -> torch.Tensor:
-    "Points [B,P,2] through affine matrices [B,2,3]."
+    "Points [B,P,2] through affine matrices [B,2,3] (float32)."
+    work = geometry_dtype(points, matrices)
+    points, matrices = points.to(work), matrices.to(points.device, work)
     return points @ matrices[:, :, :2].transpose(1, 2) + matrices[:, None, :, 2]
 
 def box_centers_sides(points: torch.Tensor, scale: float, shift: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
-    "Square crops around point sets [N,P,2]: side `scale` x the larger side of their bounding box, centre moved down by `shift` x that side."
+    "Square crops around point sets [N,P,2] (float32): side `scale` x the larger side of their bounding box, centre moved down by `shift` x that side."
+    points = points.to(geometry_dtype(points))
     low, high = points.min(1).values, points.max(1).values
     extent = (high - low).max(1).values
     centers = (low + high) / 2 + torch.stack([torch.zeros_like(extent), shift * extent], -1)
@@ -426,6 +473,8 @@ def five_points_from_68(landmarks68):
     "InsightFace's five keypoints [..., 5, 2] (eye centres, nose tip, mouth corners) from iBUG 68-point landmarks [..., 68, 2]."
     if landmarks68.shape[-2:] != (68, 2):
         raise InputError(f"landmarks: expected [..., 68, 2], got {tuple(landmarks68.shape)}")
+    if isinstance(landmarks68, torch.Tensor):
+        landmarks68 = landmarks68.to(geometry_dtype(landmarks68))  # means of points: never in bf16/fp16
     stack = torch.stack if isinstance(landmarks68, torch.Tensor) else np.stack
     return stack([landmarks68[..., 36:42, :].mean(-2), landmarks68[..., 42:48, :].mean(-2),
                   landmarks68[..., 30, :], landmarks68[..., 48, :], landmarks68[..., 54, :]], -2)
@@ -493,9 +542,13 @@ def _layout_size(points: int) -> str:
     return str(points)
 
 def template_68(size: int, device=None, dtype=torch.float32) -> torch.Tensor:
-    "The dataset's aligned 68-point template in pixels of a `size` x `size` aligned face: [68,2] (`landmarks.template_points`)."
+    "The dataset's aligned 68-point template in pixels of a `size` x `size` aligned face: [68,2] (`landmarks.template_points`); a fresh tensor."
+    return _template(size, device, dtype).clone()
+
+def _template(size: int, device=None, dtype=torch.float32) -> torch.Tensor:
+    "`template_68`, cached per (size, device, dtype): for forward passes (read only)."
     from reenactbook.landmarks import template_points
-    return torch.as_tensor(template_points(size), dtype=dtype, device=device)
+    return constant(f"template_68 {size}", lambda: template_points(size), device, dtype)
 
 class LandmarkDetector(PretrainedModel):
     "68 and/or 98 landmarks in photos (given face boxes) and in aligned faces."
@@ -552,9 +605,10 @@ class CropRegressionLandmarks(LandmarkDetector):
         raise NotImplementedError
 
     def _in_crops(self, images: torch.Tensor, centers: torch.Tensor, sides: torch.Tensor) -> torch.Tensor:
+        "Points [N,P,2] (float32 pixels) found in square crops of `images` (in their compute dtype)."
         matrices = square_crop_matrices(centers, sides, self.crop_size)
         crops = warp_affine(images, matrices, self.crop_size)
-        relative = self._net(crops)
+        relative = self._net(crops).to(centers.dtype)
         return (relative - 0.5) * sides[:, None, None] + centers[:, None]
 
     def _photo_landmarks(self, image, boxes, layout):
@@ -571,8 +625,8 @@ class CropRegressionLandmarks(LandmarkDetector):
 
     def landmarks_aligned(self, images, points: int = 68):
         layout = self._check_layout(points)
-        images = check_batch(images, square=True).to(self.device)
-        start = template_68(images.shape[-1], self.device, images.dtype).expand(len(images), 68, 2)
+        images = network_input(check_batch(images, square=True), self.device)
+        start = _template(images.shape[-1], self.device).expand(len(images), 68, 2)
         centers, sides = box_centers_sides(start, self.crop_scale, self.crop_shift)
         context = contextlib.nullcontext() if self.differentiable else torch.no_grad()
         with context:
@@ -646,10 +700,11 @@ class IdentityEmbedder(PretrainedModel):
         raise NotImplementedError
 
     def _landmarks(self, images: torch.Tensor, landmarks) -> torch.Tensor:
+        "68 points [B,68,2] in float32 pixels of `images`: the given ones, or the aligned template."
         if landmarks is None:
             check_batch(images, square=True)
-            return template_68(images.shape[-1], images.device, images.dtype).expand(len(images), 68, 2)
-        landmarks = torch.as_tensor(landmarks, dtype=images.dtype, device=images.device)
+            return _template(images.shape[-1], images.device).expand(len(images), 68, 2)
+        landmarks = torch.as_tensor(landmarks).to(images.device, geometry_dtype(landmarks))
         if landmarks.shape != (len(images), 68, 2):
             raise InputError(f"landmarks: expected [{len(images)},68,2] pixels of the images, got {tuple(landmarks.shape)}")
         return landmarks
@@ -659,15 +714,15 @@ class IdentityEmbedder(PretrainedModel):
         images = check_batch(images)
         context = contextlib.nullcontext() if self.differentiable else torch.no_grad()
         with context:
-            crops = self.crops(images.to(self.device), None if landmarks is None else torch.as_tensor(landmarks).to(self.device))
+            crops = self.crops(network_input(images, self.device), None if landmarks is None else torch.as_tensor(landmarks).to(self.device))
             return F.normalize(self.embed_crops(crops).float(), dim=-1).to(images.device)
 
 class ArcFaceCropMixin:
     "InsightFace's five-point 112x112 alignment."
     def crops(self, images, landmarks=None):
         landmarks = self._landmarks(images, landmarks)
-        matrices = similarity_matrices(five_points_from_68(landmarks), torch.from_numpy(ARCFACE_TEMPLATE_112) * (self.crop_size / 112))
-        return warp_affine(images, matrices, self.crop_size)
+        template = constant(f"arcface template {self.crop_size}", lambda: ARCFACE_TEMPLATE_112 * (self.crop_size / 112), images.device)
+        return warp_affine(images, similarity_matrices(five_points_from_68(landmarks), template), self.crop_size)
 
 class FaceApiIdentityEmbedder(IdentityEmbedder):
     "dlib's ResNet face recogniser (face-api's torch port), 128-d; 150x150 dlib chips. Offline default; differentiable."
@@ -880,14 +935,16 @@ class PerceptualFeatures(PretrainedModel):
         raise NotImplementedError
 
     def __call__(self, images: torch.Tensor) -> list[torch.Tensor]:
-        return self.features(check_batch(images).to(self.device))
+        "Feature maps (channels_last) of images [B,3,H,W] in [0,1], in the compute dtype (`compute_dtype`)."
+        images = network_input(check_batch(images), self.device)
+        return self.features(images.contiguous(memory_format=torch.channels_last))
 
     def distance(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        "Weighted L1 distance of the feature maps (the target `y` gets no gradient)."
+        "Weighted L1 distance (a float32 scalar) of the feature maps (the target `y` gets no gradient)."
         fx = self(x)
         with torch.no_grad():
             fy = self(y)
-        return sum(w * F.l1_loss(a, b.detach()) for w, a, b in zip(self.layer_weights, fx, fy))
+        return sum(w * F.l1_loss(a, b.detach()).float() for w, a, b in zip(self.layer_weights, fx, fy))
 
 class FaceApiPerceptual(PerceptualFeatures):
     "Residual-stage features of dlib's face recogniser (face-api port). Offline fallback for VGG19."
@@ -903,9 +960,8 @@ class FaceApiPerceptual(PerceptualFeatures):
         self.net = load_faceapi_recognizer(manifest, device=self.device, fetch=False)
 
     def features(self, images):
-        from reenactbook.networks.faceapi import MEAN_RGB
-        mean = torch.tensor(MEAN_RGB, device=images.device, dtype=images.dtype).view(1, 3, 1, 1)
-        x = (images * 255 - mean) / 255
+        from reenactbook.networks.faceapi import normalise
+        x = normalise(images)
         x = F.max_pool2d(F.relu(self.net.conv32_down(x)), 3, 2)
         out = []
         for name, unit in self.net.units.items():

@@ -10,7 +10,7 @@ from torch import nn
 from reenactbook.core import ConfigError, InputError, load_options
 from reenactbook.losses import (LOSS_PRESETS, LOSS_TERMS, LossConfig, ReenactorLoss, boundary_indices, boundary_loss,
                                 discriminator_adversarial_loss, feature_matching_loss, frozen, generator_adversarial_loss,
-                                identity_loss, mask_loss, perceptual_loss, with_preset)
+                                identity_loss, mask_loss, perceptual_loss, with_preset, _floats)
 from reenactbook.reenactor import Reenactor, ReenactorConfig
 
 SIZE = 32
@@ -300,7 +300,8 @@ def test_presets_change_the_computed_terms(reenactor, preset):
     generated = reenactor.generator(Reenactor.inputs(batch["source"], batch["target_sketch"])).detach()
     total, terms = losses.generator_loss(batch, generated, reenactor.discriminator)
     assert set(terms) == {f"g_{t}" for t in LOSS_PRESETS[preset]} | {"g_total"}
-    assert all(isinstance(v, float) for v in terms.values())
+    assert all(isinstance(v, torch.Tensor) and v.ndim == 0 and not v.requires_grad for v in terms.values())  # no host sync
+    terms = _floats(terms)
     expected = sum(LossConfig().weight(t) * terms[f"g_{t}"] for t in LOSS_PRESETS[preset])
     assert terms["g_total"] == pytest.approx(expected, rel=1e-5)
     assert total.item() == pytest.approx(terms["g_total"], rel=1e-6)
@@ -394,6 +395,7 @@ def test_generator_and_discriminator_steps(reenactor):
     reenactor.zero_grad(set_to_none=True)
     d_total, d_terms = losses.discriminator_loss(batch, generated, reenactor.discriminator)
     d_total.backward()
+    d_terms = _floats(d_terms)
     assert set(d_terms) == {"d_real", "d_fake", "d_total"}
     assert d_terms["d_total"] == pytest.approx(0.5 * (d_terms["d_real"] + d_terms["d_fake"]), rel=1e-5)
     assert all(p.grad is not None for p in reenactor.discriminator.parameters())
@@ -517,8 +519,75 @@ def test_real_training_step(real_losses, real_faces):
     generated = model.generator(Reenactor.inputs(batch["source"], batch["target_sketch"]))
     g_total, g_terms = real_losses.generator_loss(batch, generated, model.discriminator)
     g_total.backward()
+    g_terms = _floats(g_terms)
     assert set(g_terms) == {f"g_{t}" for t in LOSS_TERMS} | {"g_total"}
     assert all(np.isfinite(v) and v >= 0 for k, v in g_terms.items() if k != "g_adversarial")
     assert all(p.grad is not None for p in model.generator.parameters())
     d_total, d_terms = real_losses.discriminator_loss(batch, generated, model.discriminator)
-    assert np.isfinite(d_terms["d_total"])
+    assert np.isfinite(_floats(d_terms)["d_total"])
+
+
+# ---------------------------------------------------------------- low precision: what a GPU step does, on the CPU
+def paper_architecture_small():
+    "The paper's G and D (4 downsamplings, 2 scales) at small widths and 64 px."
+    torch.manual_seed(0)
+    return Reenactor(load_options("paper", ["reenactor.image_size=64", "reenactor.ngf=8", "reenactor.ndf=8",
+                                            "reenactor.n_blocks=2"]).reenactor)
+
+
+def real_batch_64(real_faces):
+    images, points = real_faces
+    images, points = F.interpolate(images, size=(64, 64), mode="bilinear", antialias=True), points * (64 / REAL_SIZE)
+    return {"source": images[:2], "target_sketch": images[1:], "target": images[1:],
+            "source_landmarks": points[:2], "target_landmarks": points[1:]}
+
+
+def full_step(losses, model, batch, generated):
+    "G's and D's losses and backward passes; the terms as floats."
+    g_total, g_terms = losses.generator_loss(batch, generated, model.discriminator)
+    g_total.backward()
+    d_total, d_terms = losses.discriminator_loss(batch, generated.detach(), model.discriminator)
+    d_total.backward()
+    return _floats({**g_terms, **d_terms})
+
+
+def fresh_real_losses():
+    "Real offline loss networks of its own (the low-precision tests cast them)."
+    from reenactbook.networks.faceapi import faceapi_dir
+    faceapi_dir()
+    return ReenactorLoss.from_options(load_options("tiny", ["losses.preset=full"]), device="cpu")
+
+
+def test_full_loss_step_of_the_paper_architecture_under_bf16_autocast(real_faces, shared_weights):
+    "The trainer's GPU configuration on the CPU: all six losses, bf16 autocast, the real offline networks cast to bf16 once."
+    model, batch, losses = paper_architecture_small(), real_batch_64(real_faces), fresh_real_losses()
+    x = Reenactor.inputs(batch["source"], batch["target_sketch"])
+    reference = full_step(losses, model, batch, model.generator(x))
+    model.zero_grad(set_to_none=True)
+    losses.set_network_precision(torch.bfloat16)
+    weights = [p for p in losses.networks["perceptual"].net.parameters() if p.ndim > 1]
+    assert weights and all(p.dtype == torch.bfloat16 for p in weights)  # cast once, not by autocast at every call
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        generated = model.generator(x)
+        assert generated.dtype == torch.bfloat16  # what the loss networks receive on a GPU
+        terms = full_step(losses, model, batch, generated)
+    assert set(terms) == {f"g_{t}" for t in LOSS_TERMS} | {"g_total", "d_real", "d_fake", "d_total"}
+    assert all(np.isfinite(v) for v in terms.values())
+    for name in ("g_perceptual", "g_identity", "g_mask", "g_boundary"):
+        assert terms[name] == pytest.approx(reference[name], rel=0.1, abs=2e-3), name
+    assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in model.generator.parameters())
+
+
+def test_full_loss_step_with_bf16_images_outside_autocast(real_losses, real_faces):
+    "The GPU condition CPU autocast hides: the networks get bf16 images with no autocast to upcast their linear algebra."
+    model, batch = paper_architecture_small(), real_batch_64(real_faces)
+    x = Reenactor.inputs(batch["source"], batch["target_sketch"])
+    reference = full_step(real_losses, model, batch, model.generator(x))
+    model.zero_grad(set_to_none=True)
+    low = real_losses.with_config(real_losses.config)
+    low.network_dtype = torch.bfloat16  # hand bf16 images to the fp32 networks (the wrappers' contract)
+    terms = full_step(low, model, batch, model.generator(x).to(torch.bfloat16))
+    assert all(np.isfinite(v) for v in terms.values())
+    for name in ("g_perceptual", "g_identity", "g_mask", "g_boundary"):
+        assert terms[name] == pytest.approx(reference[name], rel=0.1, abs=2e-3), name
+    assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in model.generator.parameters())

@@ -5,15 +5,16 @@ import numpy as np
 import pytest
 import torch
 
-from reenactbook.core import CheckpointError, InputError, load_checkpoint, load_options, save_checkpoint
+from reenactbook.core import CheckpointError, ConfigError, InputError, load_checkpoint, load_options, save_checkpoint
 from reenactbook.lsg import (IdentityConsistencyDiscriminator, HiddenIdentityClassifier, LandmarkIdentityClassifier,
-                             LandmarkSequenceGenerator, LandmarkSequenceNet, RealnessDiscriminator,
-                             generate_sequence, linear_interpolation, lsg_cli, lsg_windows, pretrained_lsg, train_lsg,
-                             train_lsg_cli)
+                             LandmarkSequenceGenerator, LandmarkSequenceNet, RealnessDiscriminator, LSGTrainer,
+                             generate_sequence, head_rotation, linear_interpolation, lsg_cli, lsg_windows, max_frames,
+                             pretrained_lsg, rotation_trajectory, sketch_strip, train_lsg, train_lsg_cli)
 from reenactbook.lsg_eval import evaluate_sequences
 from reenactbook.views import _example_dataset
 
-SMALL = {"lsg.hidden": 16, "lsg.head_hidden": 16, "lsg.batch_size": 8, "lsg.log_every": 2, "lsg.checkpoint_every": 3}
+SMALL = {"lsg.hidden": 16, "lsg.head_hidden": 16, "lsg.batch_size": 8, "lsg.log_every": 2, "lsg.checkpoint_every": 3,
+         "lsg.synthetic_identities": 32}
 
 
 @pytest.fixture(scope="module")
@@ -44,9 +45,32 @@ def test_generator_shapes_and_residual_structure():
     assert sequence.shape == shift.shape == (3, 8, 68, 2) and states.shape == (3, 8, 48)
     assert torch.equal(sequence, torch.from_numpy(linear_interpolation(start.numpy(), end.numpy(), 8)))
     with torch.no_grad():
-        net.to_shift.bias.normal_(0, 0.1)
+        net.to_shift.bias.normal_(0, 0.1); net.skip.weight.normal_(0, 0.1)
         moved = generate_sequence(net, start, end, 8)[0]
-    assert not torch.equal(moved[:, 0], start) and not torch.equal(moved[:, -1], end)  # endpoints are refined too
+        refined = generate_sequence(net, start, end, 8, refine=True)[0]
+    assert torch.equal(moved[:, 0], start) and torch.equal(moved[:, -1], end)  # pinned by construction, whatever the weights
+    assert (moved[:, 1:-1] != sequence[:, 1:-1]).any()
+    assert not torch.equal(refined[:, 0], start) and not torch.equal(refined[:, -1], end)  # Figure 7 mode moves them
+
+
+def test_no_training_shape_space_on_the_path(trained):
+    "An unseen face far outside the training people (scaled, rotated, another face model) comes back exactly at the endpoints."
+    from reenactbook.synthetic import sample_tracks
+    model = LandmarkSequenceGenerator.from_checkpoint(trained, "cpu")
+    tracks = sample_tracks(16, 8, seed=5, people_seed=99, detail_seed=99, identity_scale=2.0).landmarks
+    out = model.lsg(tracks[:, 0], tracks[:, -1])
+    assert np.abs(out[:, 0] - tracks[:, 0]).max() <= 0.01 and np.abs(out[:, -1] - tracks[:, -1]).max() <= 0.01
+
+
+def test_head_pose_trajectory_is_slerped():
+    from reenactbook.synthetic import camera_rotation, face_model
+    mean = face_model().mean
+    faces = [torch.tensor((mean @ camera_rotation([yaw, 0.0, 0.0]).T)[:, :2] * 60 + 200, dtype=torch.float32) for yaw in (-30.0, 0.0, 30.0)]
+    rotation = head_rotation(torch.stack(faces))
+    torch.testing.assert_close(rotation[1], torch.eye(3), atol=0.03, rtol=0)
+    trajectory = rotation_trajectory(faces[0][None], faces[2][None], 3)
+    # the middle of a -30 -> +30 degree turn is the frontal face: the identity quaternion (up to sign)
+    assert abs(float(trajectory[0, 1, 0])) > 0.999
 
 
 def test_discriminator_and_classifier_outputs():
@@ -81,6 +105,8 @@ def test_linear_interpolation_exact_endpoints_and_kinds():
     (lambda a, b: (a, b[:, :, :1], 8), "shape [P,2] or [B,P,2]"),
     (lambda a, b: (np.where(np.arange(68)[None, :, None] == 3, np.nan, a), b, 8), "NaN or infinite"),
     (lambda a, b: (a, "nonsense", 8), "p_end"),
+    (lambda a, b: (np.zeros_like(a), b, 8), "p_start: all 68 points are equal"),
+    (lambda a, b: (a, np.where(np.isin(np.arange(68), range(36, 48))[None, :, None], b[:, 40:41], b), 8), "p_end: degenerate face"),
 ])
 def test_bad_input_is_refused_clearly(trained, make, message):
     model = LandmarkSequenceGenerator.from_checkpoint(trained, "cpu")
@@ -108,7 +134,7 @@ def test_resume_continues_exactly(dataset, tmp_path):
 def test_training_writes_logs_and_checkpoint(trained):
     run = trained.parent
     header, *rows = (run / "losses.csv").read_text().splitlines()
-    for term in ("d1", "d2", "s1_real", "g_d1", "g_d2", "g_s1", "g_s2", "reconstruction", "smoothness", "g_total"):
+    for term in ("d1", "d2", "s1_real", "g_d1", "g_d2", "g_s1", "g_s2", "reconstruction", "g_total"):
         assert term in header.split(",")
     assert [int(r.split(",")[0]) for r in rows] == [2, 4, 6]
     assert (run / "losses.png").stat().st_size > 1000 and (run / "options.json").exists()
@@ -123,6 +149,9 @@ def test_inference_batched_and_single(trained, dataset):
     single = model.lsg(x[3, 0].numpy(), x[3, -1].numpy(), k=8)
     assert isinstance(single, np.ndarray) and single.shape == (8, 68, 2)
     np.testing.assert_allclose(single, batch[3].numpy(), rtol=1e-4, atol=1e-3)
+    assert torch.equal(batch[:, 0], x[:10, 0]) and torch.equal(batch[:, -1], x[:10, -1])
+    refined = model.lsg(x[:10, 0], x[:10, -1], refine_endpoints=True)
+    assert torch.equal(refined[:, 1:-1], batch[:, 1:-1]) and not torch.equal(refined[:, 0], x[:10, 0])
     assert model.lsg(x[:2, 0], x[:2, -1], k=5).shape == (2, 5, 68, 2)
 
 
@@ -130,6 +159,13 @@ def test_checkpoint_errors(tmp_path):
     other = save_checkpoint(tmp_path / "other.safetensors", {"w": torch.zeros(2)}, {"kind": "reenactor"})
     with pytest.raises(CheckpointError, match="not an LSG checkpoint"):
         LandmarkSequenceGenerator.from_checkpoint(other)
+    reenactor = save_checkpoint(tmp_path / "reenactor.safetensors", {"w": torch.zeros(2)}, {"kind": "reenactor-training"})
+    with pytest.raises(CheckpointError, match="reenactor.safetensors is a reenactor checkpoint, not an LSG"):
+        LandmarkSequenceGenerator.from_checkpoint(reenactor)
+    old = save_checkpoint(tmp_path / "old.safetensors", {"generator": {"skip.weight": torch.zeros(136, 136)}},
+                          {"kind": "lsg", "num_points": 68, "k": 8, "options": {"lsg": {"prior_components": 24}}})
+    with pytest.raises(CheckpointError, match="older version"):
+        LandmarkSequenceGenerator.from_checkpoint(old)
     (tmp_path / "broken.safetensors").write_bytes(b"\x00" * 20)
     with pytest.raises(CheckpointError):
         LandmarkSequenceGenerator.from_checkpoint(tmp_path / "broken.safetensors")
@@ -147,10 +183,55 @@ def test_cli_train_and_generate(dataset, tmp_path):
     assert sequence.shape == (6, 68, 2)
     np.testing.assert_allclose(np.load(tmp_path / "out" / "sequence.npy"), sequence)
     np.testing.assert_allclose(read_pts(tmp_path / "out" / "frame_05.pts"), sequence[5], rtol=1e-4)
+    np.testing.assert_allclose(sequence[[0, -1]], np.stack([a[0], b[0]]), atol=0.01)
     from PIL import Image
-    assert Image.open(tmp_path / "out" / "strip.png").size[0] == 6 * Image.open(tmp_path / "out" / "strip.png").size[1] // 2
+    strip = np.asarray(Image.open(tmp_path / "out" / "strip.png"))
+    assert strip.shape[:2] == (2 * 128, 7 * 128)  # two rows, a label column and six frames
+    assert (strip[:, :128] == 255).mean() > 0.9 and (strip[:, :128] < 128).any()  # the label column: dark text on white
     with pytest.raises(InputError, match="--start and --end"):
         lsg_cli(None, str(tmp_path / "b.pts"), checkpoint=str(checkpoint))
+
+
+def test_cli_bad_inputs(trained, tmp_path, capsys):
+    "Issue 15: every bad input is refused before anything is written, naming the file; 98-point files are converted."
+    from reenactbook.landmarks import WFLW98_TO_68, write_pts
+    a, b = endpoints(1)
+    write_pts(tmp_path / "a.pts", a[0]); write_pts(tmp_path / "b.pts", b[0])
+    write_pts(tmp_path / "zero.pts", np.zeros((68, 2))); write_pts(tmp_path / "short.pts", b[0][:67])
+    run = lambda start, end, **kw: lsg_cli(str(tmp_path / start), str(tmp_path / end), checkpoint=str(trained), out=str(tmp_path / "out"), **kw)
+    with pytest.raises(InputError, match="zero.pts: all 68 points are equal"):
+        run("zero.pts", "b.pts")
+    with pytest.raises(InputError, match=r"a.pts has 68 points, .*short.pts 67"):
+        run("a.pts", "short.pts")
+    with pytest.raises(InputError, match="above the limit"):
+        run("a.pts", "b.pts", k=100_000)
+    assert not (tmp_path / "out").exists()  # nothing written, no temp file
+    assert 2 < max_frames(128, 2) < 100_000 and max_frames(128, 2) * 128 < 65_535
+    wide = np.zeros((98, 2), np.float32); wide[WFLW98_TO_68] = b[0]
+    write_pts(tmp_path / "wflw.pts", wide)
+    sequence = run("a.pts", "wflw.pts", k=4)
+    assert sequence.shape == (4, 68, 2) and "wflw.pts has 98 points (WFLW)" in capsys.readouterr().out
+    reenactor = save_checkpoint(tmp_path / "reenactor.safetensors", {"w": torch.zeros(2)}, {"kind": "reenactor-training"})
+    with pytest.raises(CheckpointError, match="is a reenactor checkpoint, not an LSG"):
+        lsg_cli(str(tmp_path / "a.pts"), str(tmp_path / "b.pts"), checkpoint=str(reenactor), out=str(tmp_path / "out2"))
+
+
+def test_sketch_strip_labels():
+    a, b = endpoints(1)
+    plain = sketch_strip([linear_interpolation(a[0], b[0], 3)] * 2, 64)
+    labelled = sketch_strip([linear_interpolation(a[0], b[0], 3)] * 2, 64, labels=["LSG", "LI"])
+    assert plain.shape == (128, 192, 3) and labelled.shape == (128, 256, 3)
+    assert np.array_equal(labelled[:, 64:], plain)
+    with pytest.raises(InputError, match="2 rows"):
+        sketch_strip([a[0][None]] * 2, 64, labels=["one"])
+
+
+def test_trainer_options_are_checked():
+    with pytest.raises(ConfigError, match="lsg.base"):
+        LSGTrainer(load_options("tiny", {"lsg.base": "cubic"}), None, None, [])
+    trainer = LSGTrainer(load_options("tiny", {**SMALL, "lsg.synthetic_identities": 16}), None, None, [])  # synthetic tracks only
+    values = trainer.train_step()
+    assert np.isfinite(list(values.values())).all() and trainer.s1.net[-1].out_features == 16
 
 
 def test_pretrained_lsg_trains_once_then_loads(dataset, cache):

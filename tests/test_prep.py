@@ -3,7 +3,14 @@
 Real data is read from REENACTBOOK_SAMPLES (the `samples_root` fixture); every bad file is made in tmp_path."""
 import errno
 import json
+import os
+import re
 import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import av
 import cv2
@@ -14,8 +21,9 @@ from PIL import Image
 from reenactbook.core import ConfigError, DataError, InputError, load_options
 from reenactbook.dataset import FaceDataset
 from reenactbook.landmarks import template_points
-from reenactbook.prep import (VOXCELEB1_TEST_IDENTITIES, PrepConfig, assign_split, contact_sheet, discover,
-                              iter_video_frames, prepare_dataset, read_image)
+from reenactbook.prep import (ALIGNMENT_EXTRA, VOXCELEB1_TEST_IDENTITIES, AlignmentSmoother, PrepConfig, RunProgress,
+                              alignment_jitter, assign_split, contact_sheet, crop_jitter, discover, iter_video_frames,
+                              prepare_dataset, read_image, smoothed_alignment)
 
 EYES = np.stack([template_points(256)[36:42].mean(0), template_points(256)[42:48].mean(0)])
 
@@ -161,9 +169,14 @@ def test_prep_cli_over_the_sample_clips(samples_root, tmp_path):
     assert image.shape == (256, 256, 3) and image.std() > 10
     assert json.loads((out / "options.json").read_text())["prep"]["max_frames"] == per_clip
     assert json.loads((out / "dataset.json").read_text())["prep"]["test_identities"] == ["rt_4"]
-    sheet = contact_sheet(ds, tmp_path / "sheet.png", count=13, columns=5, tile=96)
+    # the contact sheet, written by default: one row per video (13), `columns` frames each, plus a label column and a title
+    with Image.open(out / "contact_sheet.png") as im:
+        assert im.size == (150 + 6 * 128, 18 + 13 * (128 + 14))
+    sheet = contact_sheet(ds, tmp_path / "sheet.png", videos=5, columns=2, tile=96)
     with Image.open(sheet) as im:
-        assert im.size == (5 * 96, 3 * (96 + 14))
+        assert im.size == (150 + 2 * 96, 18 + 5 * (96 + 14))
+        pixels = np.asarray(im.convert("RGB"))
+    assert ((pixels == [0, 255, 0]).all(-1)).sum() > 5 * 2 * 30  # landmarks drawn on every tile
 
 
 def test_tracking_follows_the_face_between_detections(samples_root, tmp_path, detectors):
@@ -336,3 +349,214 @@ def test_a_worker_that_cannot_load_its_models_stops_the_run_with_the_reason(tmp_
     torch.set_num_threads(threads)
     with pytest.raises(ConfigError, match="no-such-backend"):
         prep._work(prep.WorkUnit("a", "b"), "train")
+
+
+# ---------------------------------------------------------------- steady crops (issue 15)
+
+def _noisy_still_face(frames=40, noise=1.0, cut_at=None, seed=0):
+    "Landmarks of a face that holds still while they shake by `noise` px; a 40 px jump (a cut) at `cut_at`."
+    from reenactbook.landmarks import alignment_matrix
+    rng = np.random.default_rng(seed)
+    face = template_points(256) * 0.8 + 100
+    tracks = np.stack([face + rng.normal(0, noise, face.shape) + (40 if cut_at is not None and t >= cut_at else 0)
+                       for t in range(frames)])
+    return tracks, np.stack([alignment_matrix(p, 256) for p in tracks])
+
+
+def _stream(tracks, matrices, sigma, numbers=None):
+    numbers = list(range(len(tracks))) if numbers is None else numbers
+    smoother, out = AlignmentSmoother(256, sigma), []
+    for n, p, m in zip(numbers, tracks, matrices):
+        out += smoother.push(n, p, m, n)
+        assert len(smoother.numbers) <= 6 * sigma + 2  # memory stays bounded: a few frames around the pending ones
+    out += smoother.flush()
+    assert [item for item, _ in out] == numbers  # every frame, in order
+    return np.stack([m for _, m in out])
+
+
+def test_smoothing_steadies_the_crop_and_follows_a_cut():
+    "Noisy landmarks of a still face: jitter of the crop corners falls more than 5x; a cut is followed at once, not blended."
+    from reenactbook.landmarks import transform_points
+    tracks, own = _noisy_still_face(60, cut_at=30)
+    smoothed = _stream(tracks, own, 2.0)
+    for part in (slice(0, 30), slice(30, 60)):
+        before, after = crop_jitter(np.arange(60)[part], own[part], 256), crop_jitter(np.arange(60)[part], smoothed[part], 256)
+        assert after["jitter"] < before["jitter"] / 5 and after["motion"] < before["motion"] / 3, (before, after)
+    for t in (29, 30):  # the frames on either side of the cut stay on their own face
+        assert np.abs(transform_points(tracks[t], smoothed[t]) - transform_points(tracks[t], own[t])).mean() < 1.5
+    # the streaming result is the centred smoothing of the whole track
+    np.testing.assert_allclose(smoothed[17], smoothed_alignment(np.arange(60), tracks, own, 17, 256, 2.0), atol=1e-9)
+    # sigma 0 and frames sampled far apart (1 fps) are aligned on their own
+    np.testing.assert_allclose(_stream(tracks, own, 0.0), own)
+    np.testing.assert_allclose(_stream(tracks, own, 2.0, numbers=[25 * t for t in range(60)]), own, atol=1e-9)
+
+
+def test_smoothing_is_on_for_videos_and_its_effect_is_measured(samples_root, tmp_path, detectors):
+    "30 consecutive frames of a real clip: the stored transforms give steadier crops than aligning each frame; images and landmarks agree."
+    from reenactbook.landmarks import invert_transform, transform_points
+    assert PrepConfig().smooth_alignment > 0
+    src = tmp_path / "src"; src.mkdir()
+    (src / "lp_d10.mp4").symlink_to(samples_root / "clips" / "lp_d10.mp4")
+    smoothed = run(src, tmp_path / "smoothed", detectors, max_frames=30)
+    own = run(src, tmp_path / "own", detectors, max_frames=30, smooth_alignment=0)
+    video = lambda ds: ds.index["clip"].to_numpy() == "lp_d10"
+    table = alignment_jitter(smoothed.dataset).set_index("clip").loc["lp_d10"]
+    assert table.frames == 30 and table.jitter_smoothed < table.jitter_own / 2 and table.motion_smoothed < table.motion_own
+    # the run without smoothing stores each frame's own alignment
+    plain = alignment_jitter(own.dataset).set_index("clip").loc["lp_d10"]
+    assert abs(plain.jitter_smoothed - plain.jitter_own) < 0.05 and abs(plain.jitter_own - table.jitter_own) < 0.5
+    # stored landmarks = the frame's own landmarks through the stored transform; eyes still on the template
+    matrices = smoothed.dataset.extra(ALIGNMENT_EXTRA)[video(smoothed.dataset)]
+    source = transform_points(smoothed.dataset.landmarks("68")[video(smoothed.dataset)].astype(np.float64), invert_transform(matrices))
+    own_source = transform_points(own.dataset.landmarks("68")[video(own.dataset)].astype(np.float64),
+                                  invert_transform(own.dataset.extra(ALIGNMENT_EXTRA)[video(own.dataset)]))
+    assert np.abs(source - own_source).max() < 0.05  # the same faces were found, only the crops differ
+    points = smoothed.dataset.landmarks("68")[video(smoothed.dataset)]
+    eyes = np.stack([points[:, 36:42].mean(1), points[:, 42:48].mean(1)], 1)
+    assert np.median(np.linalg.norm(eyes - EYES, axis=-1)) < 6
+
+
+# ---------------------------------------------------------------- progress, contact sheet, lock, workers (issue 15)
+
+def _python(code: str) -> list[str]:
+    return [sys.executable, "-c", code]
+
+
+def _env(**extra):
+    return {**os.environ, "PYTHONUNBUFFERED": "1", **extra}
+
+
+def _clips(samples_root, tmp_path, names, name="src"):
+    src = tmp_path / name; src.mkdir()
+    for n in names:
+        (src / f"{n}.mp4").symlink_to(samples_root / "clips" / f"{n}.mp4")
+    return src
+
+
+PROGRESS_LINE = re.compile(r"prep: \d+/\d+ videos, \d+ frames, \d+\.\d frames/s, \d+:\d\d elapsed")
+
+
+def test_prep_in_a_log_prints_progress_lines_one_summary_and_a_contact_sheet(samples_root, tmp_path):
+    "Not on a terminal: periodic lines with videos done and frames/s (counted inside two workers); the summary once."
+    src = _clips(samples_root, tmp_path, ["lp_d19", "rt_5", "lp_d12"])
+    out = tmp_path / "out"
+    run_cli = subprocess.run(_python("from reenactbook.cli import main; raise SystemExit(main())") + [
+        "prep", str(src), str(out), "--profile", "sample", "--workers", "2", "--overrides", "prep.max_frames=40"],
+        capture_output=True, text=True, env=_env(REENACTBOOK_PROGRESS_EVERY="0.5", REENACTBOOK_NO_PROGRESS=""), timeout=600)
+    log = run_cli.stdout + run_cli.stderr
+    assert run_cli.returncode == 0, log[-3000:]
+    lines = [line for line in log.splitlines() if PROGRESS_LINE.search(line)]
+    assert lines, log[-3000:]
+    assert any(int(re.search(r"(\d+) frames,", line).group(1)) > 0 for line in lines)  # frames counted while videos run
+    assert "\r" not in log and "it/s" not in log  # no progress bar drawn into the log
+    assert sum("this run 120 frames" in line for line in log.splitlines()) == 1, log[-3000:]  # the summary, once
+    assert "contact sheet contact_sheet.png" in log and (out / "contact_sheet.png").exists()
+
+
+class _Terminal:
+    "A stand-in stderr that says it is a terminal."
+    def __init__(self): self.text = []
+    def isatty(self): return True
+    def write(self, text): self.text.append(text)
+    def flush(self): pass
+
+
+def test_progress_is_a_bar_on_a_terminal_lines_in_a_log_and_quiet_on_request(monkeypatch):
+    from reenactbook.core import get_logger
+    lines = []
+    handler = type("H", (__import__("logging").Handler,), {"emit": lambda self, r: lines.append(r.getMessage())})()
+    get_logger().addHandler(handler)
+    try:
+        monkeypatch.setenv("REENACTBOOK_NO_PROGRESS", "")
+        report = RunProgress(4, every=0.0)  # pytest's stderr is not a terminal
+        report.update(add_frames=10); report.update(videos=1, frames=50)
+        report.close()
+        assert report.bar is None and len([m for m in lines if m.startswith("prep: ")]) == 2
+        assert re.search(r"prep: 1/4 videos, 50 frames, [\d.]+ frames/s, 0:\d\d elapsed, about 0:\d\d left", lines[-1])
+        terminal = _Terminal()
+        monkeypatch.setattr(sys, "stderr", terminal)
+        lines.clear()
+        report = RunProgress(4, every=0.0)
+        report.update(videos=2, frames=80)
+        assert report.bar is not None and report.bar.n == 2 and not lines
+        report.close()
+        assert "2/4" in "".join(terminal.text)
+        monkeypatch.setenv("REENACTBOOK_NO_PROGRESS", "1")
+        report = RunProgress(4, every=0.0)
+        report.update(videos=1, frames=5); report.close()
+        assert report.bar is None and not lines
+    finally:
+        get_logger().removeHandler(handler)
+
+
+def test_a_second_prep_on_the_same_output_exits_with_one_line(samples_root, tmp_path, detectors):
+    "While a run holds the root, another prep (API or CLI) stops at once, writing nothing; the first run's report is right."
+    from reenactbook.cli import main
+    src = _clips(samples_root, tmp_path, ["rt_5"])
+    out = tmp_path / "out"
+    holder = subprocess.Popen(_python("import sys, time\nfrom reenactbook.dataset import writer_lock\n"
+                                      f"with writer_lock({str(out)!r}):\n    print('locked', flush=True); time.sleep(120)"),
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        with pytest.raises(DataError, match=rf"{re.escape(str(out))} is being written by `reenactbook prep` \(pid {holder.pid}"):
+            run(src, out, detectors, max_frames=2)
+        cli = subprocess.run(_python("from reenactbook.cli import main; raise SystemExit(main())") + ["prep", str(src), str(out)],
+                             capture_output=True, text=True, env=_env(), timeout=300)
+        assert cli.returncode == 2
+        assert cli.stderr.strip().splitlines()[-1].startswith(f"reenactbook prep: error: {out} is being written by")
+        assert sorted(p.name for p in out.iterdir()) == [".lock"]  # nothing written by the refused runs
+    finally:
+        holder.kill(); holder.wait()
+    result = run(src, out, detectors, max_frames=2)
+    assert result.units_failed == 0 and len(result.dataset) == 2 and report(out)["skipped"] == []
+
+
+def _children(pid: int) -> list[int]:
+    out = []
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        try:
+            out += [int(c) for c in (task / "children").read_text().split()]
+        except OSError:
+            pass
+    return out
+
+
+def _alive(pid: int) -> bool:
+    "Running (not gone, not a zombie waiting to be reaped)."
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_workers_end_when_prep_is_killed(samples_root, tmp_path):
+    "kill -9 of a real prep process: its two worker processes end within seconds and commit nothing afterwards; a re-run resumes."
+    src = _clips(samples_root, tmp_path, ["lp_d0", "lp_d6", "lp_d10", "lp_d12"])
+    out = tmp_path / "out"
+    parent = subprocess.Popen(_python("import sys\nfrom reenactbook.prep import prepare_dataset\n"
+                                      f"prepare_dataset({str(src)!r}, {str(out)!r}, {{'contact_sheet': False}}, workers=2)"),
+                              stderr=subprocess.PIPE, text=True, env=_env(REENACTBOOK_PROGRESS_EVERY="0.5", REENACTBOOK_NO_PROGRESS=""))
+    try:
+        deadline = time.monotonic() + 300
+        for line in parent.stderr:  # wait until the workers are reading frames
+            match = re.search(r"(\d+) frames,", line)
+            if (match and int(match.group(1)) >= 4) or time.monotonic() > deadline:
+                break
+        workers = [p for p in _children(parent.pid) if "spawn_main" in Path(f"/proc/{p}/cmdline").read_bytes().decode(errors="replace")]
+        assert len(workers) == 2, workers
+        os.kill(parent.pid, signal.SIGKILL)
+        killed_at = time.time()
+        parent.wait()
+    finally:
+        if parent.poll() is None:
+            parent.kill()
+    deadline = time.monotonic() + 10
+    while any(map(_alive, workers)) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not any(map(_alive, workers)), "worker processes outlived the killed prep"
+    time.sleep(2)
+    shards = [p for p in (out / "shards").iterdir() if not p.name.endswith(".tmp")] if (out / "shards").exists() else []
+    assert all(p.stat().st_mtime <= killed_at + 0.5 for p in shards)  # nothing committed after the parent died
+    assert len(shards) < 4

@@ -135,3 +135,53 @@ def test_sketches_in_loader_and_in_step_agree(dataset):
     assert batch["target_sketch"].shape == (4, 3, 64, 64)
     torch.testing.assert_close(batch["target_sketch"], expected)
     assert expected.max() > 0
+
+
+# -- self-reenactment on unseen time: the time split
+
+def test_time_split_holds_out_the_end_of_every_training_clip_after_a_gap(dataset):
+    from reenactbook.views import TIME_GAP, UNSEEN_TIME, split_in_time
+    timed = split_in_time(dataset, holdout=0.25, gap_seconds=2 / 25, fps=25)
+    for (identity, video, clip), group in timed.index.groupby(["identity", "video", "clip"]):
+        splits = group.sort_values("frame")["split"].tolist()
+        if dataset.index.loc[group.index, "split"].iloc[0] == "test":
+            assert set(splits) == {"test"}                            # held-out identities keep their split
+            continue
+        assert splits == ["train"] * 7 + [TIME_GAP] * 2 + [UNSEEN_TIME] * 3, (identity, video, splits)
+    assert timed.meta["time_split"]["frames"] == {"train": 4 * 2 * 7, TIME_GAP: 4 * 2 * 2, UNSEEN_TIME: 4 * 2 * 3}
+    assert not dataset.index["split"].isin([UNSEEN_TIME, TIME_GAP]).any()   # the original is untouched
+
+
+def test_trainings_never_read_the_held_out_time(dataset):
+    from reenactbook.views import split_in_time
+    timed = split_in_time(dataset, holdout=0.25, gap_seconds=0.08, fps=25)
+    pairs = ReenactorPairs(timed, "train", pairs_per_identity=200, render_sketch_in_loader=False)
+    for epoch in range(3):
+        pairs.set_epoch(epoch)
+        assert set(timed.index["split"].iloc[pairs.pairs.reshape(-1)]) == {"train"}
+    windows = LandmarkWindows(timed, k=4, stride=1, split="train")
+    assert set(timed.index["split"].iloc[windows.rows.reshape(-1)]) == {"train"}
+    last_seen = timed.index[timed.index["split"] == "train"].groupby(["identity", "video"])["frame"].max()
+    assert (last_seen == 6).all()
+
+
+def test_time_split_uses_the_recorded_frame_rate_and_options(dataset):
+    import copy
+    from reenactbook.views import ViewsConfig, apply_time_split, split_in_time
+    recorded = copy.copy(dataset)
+    recorded.meta = {**dataset.meta, "prep": {"video_fps": 50.0}}
+    timed = split_in_time(recorded, holdout=0.25, gap_seconds=2 / 25, fps=25)  # 0.08 s at 50 fps = 4 frames
+    clip = timed.index[(timed.index["identity"] == "id00") & (timed.index["video"] == "v0")].sort_values("frame")
+    assert clip["split"].tolist() == ["train"] * 5 + ["time_gap"] * 4 + ["unseen_time"] * 3
+    assert apply_time_split(dataset, ViewsConfig()) is dataset              # time_holdout 0: no split
+    assert load_options("tiny").views.time_holdout == 0.2 and load_options("sample").views.time_holdout == 0.2
+    with pytest.raises(ConfigError, match="time_holdout"):
+        ViewsConfig(time_holdout=1.0)
+
+
+def test_time_split_keeps_short_clips_whole_and_fails_clearly_when_nothing_is_long_enough(dataset):
+    from reenactbook.views import split_in_time
+    with pytest.raises(DataError, match="no clip is long enough"):
+        split_in_time(dataset, holdout=0.2, gap_seconds=5.0, fps=25)
+    with pytest.raises(ConfigError, match="holdout"):
+        split_in_time(dataset, holdout=0.0)

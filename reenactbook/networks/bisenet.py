@@ -138,6 +138,8 @@ class BiSeNet(nn.Module):
         self.conv_out = OutputHead(256, 256, classes)
         self.conv_out16 = OutputHead(128, 64, classes)  # auxiliary heads: trained, loaded, not used at inference
         self.conv_out32 = OutputHead(128, 64, classes)
+        self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)  # not in the checkpoint
+        self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
 
     def forward(self, x):
         feat8, context8, _ = self.cp(x)
@@ -145,11 +147,11 @@ class BiSeNet(nn.Module):
         return F.interpolate(logits, x.shape[-2:], mode="bilinear", align_corners=True)
 
     def parse(self, images: torch.Tensor, size: int = 512) -> torch.Tensor:
-        "Class probabilities [B,classes,H,W] of images [B,3,H,W] in [0,1] (run at `size` x `size`, as trained)."
-        mean = torch.tensor(IMAGENET_MEAN, device=images.device, dtype=images.dtype).view(1, 3, 1, 1)
-        std = torch.tensor(IMAGENET_STD, device=images.device, dtype=images.dtype).view(1, 3, 1, 1)
-        x = F.interpolate(images, (size, size), mode="bilinear", align_corners=False, antialias=True)
-        probabilities = self((x - mean) / std).softmax(1)
+        "Class probabilities [B,classes,H,W] (float32) of images [B,3,H,W] in [0,1] (run at `size` x `size`, as trained; the network in the images' dtype)."
+        # the antialiased resize has no bf16/fp16 kernel on the CPU: resize and normalise in float32
+        x = F.interpolate(images.float(), (size, size), mode="bilinear", align_corners=False, antialias=True)
+        x = ((x - self.mean) / self.std).to(images.dtype).contiguous(memory_format=torch.channels_last)
+        probabilities = self(x).float().softmax(1)
         return F.interpolate(probabilities, images.shape[-2:], mode="bilinear", align_corners=False)
 
 def load_bisenet(path: str | Path,  # face-parsing.PyTorch's checkpoint (79999_iter.pth)
@@ -159,4 +161,4 @@ def load_bisenet(path: str | Path,  # face-parsing.PyTorch's checkpoint (79999_i
     state = torch_load(path, state_dict=True)
     state = {k.removeprefix("module."): v for k, v in state.items()}
     model = load_module_state(BiSeNet(), state, source=path)
-    return model.to(device).eval().requires_grad_(False)
+    return model.to(device, memory_format=torch.channels_last).eval().requires_grad_(False)

