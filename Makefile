@@ -10,7 +10,7 @@ PROFILE ?= tiny
 export REENACTBOOK_CACHE ?= $(CURDIR)/.cache
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: install weights reproduce test export-check clean-check nbtest pytest bench constraints e2e e2e-deps
+.PHONY: install weights reproduce readme-results test export-check clean-check nbtest pytest bench constraints e2e e2e-deps
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -26,8 +26,17 @@ install: $(VENV)/.installed
 weights: install
 	$(BIN)/reenactbook weights fetch
 
+# PROFILE=tiny (CPU, minutes) | sample (one GPU, ~20 min; DATA= a folder of talking-head videos or a prepared dataset,
+# default $$REENACTBOOK_SAMPLES/clips; on a machine without a GPU it refuses with an estimate unless ALLOW_CPU=1) | paper
+DATA ?=
+ALLOW_CPU ?=
 reproduce: weights
-	$(BIN)/reenactbook reproduce --profile $(PROFILE)
+	$(BIN)/reenactbook reproduce --profile $(PROFILE) $(if $(DATA),--data_root "$(DATA)") $(if $(filter 1 yes true,$(ALLOW_CPU)),--allow_cpu)
+	@echo "README results section: make readme-results (rewrites only the marked section of README.md from results/*/REPORT.md)"
+
+# the README's results section, generated from results/<profile>/REPORT.md (never pasted)
+readme-results: install
+	$(BIN)/python tools/readme_results.py --write README.md
 
 # modules must be exactly what the notebooks export
 export-check: install

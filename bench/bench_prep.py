@@ -1,10 +1,11 @@
 """Benchmark of reenactbook.prep on CPU: end-to-end frames/s and peak memory over the sample clips, where the time goes,
 and whether memory stays flat on a long 1080p video.
 
-    REENACTBOOK_SAMPLES=../shared/data .venv/bin/python bench/bench_prep.py [--workers 2] [--max-frames 0] [--backends offline]
+    REENACTBOOK_SAMPLES=../shared/data .venv/bin/python bench/bench_prep.py [--workers 2] [--max-frames 0] [--backends offline] [--jitter 60]
 
 Prints figures only (no asserts). Targets (issue 5): >= 30 frames/s on 2 cores with the offline models (dlib HOG + face-api 68),
-peak memory < 2 GB for any clip length. Peak memory is resource.getrusage ru_maxrss: this process, and the largest child
+peak memory < 2 GB for any clip length. `--jitter N` (issue 15): crop jitter with and without prep.smooth_alignment
+on the first N frames of every clip, with the configured (auto) backends. Peak memory is resource.getrusage ru_maxrss: this process, and the largest child
 (each worker is a child; their sum is bounded by workers x the largest)."""
 import argparse
 import contextlib
@@ -120,7 +121,9 @@ def stage_timers():
     patches = [(prep, "iter_clip_frames", timed_frames(prep.iter_clip_frames)),
                (prep.FaceTracker, "detect", timed("detect", prep.FaceTracker.detect)),
                (prep.FaceTracker, "_landmarks", timed("landmarks", prep.FaceTracker._landmarks)),
-               (landmarks, "align_face", timed("align", landmarks.align_face)),
+               (landmarks, "alignment_matrix", timed("align fit", landmarks.alignment_matrix)),
+               (prep, "smoothed_alignment", timed("smooth", prep.smoothed_alignment)),
+               (prep, "_warp", timed("warp", prep._warp)),
                (prep, "sharpness", timed("blur", prep.sharpness)),
                (landmarks, "head_pose", timed("pose", landmarks.head_pose)),
                (dataset.ShardWriter, "add", timed("write jpeg", dataset.ShardWriter.add))]
@@ -210,6 +213,24 @@ def memory_flat(samples: Path, overrides: list[str], seconds: float) -> None:
             print(f"  1080p, every 3rd frame, {seen:>4} frames: {fps} frames/s, peak memory {peak} MB (whole process, in-process prep)")
 
 
+def jitter(clips: Path, workers: int, overrides: list[str], frames: int) -> None:
+    "Crop motion and jitter (aligned px between neighbouring frames) with each frame aligned on its own vs smoothed, per clip."
+    from reenactbook.core import load_options
+    from reenactbook.prep import alignment_jitter, prepare_dataset
+    options = load_options("sample", overrides + [f"prep.max_frames={frames}", "prep.frame_stride=1", "prep.contact_sheet=false"])
+    with tempfile.TemporaryDirectory() as tmp:
+        result = prepare_dataset(clips, Path(tmp) / "ds", options, workers=workers)
+        table = alignment_jitter(result.dataset)
+    sigma = options.prep.smooth_alignment
+    print(f"crop jitter, first {frames} frames of each clip (every frame), aligned px between neighbouring frames; "
+          f"own = every frame aligned on its own (the paper), smoothed = prep.smooth_alignment={sigma:g}:")
+    print(f"  {'clip':<8} {'frames':>6} {'motion own':>10} {'smoothed':>9} {'jitter own':>10} {'smoothed':>9}")
+    for row in table.itertuples():
+        print(f"  {row.clip:<8} {row.frames:>6} {row.motion_own:>10.2f} {row.motion_smoothed:>9.2f} {row.jitter_own:>10.2f} {row.jitter_smoothed:>9.2f}")
+    print(f"  {'mean':<8} {table.frames.sum():>6} {table.motion_own.mean():>10.2f} {table.motion_smoothed.mean():>9.2f} "
+          f"{table.jitter_own.mean():>10.2f} {table.jitter_smoothed.mean():>9.2f}")
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--workers", type=int, default=2)
@@ -217,13 +238,18 @@ def main():
     parser.add_argument("--backends", choices=["offline", "auto"], default="offline")
     parser.add_argument("--profile-frames", type=int, default=40, help="frames per clip for the stage profile (0 = skip)")
     parser.add_argument("--long-seconds", type=float, default=20, help="length of the 1080p memory test (0 = skip)")
+    parser.add_argument("--jitter", type=int, default=0, help="frames per clip for the crop-jitter table (0 = skip)")
+    parser.add_argument("--skip-end-to-end", action="store_true")
     args = parser.parse_args()
     from reenactbook.core import samples_dir
     samples = samples_dir(required=True)
     overrides = OFFLINE if args.backends == "offline" else []
     os.environ.setdefault("REENACTBOOK_NO_PROGRESS", "1")
     print(f"CPU cores available: {len(os.sched_getaffinity(0))}, load average {os.getloadavg()[0]:.1f} (shared machine)")
-    end_to_end(samples / "clips", args.workers, overrides, args.max_frames)
+    if not args.skip_end_to_end:
+        end_to_end(samples / "clips", args.workers, overrides, args.max_frames)
+    if args.jitter:
+        jitter(samples / "clips", args.workers, [], args.jitter)
     if args.profile_frames:
         profile_stages(samples / "clips", overrides, args.profile_frames)
     if args.long_seconds:

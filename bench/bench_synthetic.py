@@ -1,6 +1,6 @@
 """Speed of the synthetic talking-face generator, the tiny dataset's cost and identity separability, and the contact sheet.
 
-Prints frames per second (wall clock and CPU time of this process: the machine may be shared) for drawing alone at
+Prints frames per second of the landmark tracks the LSG trains on (`sample_tracks`: no drawing), then (wall clock and CPU time of this process: the machine may be shared) for drawing alone at
 64/128/256 px and for `synthesize` (drawing plus writing the dataset) at 128 px; the time to make `tiny_dataset()` in a
 fresh cache; the nearest-centroid identity accuracy on it; and writes the contact sheet PNG (path printed).
 
@@ -29,6 +29,11 @@ def main():
     from reenactbook.core import cache_dir
 
     print(f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs (wall-clock figures drop when the machine is shared)")
+    S.sample_tracks(8, 8)   # warm-up
+    for count in (64, 1024):
+        tracks, wall, cpu = timed(lambda: S.sample_tracks(count, 8, seed=1))
+        print(f"landmark tracks (LSG training): {count * 8 / wall:9.0f} frames/s wall, {count * 8 / cpu:9.0f} frames/s CPU "
+              f"({count} windows of 8 frames, {len(set(tracks.people.tolist()))} people of a pool of 4096)")
     S.render_video(S.sample_identity(0, 0), S.sample_motion(0, 0, 0, 4), 64)   # warm-up
     for size in S.SIZES:
         jobs = [(i, v) for i in range(4) for v in range(2)]

@@ -10,11 +10,13 @@ import time
 from pathlib import Path
 
 from .core import ConfigError, DataError, ReenactbookError, get_logger, write_json, write_text, PROFILES
+import reenactbook.finetune  # registers the `finetune` options section (its profile values, overrides)
 
 # %% auto #0
 __all__ = ['GPU_TIERS', 'REENACTOR_TRAININGS', 'SCALE_HEADLINES', 'TABLE_HEADLINES', 'experiments_dir', 'experiment_notebooks',
            'training_images', 'step_gflops_per_image', 'tier_estimate', 'check_tier_device', 'load_size', 'tier_data',
-           'run_experiment', 'identity_network_note', 'reproduce', 'reproduce_cli']
+           'bootstrap_interval', 'interval_text', 'identity_separation', 'run_experiment', 'identity_network_note',
+           'reproduce', 'reproduce_cli']
 
 # %% ../nbs/80_experiments.ipynb #c004
 def experiments_dir() -> Path:
@@ -115,6 +117,42 @@ def tier_data(profile: str, data: str = "", out: str | Path = "results", overrid
     return str(prepared)
 
 # %% ../nbs/80_experiments.ipynb #c012
+def bootstrap_interval(values, resamples: int = 1000, seed: int = 0, level: float = 0.95) -> tuple[float, float]:
+    "Percentile bootstrap interval of the mean of `values` (NaN, NaN when fewer than two finite values)."
+    import numpy as np
+    values = np.asarray(values, np.float64)
+    values = values[np.isfinite(values)]
+    if len(values) < 2:
+        return float("nan"), float("nan")
+    draws = np.random.default_rng(seed).integers(0, len(values), (int(resamples), len(values)))
+    low, high = np.percentile(values[draws].mean(1), [50 * (1 - level), 50 * (1 + level)])
+    return float(low), float(high)
+
+def interval_text(values, resamples: int = 1000, seed: int = 0) -> str:
+    "`[low, high]` of `bootstrap_interval` for a table cell ('n/a' when undefined)."
+    low, high = bootstrap_interval(values, resamples, seed)
+    return "n/a" if low != low else f"[{low:.3g}, {high:.3g}]"
+
+# %% ../nbs/80_experiments.ipynb #c015
+def identity_separation(embeddings, labels) -> dict:
+    "Same- vs other-identity cosine similarity of `embeddings` [N, D] with identity `labels` [N], and the AUC separating them."
+    import numpy as np
+    import torch
+    from scipy.stats import rankdata
+    e = torch.nn.functional.normalize(torch.as_tensor(embeddings).float(), dim=-1)
+    similarity = (e @ e.T).numpy()
+    labels = np.asarray(labels)
+    same = labels[:, None] == labels[None]
+    upper = np.triu(np.ones_like(same), 1)
+    positives, negatives = similarity[same & upper], similarity[~same & upper]
+    if len(positives) == 0 or len(negatives) == 0:
+        raise DataError("identity_separation needs at least two frames of one identity and two identities")
+    ranks = rankdata(np.concatenate([positives, negatives]))
+    auc = (ranks[: len(positives)].sum() - len(positives) * (len(positives) + 1) / 2) / (len(positives) * len(negatives))
+    return {"same identity": float(positives.mean()), "other identities": float(negatives.mean()), "AUC": float(auc),
+            "separates": bool(auc >= 0.9 and positives.mean() - negatives.mean() >= 0.2)}
+
+# %% ../nbs/80_experiments.ipynb #c018
 def run_experiment(notebook: Path, results_dir: Path, parameters: dict, timeout: int | None = None) -> Path:
     "Execute one experiment notebook with papermill; raise a `ReenactbookError` naming the notebook and cell on failure."
     import papermill

@@ -219,6 +219,11 @@ def _floats(terms: dict[str, torch.Tensor | float]) -> dict[str, float]:
 def _detached(terms: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return {name: value.detach().float() for name, value in terms.items()}
 
+def _convolutions(network) -> list[nn.Module]:
+    "The convolution layers of a loss network (none for a plain function)."
+    layers = [layer for module in _network_modules(network) for layer in module.modules()]
+    return [layer for layer in layers if isinstance(layer, (nn.Conv1d, nn.Conv2d, nn.ConvTranspose2d))]
+
 def _network_modules(network) -> list[nn.Module]:
     "The nn.Modules of a loss network: itself, or those a `pretrained` wrapper holds."
     if isinstance(network, nn.Module):
@@ -275,14 +280,17 @@ class ReenactorLoss:
         return self.compiled.get(name) or (network.landmarks_aligned if name == "landmarks" else network)
 
     def set_network_precision(self, dtype: torch.dtype = torch.float32, channels_last: bool = False) -> "ReenactorLoss":
-        "Cast the loss networks' convolution and linear weights to `dtype` (norms and constants stay fp32) and hand them images in `dtype`."
+        "Hand the loss networks images in `dtype`, their convolutions cast to it once (in private copies: `pretrained` shares its instances)."
+        import copy
         self.network_dtype, self.channels_last = dtype, channels_last
-        for network in self.networks.values():
-            for module in _network_modules(network) if network is not None else []:
-                for layer in module.modules():
-                    if isinstance(layer, (nn.Conv1d, nn.Conv2d, nn.ConvTranspose2d, nn.Linear)):
-                        layer.to(dtype=dtype, memory_format=torch.channels_last if channels_last and layer.weight.ndim == 4
-                                 else torch.preserve_format)
+        layout = torch.channels_last if channels_last else torch.contiguous_format
+        for name, network in self.networks.items():
+            if not any(not conv.weight.is_contiguous(memory_format=layout) or conv.weight.dtype != dtype for conv in _convolutions(network)):
+                continue
+            network = self.networks[name] = copy.deepcopy(network)
+            self.compiled.pop(name, None)
+            for conv in _convolutions(network):  # linear heads and norms keep the dtype their network gave them
+                conv.to(dtype=dtype, memory_format=layout if conv.weight.ndim == 4 else torch.preserve_format)
         return self
 
     def network_input(self, images: torch.Tensor) -> torch.Tensor:

@@ -28,13 +28,13 @@ from .core import (file_lock, CheckpointError, ConfigBase, ConfigError, DataErro
                               progress, rng_state, save_checkpoint, seed_everything, set_rng_state, write_json, write_text)
 
 # %% auto #0
-__all__ = ['EYE_POINTS', 'DEGENERATE_EYES', 'LOSS_TERMS', 'WINDOW_STRIDES', 'MAX_STRIP_WIDTH', 'STRIP_SIZE', 'LSGConfig',
-           'check_endpoints', 'interocular', 'eye_direction', 'normalize_shape', 'pose_normalize', 'SequenceFrame',
-           'linear_interpolation', 'interpolation_base', 'head_rotation', 'rotation_trajectory', 'LandmarkSequenceNet',
-           'RealnessDiscriminator', 'IdentityConsistencyDiscriminator', 'LandmarkIdentityClassifier',
-           'HiddenIdentityClassifier', 'generate_sequence', 'cpu_threads', 'LSGTrainer', 'plot_losses', 'lsg_dataset',
-           'lsg_windows', 'training_windows', 'train_lsg', 'LandmarkSequenceGenerator', 'pretrained_lsg', 'max_frames',
-           'sketch_strip', 'train_lsg_cli', 'lsg_cli']
+__all__ = ['EYE_POINTS', 'DEGENERATE_EYES', 'LOSS_TERMS', 'STRENGTHS', 'WINDOW_STRIDES', 'MAX_STRIP_WIDTH', 'STRIP_SIZE',
+           'LSGConfig', 'check_endpoints', 'interocular', 'eye_direction', 'normalize_shape', 'pose_normalize',
+           'SequenceFrame', 'linear_interpolation', 'interpolation_base', 'head_rotation', 'rotation_trajectory',
+           'LandmarkSequenceNet', 'RealnessDiscriminator', 'IdentityConsistencyDiscriminator',
+           'LandmarkIdentityClassifier', 'HiddenIdentityClassifier', 'generate_sequence', 'cpu_threads', 'LSGTrainer',
+           'plot_losses', 'lsg_dataset', 'lsg_windows', 'training_windows', 'train_lsg', 'LandmarkSequenceGenerator',
+           'pretrained_lsg', 'max_frames', 'sketch_strip', 'train_lsg_cli', 'lsg_cli']
 
 # %% ../nbs/10_lsg.ipynb #c005
 @config_section("lsg")
@@ -267,9 +267,7 @@ class LandmarkSequenceNet(nn.Module):
         self.encoder = nn.LSTM(hidden, hidden, layers, batch_first=True, bidirectional=True)
         self.decoder = nn.LSTM(2 * hidden, hidden, layers, batch_first=True, bidirectional=True)
         self.to_shift = nn.Linear(2 * hidden, 2 * num_points)
-        self.skip = nn.Linear(features, 2 * num_points, bias=False)  # a per-frame linear path (denoising needs full rank)
-        for layer in (self.to_shift, self.skip):
-            nn.init.zeros_(layer.weight)
+        nn.init.zeros_(self.to_shift.weight)
         nn.init.zeros_(self.to_shift.bias)
 
     def forward(self, base: torch.Tensor, endpoints: torch.Tensor, rotation: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -280,7 +278,7 @@ class LandmarkSequenceNet(nn.Module):
         features = torch.cat([base.reshape(batch, k, 2 * points), identity, rotation, time], -1)
         states, _ = self.encoder(self.embed(features))
         decoded, _ = self.decoder(states)
-        return (self.to_shift(decoded) + self.skip(features)).reshape(batch, k, points, 2), states
+        return self.to_shift(decoded).reshape(batch, k, points, 2), states
 
 class RealnessDiscriminator(nn.Module):
     "D1: is a single landmark set real or generated? Logits `[B]` from sets `[B,P,2]` (pixels; shape-normalised inside)."
@@ -322,7 +320,7 @@ class HiddenIdentityClassifier(nn.Module):
 
 # %% ../nbs/10_lsg.ipynb #c017
 def generate_sequence(net: LandmarkSequenceNet, start: torch.Tensor, end: torch.Tensor, k: int, base: str = "linear",
-                      refine: bool = False) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+                      refine: bool = False, strength: tuple[float, float] = (1.0, 1.0)) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     "Eq. 1 on endpoint tensors `[B,P,2]`: (sequence `[B,K,P,2]` pixels, shift `[B,K,P,2]` normalised, hidden states `[B,K,2H]`)."
     upsampled = interpolation_base(start, end, k, base)
     frame = SequenceFrame.of(start, end)
@@ -330,10 +328,9 @@ def generate_sequence(net: LandmarkSequenceNet, start: torch.Tensor, end: torch.
     with torch.no_grad():
         rotation = rotation_trajectory(start.float(), end.float(), k).to(start.dtype)
     shift, states = net(frame.inward(upsampled), endpoints, rotation)
-    if not refine:
-        mask = torch.ones(k, device=start.device, dtype=shift.dtype)
-        mask[0] = mask[-1] = 0
-        shift = shift * mask[None, :, None, None]
+    mask = torch.full((k,), float(strength[0]), device=start.device, dtype=shift.dtype)   # m_j of the equation above
+    mask[0] = mask[-1] = float(strength[1]) if refine else 0.0
+    shift = shift * mask[None, :, None, None]
     return upsampled + frame.outward_shift(shift.float()), shift, states
 
 # %% ../nbs/10_lsg.ipynb #c021
@@ -402,6 +399,7 @@ class LSGTrainer:
         self._by_identity, self._counts, self._offsets = order.to(self.device), counts.to(self.device), (torch.cumsum(counts, 0) - counts).to(self.device)
         self.sampler = torch.Generator().manual_seed(int(options.run.seed))
         self.step, self.sums, self.sum_steps = 0, {}, 0
+        self.strength = (1.0, 1.0)                  # validated residual strengths (in-between, endpoints), set by `calibrate`
 
     def _rand(self, *shape) -> torch.Tensor:
         return torch.rand(shape, generator=self.sampler).to(self.device)
@@ -506,7 +504,8 @@ def state(self: LSGTrainer) -> dict:
 @patch
 def meta(self: LSGTrainer) -> dict:
     return {"kind": "lsg", "step": self.step, "options": self.options.to_dict(), "num_points": self.num_points,
-            "k": self.k, "identities": self.identities, "log_sums": self.sums, "log_sum_steps": self.sum_steps}
+            "k": self.k, "identities": self.identities, "log_sums": self.sums, "log_sum_steps": self.sum_steps,
+            "strength": list(self.strength)}
 
 @patch
 def save(self: LSGTrainer, path: str | Path) -> Path:
@@ -527,6 +526,7 @@ def load_state(self: LSGTrainer, path: str | Path) -> LSGTrainer:
     self.sampler.set_state(checkpoint.state["sampler"].cpu())
     set_rng_state(checkpoint.state["rng"])
     self.step, self.sums, self.sum_steps = int(meta["step"]), dict(meta.get("log_sums", {})), int(meta.get("log_sum_steps", 0))
+    self.strength = tuple(float(v) for v in meta.get("strength", (1.0, 1.0)))
     return self
 
 # %% ../nbs/10_lsg.ipynb #c026
@@ -543,7 +543,10 @@ def fit(self: LSGTrainer, out_dir: str | Path, steps: int | None = None, show_pr
         self._loop(steps, checkpoint, log_path, bar, time.time())
     if bar is not None:
         bar.close()
-    if not checkpoint.exists():
+    if self.step >= cfg.steps:
+        self.calibrate()
+        self.save(checkpoint)
+    elif not checkpoint.exists():
         self.save(checkpoint)
     plot_losses(log_path, out_dir / "losses.png")
     return checkpoint
@@ -615,6 +618,34 @@ def plot_losses(log_path: str | Path, png_path: str | Path) -> Path | None:
     return write_bytes(png_path, buffer.getvalue())
 
 # %% ../nbs/10_lsg.ipynb #c028
+STRENGTHS = (0.0, 0.25, 0.5, 0.75, 1.0)
+
+@patch
+@torch.no_grad()
+def calibrate(self: LSGTrainer, windows: int = 512) -> tuple[float, float]:
+    "Choose the residual strengths (in-between, endpoints) from `STRENGTHS` on unseen people; sets and returns `self.strength`."
+    from reenactbook.synthetic import sample_tracks
+    cfg, k, state = self.config, self.k, self.sampler.get_state()
+    if cfg.synthetic_identities and self.num_points == 68:
+        tracks = sample_tracks(windows, k, seed=int(self.options.run.seed) + 777, identities=100_000,
+                               people_seed=int(self.options.run.seed) + 1, max_stride=cfg.max_stride)
+        target = torch.from_numpy(tracks.landmarks).to(self.device)
+    else:
+        target = self.windows[torch.randperm(len(self.windows), generator=self.sampler)[:windows].to(self.device)]
+    start, end = self._augment(target[:, 0], target[:, -1])
+    self.sampler.set_state(state)                                   # validation draws leave the training stream alone
+    base = interpolation_base(start, end, k, cfg.base)
+    full = generate_sequence(self.generator.eval(), start, end, k, cfg.base, refine=True)[0]
+    self.generator.train()
+    scale = SequenceFrame.of(target[:, 0], target[:, -1]).scale
+    error = lambda a, frames: (((base + a * (full - base)) - target)[:, frames] / scale).abs().mean().item()
+    inner, ends = slice(1, k - 1), [0, k - 1]
+    self.strength = (min(STRENGTHS, key=lambda a: error(a, inner)), min(STRENGTHS, key=lambda a: error(a, ends)))
+    get_logger(__name__).info("LSG residual validated on unseen people: strength %.2f in between (L1 %.4f vs base %.4f), "
+                              "%.2f at refined endpoints", self.strength[0], error(self.strength[0], inner), error(0.0, inner), self.strength[1])
+    return self.strength
+
+# %% ../nbs/10_lsg.ipynb #c030
 WINDOW_STRIDES = (1, 2, 3, 5, 8, 12, 18, 25)   # strides of the real training windows (up to lsg.max_stride)
 
 def lsg_dataset(options: Options):
@@ -669,7 +700,7 @@ def train_lsg(options: Options, out_dir: str | Path | None = None, dataset=None,
                               len(x), options.lsg.k, len(identities), options.lsg.synthetic_identities, trainer.device)
     return trainer.fit(out_dir, steps, show_progress)
 
-# %% ../nbs/10_lsg.ipynb #c030
+# %% ../nbs/10_lsg.ipynb #c032
 def _checkpoint_kind_error(path, kind) -> CheckpointError:
     "The error for a checkpoint of another kind, named as such."
     if kind == "reenactor-training":
@@ -680,11 +711,11 @@ def _checkpoint_kind_error(path, kind) -> CheckpointError:
 class LandmarkSequenceGenerator(nn.Module):
     "A trained G_l for inference: `lsg(p_start, p_end, k)` -> landmark sequences `[B,K,P,2]`."
     def __init__(self, num_points: int = 68, hidden: int = 128, layers: int = 1, k: int = 8, identities: list[str] | None = None,
-                 base: str = "linear", refine_endpoints: bool = False):
+                 base: str = "linear", refine_endpoints: bool = False, strength: tuple[float, float] = (1.0, 1.0)):
         super().__init__()
         self.net = LandmarkSequenceNet(num_points, hidden, layers)
         self.k, self.identities, self.step, self.source = int(k), list(identities or []), 0, None
-        self.base, self.refine_endpoints = base, bool(refine_endpoints)
+        self.base, self.refine_endpoints, self.strength = base, bool(refine_endpoints), tuple(float(v) for v in strength)
 
     @classmethod
     def from_checkpoint(cls, path: str | Path, device: str | torch.device = "auto") -> "LandmarkSequenceGenerator":
@@ -696,7 +727,7 @@ class LandmarkSequenceGenerator(nn.Module):
         try:
             config = LSGConfig.from_dict(meta["options"]["lsg"], where=f"{path}:lsg")
             model = cls(int(meta["num_points"]), config.hidden, config.layers, int(meta["k"]), meta.get("identities"),
-                        config.base, config.refine_endpoints)
+                        config.base, config.refine_endpoints, meta.get("strength", (1.0, 1.0)))
             load_module_state(model.net, checkpoint.state["generator"], path)
         except (ConfigError, CheckpointError) as e:
             raise CheckpointError(f"{path}: an LSG checkpoint of an older version (before the identity-preserving G_l, "
@@ -715,7 +746,7 @@ class LandmarkSequenceGenerator(nn.Module):
         k = self.k if k is None else k
         refine = self.refine_endpoints if refine_endpoints is None else bool(refine_endpoints)
         start, end, batched = check_endpoints(p_start, p_end, k, self.net.num_points, names)
-        sequence = generate_sequence(self.net, start.to(self.device), end.to(self.device), int(k), self.base, refine)[0].float()
+        sequence = generate_sequence(self.net, start.to(self.device), end.to(self.device), int(k), self.base, refine, self.strength)[0].float()
         if isinstance(p_start, torch.Tensor):
             sequence = sequence.to(p_start.device)
         return _like_input(sequence, p_start, batched)
@@ -726,9 +757,9 @@ class LandmarkSequenceGenerator(nn.Module):
 
     def __repr__(self):
         return (f"LandmarkSequenceGenerator({self.net.num_points} points, K={self.k}, base {self.base}, "
-                f"refine_endpoints={self.refine_endpoints}, step {self.step}, from {self.source})")
+                f"refine_endpoints={self.refine_endpoints}, residual strength {self.strength}, step {self.step}, from {self.source})")
 
-# %% ../nbs/10_lsg.ipynb #c034
+# %% ../nbs/10_lsg.ipynb #c036
 def _options_key(options: Options) -> str:
     "A short hash of the options a trained LSG depends on."
     relevant = {"lsg": options.lsg.to_dict(), "window_stride": options.views.window_stride, "window_hop": options.views.window_hop,
@@ -754,7 +785,7 @@ def pretrained_lsg(profile: str = "tiny", overrides: list[str] | dict | None = N
                 train_lsg(options, folder, resume=True)
     return LandmarkSequenceGenerator.from_checkpoint(checkpoint, device)
 
-# %% ../nbs/10_lsg.ipynb #c036
+# %% ../nbs/10_lsg.ipynb #c038
 MAX_STRIP_WIDTH = 65_535   # px: the widest image the usual viewers and PNG tools open
 
 def max_frames(size: int = 128, rows: int = 2) -> int:
@@ -787,7 +818,7 @@ def sketch_strip(sequences: list, size: int = 128, margin: float = 0.1, labels: 
         image = np.concatenate([column, image], 1)
     return image
 
-# %% ../nbs/10_lsg.ipynb #c037
+# %% ../nbs/10_lsg.ipynb #c039
 from fastcore.script import Param
 
 def train_lsg_cli(profile: str = "tiny", # options profile: tiny | sample | paper
@@ -813,7 +844,7 @@ def _read_endpoint(path: str) -> np.ndarray:
         points = np.asarray(wflw98_to_68(points), np.float32)
     return points
 
-# %% ../nbs/10_lsg.ipynb #c038
+# %% ../nbs/10_lsg.ipynb #c040
 STRIP_SIZE = 128   # px per sketch in the `lsg` command's strip
 
 def lsg_cli(start: str = None, # .pts file of the first landmark set p_s1 (68 points, or 98 WFLW points: converted)

@@ -293,25 +293,35 @@ CONTROLS = {  # name: (minimum, maximum, step, default)
 }
 CHOICES = {"expression": tuple(EXPRESSION_PRESETS)}
 
-def _load_lsg(lsg, device):
-    from reenactbook.lsg import LandmarkSequenceGenerator, pretrained_lsg
-    if lsg is None or isinstance(lsg, LandmarkSequenceGenerator):
-        return lsg.to(device).eval() if lsg is not None else None
-    if isinstance(lsg, str) and lsg == "auto":
-        return pretrained_lsg("tiny", device=str(device))
-    if isinstance(lsg, (str, Path)):
-        return LandmarkSequenceGenerator.from_checkpoint(lsg, device)
-    raise InputError(f"lsg: expected 'auto', None, a checkpoint path or a LandmarkSequenceGenerator, got {type(lsg).__name__}")
-
-def _load_reenactor(reenactor, device):
-    from reenactbook.reenactor import Reenactor
-    if reenactor is None:
+def _demo_lsg(lsg, device):
+    "The demo's LSG (`models.load_lsg`): 'auto' is the best available one, else the cached tiny one (`lsg.pretrained_lsg`, trained on first use)."
+    from reenactbook.core import ConfigError
+    from reenactbook.models import load_lsg
+    if lsg is None:
         return None
-    if isinstance(reenactor, Reenactor):
-        return reenactor.to(device).eval()
-    if isinstance(reenactor, (str, Path)):
-        return Reenactor.from_checkpoint(reenactor, device, discriminator=False).eval()
-    raise InputError(f"reenactor: expected None, a checkpoint path or a Reenactor, got {type(reenactor).__name__}")
+    if not isinstance(lsg, (str, Path, torch.nn.Module)):
+        raise InputError(f"lsg: expected 'auto', None, a model name, a checkpoint path or a LandmarkSequenceGenerator, got {type(lsg).__name__}")
+    if isinstance(lsg, str) and lsg == "auto":
+        try:
+            return load_lsg(None, device)
+        except ConfigError:  # none trained yet
+            return load_lsg("pretrained", device, profile="tiny")
+    return load_lsg(lsg, device)
+
+def _demo_reenactor(reenactor, device) -> tuple:
+    "The demo's reenactor (`models.load_reenactor`; 'auto': the best available one) and a note when there is none."
+    from reenactbook.core import ConfigError
+    from reenactbook.models import load_reenactor
+    if reenactor is None:
+        return None, ""
+    if not isinstance(reenactor, (str, Path, torch.nn.Module)):
+        raise InputError(f"reenactor: expected 'auto', None, a model name, a checkpoint path or a Reenactor, got {type(reenactor).__name__}")
+    if isinstance(reenactor, str) and reenactor == "auto":
+        try:
+            return load_reenactor(None, device), ""
+        except ConfigError as e:  # none trained yet: the landmark views still work
+            return None, f"{e}"
+    return load_reenactor(reenactor, device), ""
 
 def _uint8(images: torch.Tensor) -> np.ndarray:
     "Float [B, 3, H, W] in [0, 1] -> uint8 [B, H, W, 3]."
@@ -376,13 +386,17 @@ class LandmarkDemo:
     """Interactive landmark manipulation: a source face, attribute / expression / head-pose edits, the LI and LSG
     sequences to the edited landmarks, reenacted faces and identity similarities. `set(...)` and `update()` are
     synchronous; in JupyterLab the object displays as sliders and a live figure."""
-    def __init__(self, source="synthetic:0", lsg="auto", reenactor=None, identity="auto", size: int = 128,
+    def __init__(self, source="synthetic:0", lsg="auto", reenactor="auto", identity="auto", size: int = 128,
                  device: str = "auto", debounce: float = 0.08, settle: float = 0.6, seed: int = 0, threads: int = 1):
         if size not in SIZES:
             raise InputError(f"size: the demo draws at {SIZES} pixels, got {size}")
         self.size, self.seed, self.device, self.threads = int(size), int(seed), get_device(device), int(threads)
-        self.lsg = _load_lsg(lsg, self.device)
-        self.reenactor = _load_reenactor(reenactor, self.device)
+        self.lsg = _demo_lsg(lsg, self.device)
+        self.reenactor, self.model_message = _demo_reenactor(reenactor, self.device)
+        self._generate = None
+        if self.reenactor is not None:
+            from reenactbook.pipeline import inference_generator
+            self._generate = inference_generator(self.reenactor.generator, self.device, batch_size=1 + 2 * CONTROLS["k"][1])
         self._identity_spec, self._embedder, self.identity_message = identity, None, ""
         self._state = {"source": "", **{name: spec[3] for name, spec in CONTROLS.items()}, "expression": "neutral"}
         if self.lsg is not None:
@@ -490,6 +504,7 @@ class LandmarkDemo:
                            "identity": None},
             "pose": {"source": pose[0], "target": pose[1]},
             "timings": {"landmarks_ms": 1000 * (time.perf_counter() - started)},
+            "models": {name: None if model is None else model.card.get("name") for name, model in (("reenactor", self.reenactor), ("lsg", self.lsg))},
         }
 
     def _update_heavy(self) -> None:
@@ -527,7 +542,7 @@ class LandmarkDemo:
         points = np.concatenate(frames) * (r / self.size)
         sketches = render_sketch(points, r).to(self.device)
         source = torch.from_numpy(_resize(self.source.image, r)).permute(2, 0, 1)[None].float().div(255).to(self.device)
-        faces = self.reenactor.generate(source, sketches).float().clamp(0, 1)
+        faces = self._generate(self.reenactor.inputs(source, sketches)).clamp(0, 1)
         images = _resize(_uint8(faces), self.size)
         k = len(out["li"])
         out["reenacted"] = {"target": images[0], "li": images[1:1 + k], "lsg": images[1 + k:] if out["lsg"] is not None else None}
@@ -697,6 +712,10 @@ class LandmarkDemo:
             note += ", reenactment when the sliders settle"
         else:
             note += " (no reenactor loaded)"
+        if self.reenactor is not None:
+            note += f"<br><small>reenactor {self.reenactor.card.get('name')}</small>"
+        if self.model_message:
+            note += f"<br><small>{self.model_message}</small>"
         if self.identity_message:
             note += f"<br><small>{self.identity_message}</small>"
         self.status.value = note

@@ -23,7 +23,7 @@ def _parameters_cell(notebook: Path) -> str:
 def test_every_notebook_takes_the_runner_parameters():
     from reenactbook.experiments import experiment_notebooks
     notebooks = experiment_notebooks(EXPERIMENTS)
-    assert [p.name[:2] for p in notebooks] == ["00", "01", "02", "03", "04", "05", "06"]
+    assert [p.name[:2] for p in notebooks] == ["00", "01", "02", "03", "04", "05", "06", "07", "08"]
     for notebook in notebooks:
         values = {}
         exec(_parameters_cell(notebook), {}, values)  # plain assignments only
@@ -115,3 +115,83 @@ def test_reproduce_runner_reports_merges_only_runs_and_names_the_failing_cell(tm
     (suite / "02_broken.ipynb").write_text((suite / "01_other.ipynb").read_text().replace("Path(results_dir, 'other.md')", "1/0 or Path('x')"))
     with pytest.raises(ReenactbookError, match=r"02_broken.ipynb failed in cell \d+: ZeroDivisionError"):
         reproduce(out=str(out), notebooks_dir=str(suite))
+
+
+def _time_split_models(folder: Path) -> Path:
+    "A one-step tiny reenactor trained with the tiny profile's time split (views.time_holdout=0.2), as 00 trains them."
+    from reenactbook.core import load_options
+    from reenactbook.train import train_reenactor, training_dataset
+    from reenactbook.views import apply_time_split
+    options = load_options("tiny", {"reenactor.ngf": 4, "reenactor.ndf": 4, "reenactor.n_blocks": 1, "train.batch_size": 2,
+                                    "train.max_steps": 1, "train.tensorboard": False, "train.eval_pairs": 1, "train.sample_pairs": 1,
+                                    "train.cpu_threads": 1, "losses.terms": ["adversarial"], "views.pairs_per_identity": 1,
+                                    "views.sketch_layout": "68", "run.device": "cpu"})
+    dataset = apply_time_split(training_dataset(options), options.views)
+    result = train_reenactor(options, folder / "reenactor", overwrite=True, dataset=dataset, evaluate=False, show_progress=False)
+    manifest = folder / "models.json"
+    manifest.write_text(json.dumps({"reenactors": {"full": {"checkpoint": result["reenactor"]},
+                                                   "vanilla": {"checkpoint": result["reenactor"]}}}))
+    return manifest
+
+
+def test_self_reenactment_and_finetune_notebooks_write_their_tables(tmp_path):
+    "07 (unseen time, with bootstrap intervals and reference rows) and 08 (few-shot fine-tuning) on a one-step model."
+    import papermill
+    manifest = _time_split_models(tmp_path)
+    run = lambda name, **knobs: papermill.execute_notebook(
+        str(EXPERIMENTS / f"{name}.ipynb"), str(tmp_path / f"{name}.ipynb"), kernel_name="python3", cwd=str(EXPERIMENTS), progress_bar=False,
+        parameters=dict(profile="tiny", results_dir=str(tmp_path / name), device="cpu", seed=0, models_manifest=str(manifest), **knobs))
+    run("07_self_reenactment", frames_per_clip=2, max_pairs=12, bootstrap=100, fid=False)
+    table = pd.read_csv(tmp_path / "07_self_reenactment" / "self_reenactment.csv").set_index("method")
+    assert list(table.index) == ["full", "vanilla", "identity copy", "real target"]
+    assert table.loc["real target", "SSIM ↑"] == pytest.approx(1.0) and table.loc["real target", "L1 ↓"] == 0
+    assert table.loc["full", "L1 ↓"] > 0 and table.loc["full", "SSIM 95% CI"].startswith("[")
+    note = (tmp_path / "07_self_reenactment" / "self_reenactment.md").read_text()
+    assert "never seen in training" in note and "Identity network (CSIM, AED): **" in note
+    differences = pd.read_csv(tmp_path / "07_self_reenactment" / "self_reenactment_ablation_differences.csv")
+    same = differences[differences["comparison"] == "full - vanilla"].iloc[0]     # one model under two names: no difference
+    assert same["difference"] == pytest.approx(0.0, abs=1e-6) and not same["beyond noise"]
+    run("08_finetune", steps=1, n_eval=2, max_identities=1)
+    tuned = pd.read_csv(tmp_path / "08_finetune" / "finetune_identity.csv")
+    assert len(tuned) == 1 and tuned["steps"].iloc[0] == 1
+    assert -1 <= tuned["identity similarity after ↑"].iloc[0] <= 1
+    assert (tmp_path / "models" / f"{tuned['model'].iloc[0]}.card.json").exists()
+
+
+def test_a_model_without_a_time_split_is_refused_by_the_self_reenactment_notebook(tmp_path):
+    import papermill
+    from reenactbook.core import load_options
+    from reenactbook.reenactor import Reenactor
+    options = load_options("tiny", {"views.time_holdout": 0.0, "reenactor.ngf": 4, "reenactor.ndf": 4, "reenactor.n_blocks": 1})
+    checkpoint = Reenactor(options.reenactor).save(tmp_path / "m.safetensors", {"options": options.to_dict()})
+    (tmp_path / "models.json").write_text(json.dumps({"reenactors": {"full": {"checkpoint": str(checkpoint)}}}))
+    with pytest.raises(papermill.PapermillExecutionError, match="no unseen time"):
+        papermill.execute_notebook(str(EXPERIMENTS / "07_self_reenactment.ipynb"), str(tmp_path / "x.ipynb"), kernel_name="python3",
+                                   cwd=str(EXPERIMENTS), progress_bar=False,
+                                   parameters=dict(results_dir=str(tmp_path / "07"), device="cpu", models_manifest=str(tmp_path / "models.json")))
+
+
+def test_report_headlines_and_readme_section_come_from_the_report(tmp_path):
+    import subprocess, sys
+    from reenactbook.experiments import reproduce
+    suite = tmp_path / "suite"
+    suite.mkdir()
+    import nbformat
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell("profile='tiny'; results_dir='.'; data_root=''; device='cpu'; seed=0", metadata={"tags": ["parameters"]}),
+                nbformat.v4.new_code_cell("from pathlib import Path; Path(results_dir, 'table2_one_shot.md').write_text('| method | SSIM |\\n|---|---|\\n| Ours | 0.123 |')")]
+    nbformat.write(nb, suite / "00_setup.ipynb")
+    report = reproduce(out=str(tmp_path / "results"), notebooks_dir=str(suite)).read_text()
+    assert "**Scale: a smoke test.**" in report and "*What this can show:* Smoke scale" in report
+    readme = tmp_path / "README.md"
+    readme.write_text("# x\n\n<!-- results:start -->\nold numbers 0.999\n<!-- results:end -->\n\nrest\n")
+    done = subprocess.run([sys.executable, str(REPO / "tools" / "readme_results.py"), "--results", str(tmp_path / "results"),
+                           "--write", str(readme)], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    text = readme.read_text()
+    assert "| Ours | 0.123 |" in text and "0.999" not in text and text.startswith("# x") and text.endswith("rest\n")
+    assert "Scale: a smoke test" in text
+    readme.write_text("no markers\n")
+    refused = subprocess.run([sys.executable, str(REPO / "tools" / "readme_results.py"), "--results", str(tmp_path / "results"),
+                              "--write", str(readme)], capture_output=True, text=True)
+    assert refused.returncode == 1 and "markers" in refused.stderr and readme.read_text() == "no markers\n"

@@ -77,14 +77,14 @@ def test_finetune_adapts_g_and_saves_a_reenactor_with_a_card(dataset, base, tmp_
 
 def test_identity_similarity_scores_generated_faces_against_the_source(base):
     model, _, _ = load_for_finetuning(base, "cpu")
-    embed = lambda images, points=None: images.flatten(1)   # a stand-in identity network
+    embed = lambda images, points=None: images.flatten(1)   # a stand-in identity network: the pixels
     source = torch.rand(1, 3, 32, 32)
     value = identity_similarity(model, source, torch.rand(3, 3, 32, 32), embed)
     assert -1 <= value <= 1
-    copy = lambda m: None
-    class Echo(torch.nn.Module):  # G that returns its source: similarity 1
-        def forward(self, x): return x[:, :3]
-    assert identity_similarity(Echo(), source, torch.rand(2, 3, 32, 32), embed) == pytest.approx(1.0, abs=1e-5) if False else True
+    model.generator.forward = lambda x: x[:, :3]                # a G that copies its source scores 1
+    assert identity_similarity(model, source, torch.rand(2, 3, 32, 32), embed) == pytest.approx(1.0, abs=1e-5)
+    model.generator.forward = lambda x: 1 - x[:, :3]            # ... and its negative image less
+    assert identity_similarity(model, source, torch.rand(2, 3, 32, 32), embed) < 0.9
 
 
 def test_bad_inputs_are_named(base, dataset, tmp_path):
@@ -111,7 +111,7 @@ def test_finetune_cli_on_a_real_photo(samples_root, base, tmp_path, monkeypatch)
     assert photos, f"no photos under {samples_root / 'landmarked'}"
     monkeypatch.chdir(tmp_path)
     path = finetune_cli(str(base), [str(photos[0])], steps=2, device="cpu")
-    assert path == Path("models") / f"base-ft-{photos[0].stem}.safetensors".replace(" ", "-") or path.exists()
+    assert path.parent == Path("models") and path.name.startswith("base-ft-")
     assert path.exists() and path.with_suffix(".card.json").exists()
     card = json.loads(path.with_suffix(".card.json").read_text())
     assert card["steps"] == 2 and card["data"]["photos"] == 1

@@ -565,8 +565,11 @@ def test_full_loss_step_of_the_paper_architecture_under_bf16_autocast(real_faces
     reference = full_step(losses, model, batch, model.generator(x))
     model.zero_grad(set_to_none=True)
     losses.set_network_precision(torch.bfloat16)
-    weights = [p for p in losses.networks["perceptual"].net.parameters() if p.ndim > 1]
+    weights = [m.weight for m in losses.networks["perceptual"].net.modules() if isinstance(m, nn.Conv2d)]
     assert weights and all(p.dtype == torch.bfloat16 for p in weights)  # cast once, not by autocast at every call
+    from reenactbook.pretrained import get_perceptual_features
+    shared = get_perceptual_features("auto", "cpu")  # the instance every other user of `pretrained` gets: untouched
+    assert losses.networks["perceptual"] is not shared and all(p.dtype == torch.float32 for p in shared.net.parameters())
     with torch.autocast("cpu", dtype=torch.bfloat16):
         generated = model.generator(x)
         assert generated.dtype == torch.bfloat16  # what the loss networks receive on a GPU

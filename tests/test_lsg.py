@@ -40,12 +40,12 @@ def test_generator_shapes_and_residual_structure():
     with torch.no_grad():
         for p in net.parameters():  # any weights, but zero output layers: G_l's shift is zero
             p.normal_(0, 0.3)
-        net.to_shift.weight.zero_(); net.to_shift.bias.zero_(); net.skip.weight.zero_()
+        net.to_shift.weight.zero_(); net.to_shift.bias.zero_()
         sequence, shift, states = generate_sequence(net, start, end, 8)
     assert sequence.shape == shift.shape == (3, 8, 68, 2) and states.shape == (3, 8, 48)
     assert torch.equal(sequence, torch.from_numpy(linear_interpolation(start.numpy(), end.numpy(), 8)))
     with torch.no_grad():
-        net.to_shift.bias.normal_(0, 0.1); net.skip.weight.normal_(0, 0.1)
+        net.to_shift.bias.normal_(0, 0.1); net.to_shift.weight.normal_(0, 0.1)
         moved = generate_sequence(net, start, end, 8)[0]
         refined = generate_sequence(net, start, end, 8, refine=True)[0]
     assert torch.equal(moved[:, 0], start) and torch.equal(moved[:, -1], end)  # pinned by construction, whatever the weights
@@ -150,6 +150,7 @@ def test_inference_batched_and_single(trained, dataset):
     assert isinstance(single, np.ndarray) and single.shape == (8, 68, 2)
     np.testing.assert_allclose(single, batch[3].numpy(), rtol=1e-4, atol=1e-3)
     assert torch.equal(batch[:, 0], x[:10, 0]) and torch.equal(batch[:, -1], x[:10, -1])
+    model.strength = (model.strength[0], 1.0)   # refine at full strength (training may have validated less)
     refined = model.lsg(x[:10, 0], x[:10, -1], refine_endpoints=True)
     assert torch.equal(refined[:, 1:-1], batch[:, 1:-1]) and not torch.equal(refined[:, 0], x[:10, 0])
     assert model.lsg(x[:2, 0], x[:2, -1], k=5).shape == (2, 5, 68, 2)
@@ -255,3 +256,20 @@ def test_evaluate_sequences_table(trained, dataset):
     li = table[(table["method"] == "LI") & (table["condition"] == "clean")].iloc[0]
     assert li["nme_endpoints"] == 0.0  # LI keeps clean endpoints exactly
     assert table[table["condition"] == "real"].iloc[0]["nme_inbetween"] == 0.0
+
+
+def test_calibration_falls_back_to_the_base(dataset, tmp_path):
+    "A G_l that makes sequences worse than its base gets strength 0 on unseen people: the LSG is then exactly its base."
+    options = load_options("tiny", {**SMALL, "lsg.steps": 2})
+    trainer = LSGTrainer(options, *lsg_windows(dataset, options).tensors(), ["a"] * 4)
+    with torch.no_grad():
+        trainer.generator.to_shift.bias.fill_(0.5)      # half an eye distance off everywhere
+    assert trainer.calibrate(64) == (0.0, 0.0)
+    checkpoint = trainer.save(tmp_path / "lsg.safetensors")
+    model = LandmarkSequenceGenerator.from_checkpoint(checkpoint, "cpu")
+    x = lsg_windows(dataset, options).tensors()[0]
+    assert model.strength == (0.0, 0.0)
+    assert torch.equal(model.lsg(x[:4, 0], x[:4, -1], refine_endpoints=True), torch.from_numpy(linear_interpolation(x[:4, 0].numpy(), x[:4, -1].numpy(), 8)))
+    with torch.no_grad():
+        trainer.generator.to_shift.bias.zero_()
+    assert trainer.calibrate(64)[0] == 0.0              # no shift: every strength is as good; the smallest is kept

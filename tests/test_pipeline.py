@@ -10,8 +10,9 @@ import torch
 from reenactbook.core import CheckpointMismatchError, ConfigError, InputError, load_options, save_checkpoint
 from reenactbook.landmarks import read_pts, render_sketch, template_points, write_pts
 from reenactbook.lsg import LandmarkSequenceGenerator, linear_interpolation
-from reenactbook.pipeline import (MotionTransfer, ReenactmentSession, fill_gaps, load_reenactor, make_bridge, make_tracker,
-                                  prepare_source, reenact, reenact_video)
+from reenactbook.models import load_reenactor
+from reenactbook.pipeline import (Compositor, FrameProgress, MotionTransfer, ReenactmentSession, fill_gaps, make_bridge, make_tracker,
+                                  prepare_source, reenact, reenact_video, seam_contrast)
 from reenactbook.reenactor import Reenactor, ReenactorConfig
 
 FRAMES = 16
@@ -89,7 +90,7 @@ def random_lsg():
 # ---------------------------------------------------------------- real photo, real clip
 
 def test_video_driver_gives_one_frame_per_driving_frame(photo, clips, checkpoint, detectors, tmp_path):
-    result = reenact_video(photo[0], clips["clip"], tmp_path / "out.mp4", checkpoint, show_progress=False, **detectors)
+    result = reenact_video(photo[0], clips["clip"], tmp_path / "out.mp4", checkpoint, paste_back=False, show_progress=False, **detectors)
     frames, rate = decode(result.path)
     assert len(frames) == FRAMES and frames[0].shape == (SIZE, SIZE, 3)
     assert rate == clips["rate"] and result.fps == float(clips["rate"])
@@ -230,13 +231,20 @@ def test_unreadable_driving_video_is_refused(photo, checkpoint, tmp_path):
 
 def test_checkpoint_of_another_architecture_is_refused(photo, checkpoint, tiny_reenactor, tmp_path):
     lsg_like = save_checkpoint(tmp_path / "lsg.safetensors", {"generator": {"w": torch.zeros(3)}}, {"kind": "lsg"})
-    with pytest.raises(CheckpointMismatchError, match="not a reenactor checkpoint"):
+    with pytest.raises(CheckpointMismatchError, match="is an LSG checkpoint, not a reenactor"):
         load_reenactor(lsg_like)
+    with pytest.raises(CheckpointMismatchError, match="is an LSG checkpoint, not a reenactor"):
+        reenact(photo[0], np.zeros((2, 68, 2)), tmp_path / "x.mp4", lsg_like, source_landmarks=photo[1])
     wider = save_checkpoint(tmp_path / "wider.safetensors", tiny_reenactor.state(),
                             {"reenactor": {**tiny_reenactor.config.to_dict(), "ngf": 16}})  # config says 16, weights are 8 wide
     with pytest.raises(CheckpointMismatchError, match="architecture mismatch"):
         reenact(photo[0], np.zeros((2, 68, 2)), tmp_path / "x.mp4", wider, source_landmarks=photo[1])
-    with pytest.raises(ConfigError, match="no reenactor checkpoint"):
+
+
+def test_without_any_trained_model_the_error_says_how_to_get_one(photo, tmp_path, cache, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("REENACTBOOK_MODELS", raising=False)
+    with pytest.raises(ConfigError, match="no trained reenactor found.*make reproduce"):
         reenact(photo[0], np.zeros((2, 68, 2)), tmp_path / "x.mp4", None, source_landmarks=photo[1])
 
 
@@ -259,3 +267,89 @@ def test_cli(photo, checkpoint, tmp_path):
     assert main([*args, "--out", str(tmp_path / "cli.mp4"), "--mode", "absolute", "--smoothing", "1"]) == 0
     assert len(decode(tmp_path / "cli.mp4")[0]) == 3
     assert main([*args, "--out", str(tmp_path / "bad.mp4"), "--mode", "sideways"]) == 2   # one clear line, no traceback
+
+
+# ---------------------------------------------------------------- the default model, full resolution, progress (issue 15)
+
+def _save(model, path, profile, step=10):
+    "A reenactor checkpoint as the training loop exports it: the run options (with their profile) in the meta."
+    return model.save(path, {"step": step, "options": load_options(profile).to_dict()})
+
+
+def test_default_model_is_the_best_available_and_named(photo, tmp_path, cache, monkeypatch):
+    models = tmp_path / "models"
+    torch.manual_seed(0)
+    _save(Reenactor(ReenactorConfig(image_size=32, ngf=4, n_blocks=1), discriminator=False), models / "small.safetensors", "tiny")
+    _save(Reenactor(ReenactorConfig(image_size=SIZE, ngf=4, n_blocks=1), discriminator=False), models / "best.safetensors", "sample")
+    monkeypatch.setenv("REENACTBOOK_MODELS", str(models))
+    monkeypatch.chdir(tmp_path)
+    result = reenact_video(photo[0], np.repeat(read_pts(photo[1])[None], 2, 0), tmp_path / "out.mp4", source_landmarks=photo[1],
+                           show_progress=False)
+    assert result.model.startswith("best") and "best" in result.summary()
+    frames, _ = decode(result.path)
+    assert frames[0].shape == (1024, 817, 3)                             # the photo's resolution by default
+
+
+def _tinted_paste(photo):
+    "The photo's own aligned face, tinted as a small model's output may be, pasted back by the compositor and by a plain square paste."
+    from reenactbook.landmarks import paste_back
+    from reenactbook.prep import read_image
+    source = prepare_source(read_image(photo[0]), SIZE, "68", landmarks=read_pts(photo[1]))
+    tinted = np.clip(source.aligned.image.astype(np.float32) * [0.8, 0.95, 1.2] + 20, 0, 255).astype(np.uint8)
+    compositor = Compositor(source)
+    pasted = compositor(tinted[None], source.aligned.landmarks[None])[0]
+    square = paste_back(tinted, source.aligned.matrix, source.image)
+    square_alpha = paste_back(np.full_like(tinted, 255), source.aligned.matrix, np.zeros_like(source.image))[..., 0] / 255
+    return source, compositor, pasted, square, square_alpha
+
+
+def test_paste_back_shows_no_square_and_matches_colours(photo):
+    source, compositor, pasted, square, square_alpha = _tinted_paste(photo)
+    x0, y0, x1, y1 = compositor.box
+    scale = compositor.face_size / SIZE
+    before = seam_contrast(square, source.image, square_alpha, scale)
+    after = seam_contrast(pasted[y0:y1, x0:x1], source.image[y0:y1, x0:x1], compositor.last_alpha, scale)
+    assert after < 0.6 * before, (before, after)
+    inside = compositor.last_alpha > 0.9                                   # the face itself: colours back near the photo's
+    photo_face, square_face = source.image[y0:y1, x0:x1][inside].mean(0), square[y0:y1, x0:x1][inside].mean(0)
+    assert np.abs(pasted[y0:y1, x0:x1][inside].mean(0) - photo_face).max() < 0.3 * np.abs(square_face - photo_face).max()
+    outside = np.ones(source.image.shape[:2], bool)
+    outside[y0:y1, x0:x1] = False
+    assert np.array_equal(pasted[outside], source.image[outside])         # the rest of the frame is the photo
+
+
+def test_face_size_upsamples_the_face_region(photo, checkpoint, tmp_path):
+    source, compositor, *_ = _tinted_paste(photo)
+    assert compositor.face_size > 2 * SIZE                                 # by default: the face's size in the photo
+    assert Compositor(source, face_size=512).face_size == 512
+    out = reenact(photo[0], np.repeat(read_pts(photo[1])[None], 2, 0), tmp_path / "crop.mp4", checkpoint, paste_back=False,
+                  source_landmarks=photo[1], overrides=["pipeline.face_size=128"], show_progress=False)
+    assert decode(out)[0][0].shape == (128, 128, 3)
+
+
+def test_a_small_model_is_named_as_such(photo, checkpoint, tmp_path):
+    result = reenact_video(photo[0], np.repeat(read_pts(photo[1])[None], 2, 0), tmp_path / "x.mp4", checkpoint,
+                           source_landmarks=photo[1], show_progress=False)
+    assert f"{SIZE} px model" in result.summary()
+
+
+class NotATerminal:
+    def isatty(self): return False
+
+
+def test_progress_is_logged_with_frames_per_second_when_not_on_a_terminal():
+    import logging
+    lines = []
+    handler = logging.Handler()
+    handler.emit = lambda record: lines.append(record.getMessage())
+    logger = logging.getLogger("reenactbook")
+    logger.addHandler(handler)
+    try:
+        bar = FrameProgress(40, "reenact", every=0.0, stream=NotATerminal())
+        for _ in range(4):
+            bar.update(10)
+        bar.close()
+    finally:
+        logger.removeHandler(handler)
+    assert bar.bar is None and len(lines) == 5
+    assert "10/40 frames (25%)" in lines[0] and "frames/s" in lines[0] and lines[-1].startswith("reenact: done, 40/40")

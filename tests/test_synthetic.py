@@ -175,3 +175,35 @@ def test_cli(tmp_path, capsys):
     assert "synth.size=100" in capsys.readouterr().err
     help_text = subprocess.run([str(Path(sys.executable).parent / "reenactbook"), "synth", "--help"], capture_output=True, text=True)
     assert help_text.returncode == 0 and "--identities" in help_text.stdout and "--out" in help_text.stdout
+
+
+def test_landmark_tracks_for_the_lsg():
+    "sample_tracks: many people beyond the 16 named modes, deterministic, people stable across calls, far strides and turns."
+    from reenactbook.synthetic import DETAIL_MODES, detail_basis, sample_tracks, track_identities
+    tracks = sample_tracks(512, 8, seed=3, identities=4096)
+    assert tracks.landmarks.shape == (512, 8, 68, 2) and tracks.landmarks.dtype == np.float32
+    assert np.isfinite(tracks.landmarks).all() and tracks.coefficients.shape == (512, len(IDENTITY_MODES) + DETAIL_MODES)
+    assert len(set(tracks.people.tolist())) > 400                       # hundreds of people in one batch
+    assert tracks.stride.min() >= 1 and tracks.stride.max() == 25       # up to one second at 25 fps
+    assert np.abs(tracks.pose[:, -1, 0] - tracks.pose[:, 0, 0]).max() > 40
+    again = sample_tracks(512, 8, seed=3, identities=4096)
+    assert np.array_equal(again.landmarks, tracks.landmarks)
+    other = sample_tracks(4, 8, seed=4, people=tracks.people[:4])
+    np.testing.assert_allclose(other.coefficients, tracks.coefficients[:4])
+    np.testing.assert_allclose(track_identities(tracks.people[:4]), tracks.coefficients[:4], rtol=1e-6)
+    # the fine modes make faces the named modes cannot: their part outside the span of the 16 named modes is not small
+    model = face_model()
+    named = model.identity_basis.reshape(len(IDENTITY_MODES), -1).T
+    fine = detail_basis(model.mean).reshape(DETAIL_MODES, -1).T
+    outside = fine - named @ np.linalg.lstsq(named, fine, rcond=None)[0]
+    assert np.linalg.norm(outside) > 0.8 * np.linalg.norm(fine)
+    assert not np.allclose(detail_basis(model.mean, seed=1), detail_basis(model.mean, seed=0))
+    with pytest.raises(InputError, match="count >= 1"):
+        sample_tracks(0)
+
+
+def test_rendered_dataset_keeps_its_16_identity_modes():
+    "The track model's extra modes do not change the rendered dataset's identity parameters (tiny_dataset stays as it was)."
+    assert face_model().identity_basis.shape == (16, 68, 3)
+    with pytest.raises(InputError, match="16 values"):
+        face_model().shape(np.zeros(40))
