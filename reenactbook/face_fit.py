@@ -120,6 +120,19 @@ def _cross_matrix(v: torch.Tensor) -> torch.Tensor:
     return torch.stack([torch.stack([zero, -v[..., 2], v[..., 1]], -1), torch.stack([v[..., 2], zero, -v[..., 0]], -1),
                         torch.stack([-v[..., 1], v[..., 0], zero], -1)], -2)
 
+def _log_rotation(rotation: torch.Tensor) -> torch.Tensor:
+    "Axis-angle vectors `[..., 3]` of rotations `[..., 3, 3]` (angles below pi)."
+    cos = ((rotation.diagonal(dim1=-2, dim2=-1).sum(-1) - 1) / 2).clamp(-1 + 1e-6, 1)
+    angle = torch.arccos(cos)
+    skew = torch.stack([rotation[..., 2, 1] - rotation[..., 1, 2], rotation[..., 0, 2] - rotation[..., 2, 0],
+                        rotation[..., 1, 0] - rotation[..., 0, 1]], -1)
+    factor = torch.where(angle > 1e-4, angle / (2 * torch.sin(angle).clamp_min(1e-8)), 0.5 + angle ** 2 / 12)
+    return skew * factor[..., None]
+
+def _exp_rotation(vector: torch.Tensor) -> torch.Tensor:
+    "Rotations `[..., 3, 3]` of axis-angle vectors `[..., 3]` (Rodrigues)."
+    return torch.linalg.matrix_exp(_cross_matrix(vector))
+
 def _gauss_newton_step(points, identity, expression, rotation, scale, translation, identity_prior, expression_prior):
     """One Gauss-Newton step on all parameters at once (rotation increment, log scale, translation, identity shared by the
     F frames, expressions) for groups `points [G,F,68,2]`; residuals in model units. Returns the updated parameters."""
@@ -257,22 +270,6 @@ def random_faces(count: int,                    # faces
     return points, {"identity": identity, "expression": expression, "pose": pose}
 
 # %% ../nbs/11_face_fit.ipynb #c020
-def _log_rotation(rotation: torch.Tensor) -> torch.Tensor:
-    "Axis-angle vectors `[..., 3]` of rotations `[..., 3, 3]` (angles below pi)."
-    cos = ((rotation.diagonal(dim1=-2, dim2=-1).sum(-1) - 1) / 2).clamp(-1 + 1e-6, 1)
-    angle = torch.arccos(cos)
-    skew = torch.stack([rotation[..., 2, 1] - rotation[..., 1, 2], rotation[..., 0, 2] - rotation[..., 2, 0],
-                        rotation[..., 1, 0] - rotation[..., 0, 1]], -1)
-    factor = torch.where(angle > 1e-4, angle / (2 * torch.sin(angle).clamp_min(1e-8)), 0.5 + angle ** 2 / 12)
-    return skew * factor[..., None]
-
-def _exp_rotation(vector: torch.Tensor) -> torch.Tensor:
-    "Rotations `[..., 3, 3]` of axis-angle vectors `[..., 3]` (Rodrigues)."
-    return torch.linalg.matrix_exp(torch.stack([
-        torch.stack([torch.zeros_like(vector[..., 0]), -vector[..., 2], vector[..., 1]], -1),
-        torch.stack([vector[..., 2], torch.zeros_like(vector[..., 0]), -vector[..., 0]], -1),
-        torch.stack([-vector[..., 1], vector[..., 0], torch.zeros_like(vector[..., 0])], -1)], -2))
-
 def slerp_rotation(start: torch.Tensor, end: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
     "Rotations `[B,K,3,3]` on the shortest arc from `start` to `end` `[B,3,3]` at `weights` `[K]` in [0, 1]."
     step = _log_rotation(start.transpose(-1, -2) @ end)                                   # [B,3]
@@ -289,8 +286,10 @@ def interpolate_3d(p_start,                     # first landmark set [P, 2] or [
                    *,
                    identity_prior: float = 1e-4,   # as in `fit_faces`
                    expression_prior: float = 1e-3,
+                   keep_residual: bool = True,     # carry the endpoints' fitting residuals across (endpoints reproduced exactly); False: the model alone
                   ):
-    "The 3D-aware baseline: `k` frames `[K,P,2]` (or `[B,K,P,2]`) from `p_start` to `p_end` by the face model; numpy or torch in, the same out."
+    """The 3D-aware baseline: `k` frames `[K,P,2]` (or `[B,K,P,2]`) from `p_start` to `p_end` by the face model; numpy or torch in, the same out.
+    With `keep_residual=False` every frame, endpoints included, is the model's projection: noise and edits the model cannot express are dropped."""
     start, end, batched = check_endpoints(p_start, p_end, k)
     layout_for(start)
     fit = fit_faces(torch.stack([start, end], 1), share_identity=True, identity_prior=identity_prior, expression_prior=expression_prior)
@@ -299,6 +298,8 @@ def interpolate_3d(p_start,                     # first landmark set [P, 2] or [
     mix = lambda t: (1 - w.view(1, -1, *[1] * (t.ndim - 2))) * t[:, :1] + w.view(1, -1, *[1] * (t.ndim - 2)) * t[:, 1:]
     scale = torch.exp(mix(fit.scale.log()))
     shapes = model_shapes(fit.identity[:, :1].expand(-1, int(k), -1), mix(fit.expression))
-    frames = model_points(project(shapes, rotation, scale, mix(fit.translation)), start.shape[-2]) + mix(fit.residual)
-    frames[:, 0], frames[:, -1] = start, end
+    frames = model_points(project(shapes, rotation, scale, mix(fit.translation)), start.shape[-2])
+    if keep_residual:
+        frames = frames + mix(fit.residual)
+        frames[:, 0], frames[:, -1] = start, end
     return _like(frames, p_start, batched)

@@ -30,8 +30,8 @@ from .core import (file_lock, CheckpointError, ConfigBase, ConfigError, DataErro
 # %% auto #0
 __all__ = ['EYE_POINTS', 'DEGENERATE_EYES', 'LOSS_TERMS', 'STRENGTHS', 'WINDOW_STRIDES', 'MAX_STRIP_WIDTH', 'STRIP_SIZE',
            'LSGConfig', 'check_endpoints', 'interocular', 'eye_direction', 'normalize_shape', 'pose_normalize',
-           'SequenceFrame', 'linear_interpolation', 'interpolation_base', 'head_rotation', 'rotation_trajectory',
-           'LandmarkSequenceNet', 'RealnessDiscriminator', 'IdentityConsistencyDiscriminator',
+           'SequenceFrame', 'linear_interpolation', 'interpolation_base', 'denoise_endpoints', 'head_rotation',
+           'rotation_trajectory', 'LandmarkSequenceNet', 'RealnessDiscriminator', 'IdentityConsistencyDiscriminator',
            'LandmarkIdentityClassifier', 'HiddenIdentityClassifier', 'generate_sequence', 'cpu_threads', 'LSGTrainer',
            'plot_losses', 'lsg_dataset', 'lsg_windows', 'training_windows', 'train_lsg', 'LandmarkSequenceGenerator',
            'pretrained_lsg', 'max_frames', 'sketch_strip', 'train_lsg_cli', 'lsg_cli']
@@ -42,7 +42,7 @@ __all__ = ['EYE_POINTS', 'DEGENERATE_EYES', 'LOSS_TERMS', 'STRENGTHS', 'WINDOW_S
 class LSGConfig(ConfigBase):
     "The landmark sequence generator: architecture, loss weights (eq. 2), training data, augmentation and schedule."
     k: int = 8                              # frames per sequence K (2 endpoints + 6 generated, Figure 4)
-    base: str = "linear"                    # f_up of eq. 1: "linear" (LI) or "3d" (face_fit.interpolate_3d)
+    base: str = "3d"                        # f_up of eq. 1: "3d" (face_fit.interpolate_3d) or "linear" (LI); see the measurements below
     refine_endpoints: bool = False          # default inference mode: False keeps the given endpoints exactly; True refines them (Figure 7)
     hidden: int = 128                       # LSTM hidden size per direction
     layers: int = 1                         # Bi-LSTM layers of the encoder and of the decoder
@@ -208,10 +208,17 @@ def interpolation_base(start: torch.Tensor, end: torch.Tensor, k: int, base: str
         from reenactbook.face_fit import interpolate_3d
     except ImportError:
         raise ConfigError("lsg.base='3d' needs reenactbook.face_fit.interpolate_3d, which this installation lacks; use lsg.base=linear") from None
-    frames = torch.as_tensor(np.asarray(interpolate_3d(start.detach().cpu().numpy(), end.detach().cpu().numpy(), k), np.float32))
-    frames = frames.to(start.device)
+    frames = interpolate_3d(start.detach().float(), end.detach().float(), k).to(start)
     frames[:, 0], frames[:, -1] = start, end
     return frames
+
+def denoise_endpoints(start: torch.Tensor, end: torch.Tensor, keep: float) -> tuple[torch.Tensor, torch.Tensor]:
+    "Refinement's geometric first step: both endpoints `[B,P,2]` as the face model fitted to them with one identity, plus `keep` x what the model leaves unexplained."
+    from reenactbook.face_fit import fit_faces, model_points
+    fit = fit_faces(torch.stack([start, end], 1).detach().float(), share_identity=True)
+    projection = model_points(fit.projection(), start.shape[-2]).to(start)
+    denoised = projection + keep * (torch.stack([start, end], 1) - projection)
+    return denoised[:, 0], denoised[:, 1]
 
 # %% ../nbs/10_lsg.ipynb #c011
 @functools.lru_cache(maxsize=2)
@@ -320,8 +327,10 @@ class HiddenIdentityClassifier(nn.Module):
 
 # %% ../nbs/10_lsg.ipynb #c017
 def generate_sequence(net: LandmarkSequenceNet, start: torch.Tensor, end: torch.Tensor, k: int, base: str = "linear",
-                      refine: bool = False, strength: tuple[float, float] = (1.0, 1.0)) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+                      refine: bool = False, strength: tuple[float, ...] = (1.0, 1.0, 1.0)) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     "Eq. 1 on endpoint tensors `[B,P,2]`: (sequence `[B,K,P,2]` pixels, shift `[B,K,P,2]` normalised, hidden states `[B,K,2H]`)."
+    if refine and len(strength) > 2 and strength[2] < 1:
+        start, end = denoise_endpoints(start, end, strength[2])
     upsampled = interpolation_base(start, end, k, base)
     frame = SequenceFrame.of(start, end)
     endpoints = torch.stack([pose_normalize(start), pose_normalize(end)], 1)
@@ -399,7 +408,7 @@ class LSGTrainer:
         self._by_identity, self._counts, self._offsets = order.to(self.device), counts.to(self.device), (torch.cumsum(counts, 0) - counts).to(self.device)
         self.sampler = torch.Generator().manual_seed(int(options.run.seed))
         self.step, self.sums, self.sum_steps = 0, {}, 0
-        self.strength = (1.0, 1.0)                  # validated residual strengths (in-between, endpoints), set by `calibrate`
+        self.strength = (1.0, 1.0, 1.0)             # validated strengths (in-between, endpoints, kept fit residual), set by `calibrate`
 
     def _rand(self, *shape) -> torch.Tensor:
         return torch.rand(shape, generator=self.sampler).to(self.device)
@@ -526,7 +535,7 @@ def load_state(self: LSGTrainer, path: str | Path) -> LSGTrainer:
     self.sampler.set_state(checkpoint.state["sampler"].cpu())
     set_rng_state(checkpoint.state["rng"])
     self.step, self.sums, self.sum_steps = int(meta["step"]), dict(meta.get("log_sums", {})), int(meta.get("log_sum_steps", 0))
-    self.strength = tuple(float(v) for v in meta.get("strength", (1.0, 1.0)))
+    self.strength = tuple(float(v) for v in meta.get("strength", (1.0, 1.0, 1.0)))
     return self
 
 # %% ../nbs/10_lsg.ipynb #c026
@@ -623,7 +632,7 @@ STRENGTHS = (0.0, 0.25, 0.5, 0.75, 1.0)
 @patch
 @torch.no_grad()
 def calibrate(self: LSGTrainer, windows: int = 512) -> tuple[float, float]:
-    "Choose the residual strengths (in-between, endpoints) from `STRENGTHS` on unseen people; sets and returns `self.strength`."
+    "Choose the strengths (in-between, endpoints, kept fit residual) from `STRENGTHS` on unseen people; sets and returns `self.strength`."
     from reenactbook.synthetic import sample_tracks
     cfg, k, state = self.config, self.k, self.sampler.get_state()
     if cfg.synthetic_identities and self.num_points == 68:
@@ -640,9 +649,13 @@ def calibrate(self: LSGTrainer, windows: int = 512) -> tuple[float, float]:
     scale = SequenceFrame.of(target[:, 0], target[:, -1]).scale
     error = lambda a, frames: (((base + a * (full - base)) - target)[:, frames] / scale).abs().mean().item()
     inner, ends = slice(1, k - 1), [0, k - 1]
-    self.strength = (min(STRENGTHS, key=lambda a: error(a, inner)), min(STRENGTHS, key=lambda a: error(a, ends)))
-    get_logger(__name__).info("LSG residual validated on unseen people: strength %.2f in between (L1 %.4f vs base %.4f), "
-                              "%.2f at refined endpoints", self.strength[0], error(self.strength[0], inner), error(0.0, inner), self.strength[1])
+    chosen = (min(STRENGTHS, key=lambda a: error(a, inner)), min(STRENGTHS, key=lambda a: error(a, ends)))
+    refined = lambda keep: (generate_sequence(self.generator, start, end, k, cfg.base, True, (*chosen, keep))[0] - target) / scale
+    keep = min(STRENGTHS[::-1], key=lambda keep: refined(keep).abs().mean().item())   # ties: keep more of the input
+    self.strength = (*chosen, keep)
+    get_logger(__name__).info("LSG validated on unseen people: residual strength %.2f in between (L1 %.4f vs base %.4f), %.2f at refined "
+                              "endpoints; refinement keeps %.2f of the face model's fit residual", chosen[0], error(chosen[0], inner),
+                              error(0.0, inner), chosen[1], keep)
     return self.strength
 
 # %% ../nbs/10_lsg.ipynb #c030
@@ -711,7 +724,7 @@ def _checkpoint_kind_error(path, kind) -> CheckpointError:
 class LandmarkSequenceGenerator(nn.Module):
     "A trained G_l for inference: `lsg(p_start, p_end, k)` -> landmark sequences `[B,K,P,2]`."
     def __init__(self, num_points: int = 68, hidden: int = 128, layers: int = 1, k: int = 8, identities: list[str] | None = None,
-                 base: str = "linear", refine_endpoints: bool = False, strength: tuple[float, float] = (1.0, 1.0)):
+                 base: str = "linear", refine_endpoints: bool = False, strength: tuple[float, ...] = (1.0, 1.0, 1.0)):
         super().__init__()
         self.net = LandmarkSequenceNet(num_points, hidden, layers)
         self.k, self.identities, self.step, self.source = int(k), list(identities or []), 0, None
@@ -727,7 +740,7 @@ class LandmarkSequenceGenerator(nn.Module):
         try:
             config = LSGConfig.from_dict(meta["options"]["lsg"], where=f"{path}:lsg")
             model = cls(int(meta["num_points"]), config.hidden, config.layers, int(meta["k"]), meta.get("identities"),
-                        config.base, config.refine_endpoints, meta.get("strength", (1.0, 1.0)))
+                        config.base, config.refine_endpoints, meta.get("strength", (1.0, 1.0, 1.0)))
             load_module_state(model.net, checkpoint.state["generator"], path)
         except (ConfigError, CheckpointError) as e:
             raise CheckpointError(f"{path}: an LSG checkpoint of an older version (before the identity-preserving G_l, "
@@ -818,7 +831,7 @@ def sketch_strip(sequences: list, size: int = 128, margin: float = 0.1, labels: 
         image = np.concatenate([column, image], 1)
     return image
 
-# %% ../nbs/10_lsg.ipynb #c039
+# %% ../nbs/10_lsg.ipynb #c041
 from fastcore.script import Param
 
 def train_lsg_cli(profile: str = "tiny", # options profile: tiny | sample | paper
@@ -844,7 +857,7 @@ def _read_endpoint(path: str) -> np.ndarray:
         points = np.asarray(wflw98_to_68(points), np.float32)
     return points
 
-# %% ../nbs/10_lsg.ipynb #c040
+# %% ../nbs/10_lsg.ipynb #c042
 STRIP_SIZE = 128   # px per sketch in the `lsg` command's strip
 
 def lsg_cli(start: str = None, # .pts file of the first landmark set p_s1 (68 points, or 98 WFLW points: converted)

@@ -5,12 +5,16 @@
 # %% ../nbs/30_metrics.ipynb #c002
 from __future__ import annotations
 
+import contextlib
 import csv
 import functools
 import inspect
 import io
 import itertools
 import math
+import queue
+import tempfile
+import threading
 import time
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
@@ -24,18 +28,21 @@ import torch.nn.functional as F
 from fastcore.script import Param
 from PIL import Image
 
+from .pretrained import find_weights, warnings_off, weights_status
+
 from .core import (ConfigBase, ConfigError, InputError, WeightsError, autocast, config_section, get_device,
                               get_logger, load_module_state, load_options, progress, sha256_file, torch_load, weights_dirs,
                               write_json, write_text)
 
 # %% auto #0
-__all__ = ['ALL_METRICS', 'METRIC_NETWORK', 'SSIM_SIGMA', 'SSIM_WINDOW', 'LPIPS_BACKBONES', 'PIXEL_BACKENDS', 'IMAGE_EXTENSIONS',
-           'MetricsConfig', 'check_metric_names', 'as_image_batch', 'as_image_pair', 'ssim', 'psnr', 'default_network',
-           'network_backend', 'network_weights', 'lpips_backbone_file', 'lpips_search_dirs', 'find_lpips_backbone',
-           'load_lpips', 'lpips', 'identity_embeddings', 'csim', 'aed', 'face_landmarks', 'akd', 'FeatureStatistics',
-           'frechet_distance', 'fid_features', 'MetricSuite', 'evaluate_pairs', 'image_files', 'match_image_files',
-           'read_image', 'read_batches', 'evaluate_folders', 'results_row', 'markdown_table', 'write_metrics_table',
-           'eval_cli']
+__all__ = ['ALL_METRICS', 'METRIC_NETWORK', 'SSIM_SIGMA', 'SSIM_WINDOW', 'PSNR_CEILING', 'LPIPS_BACKBONES', 'PIXEL_BACKENDS',
+           'IMAGE_EXTENSIONS', 'VIDEO_EXTENSIONS', 'MetricsConfig', 'check_metric_names', 'as_image_batch',
+           'as_image_pair', 'ssim', 'psnr', 'default_network', 'network_backend', 'network_weights',
+           'lpips_backbone_file', 'LpipsNetwork', 'load_lpips', 'lpips', 'identity_embeddings', 'csim', 'aed',
+           'face_landmarks', 'akd', 'FeatureStatistics', 'trace_sqrt_product', 'frechet_distance', 'fid_features',
+           'MetricSuite', 'evaluate_pairs', 'image_files', 'match_image_files', 'read_image', 'read_batches',
+           'evaluate_folders', 'is_video', 'video_info', 'video_frames', 'prefetch', 'video_batches', 'evaluate_videos',
+           'results_row', 'markdown_table', 'write_metrics_table', 'eval_cli']
 
 # %% ../nbs/30_metrics.ipynb #c005
 ALL_METRICS = ("fid", "ssim", "psnr", "lpips", "csim", "aed", "akd")
@@ -120,11 +127,14 @@ def ssim(generated, reference) -> torch.Tensor:
     border = SSIM_WINDOW // 2
     return full[..., border:-border, border:-border].mean(dim=(1, 2, 3))
 
-def psnr(generated, reference) -> torch.Tensor:
-    "Per-image PSNR `[B]` in dB for data range 1 (`inf` for identical images)."
+PSNR_CEILING = 20 * math.log10(255)  # dB: an error of one 8-bit step on every pixel; identical pairs are capped here
+
+def psnr(generated, reference, ceiling: float | None = PSNR_CEILING) -> torch.Tensor:
+    "Per-image PSNR `[B]` in dB for data range 1, capped at `ceiling` (finite for identical images; `None`: uncapped, `inf`)."
     from torchmetrics.functional.image import peak_signal_noise_ratio
     generated, reference = as_image_pair(generated, reference)
-    return peak_signal_noise_ratio(generated, reference, data_range=1.0, reduction="none", dim=(1, 2, 3))
+    values = peak_signal_noise_ratio(generated, reference, data_range=1.0, reduction="none", dim=(1, 2, 3))
+    return values if ceiling is None else values.clamp(max=ceiling)
 
 # %% ../nbs/30_metrics.ipynb #c014
 def _build(factory, device: torch.device, **kwargs):
@@ -145,7 +155,7 @@ def default_network(kind: str, backend: str = "auto", device: str = "cpu"):
     "The default network of `kind` (fid | identity | landmarks | lpips), loaded once per process and device."
     device = get_device(device)
     if kind == "lpips":
-        return load_lpips(backend if backend != "auto" else "alex").to(device)
+        return load_lpips(backend if backend != "auto" else "alex").to(device)  # LPIPS backbone: alex | vgg | squeeze
     from reenactbook import pretrained
     if kind == "fid":
         return _build(pretrained.get_fid_features, device, backend=backend)
@@ -175,58 +185,62 @@ def _device_of(network, fallback: torch.device) -> torch.device:
         return fallback
 
 # %% ../nbs/30_metrics.ipynb #c016
-LPIPS_BACKBONES = {"alex": ("alexnet", "AlexNet_Weights"), "vgg": ("vgg16", "VGG16_Weights"), "squeeze": ("squeezenet1_1", "SqueezeNet1_1_Weights")}
+LPIPS_BACKBONES = {"alex": "alexnet-owt-7be5be79.pth", "vgg": "vgg16-397923af.pth", "squeeze": "squeezenet1_1-b8a52dc0.pth"}
 
 def lpips_backbone_file(net: str = "alex") -> str:
-    "File name of torchvision's ImageNet weights for an LPIPS backbone (e.g. `alexnet-owt-7be5be79.pth`)."
-    import torchvision
+    "File name of torchvision's ImageNet weights for an LPIPS backbone (e.g. `alexnet-owt-7be5be79.pth`; registered in `pretrained.WEIGHTS`)."
     if net not in LPIPS_BACKBONES:
         raise ConfigError(f"unknown LPIPS backbone {net!r}; choose from {', '.join(LPIPS_BACKBONES)}")
-    return getattr(torchvision.models, LPIPS_BACKBONES[net][1]).DEFAULT.url.rsplit("/", 1)[-1]
+    return LPIPS_BACKBONES[net]
 
-def lpips_search_dirs() -> list[Path]:
-    "Where the LPIPS backbone file is looked for: the torch hub cache, then the reenactbook weights folders."
-    return [Path(torch.hub.get_dir()) / "checkpoints", *weights_dirs()]
+@contextlib.contextmanager
+def _torch_hub_offline(backbone: Path):
+    "torchvision sees the verified `backbone` in its hub cache and cannot download anything."
+    original_dir, original_download = torch.hub.get_dir(), torch.hub.download_url_to_file
+    def refuse(url, *args, **kwargs):
+        raise WeightsError(f"LPIPS tried to download {url}; put {Path(url).name} in {Path(original_dir) / 'checkpoints'}")
+    with tempfile.TemporaryDirectory(prefix="reenactbook-lpips-") as scratch:
+        if backbone.parent != Path(original_dir) / "checkpoints":
+            (Path(scratch) / "checkpoints").mkdir()
+            (Path(scratch) / "checkpoints" / backbone.name).symlink_to(backbone.resolve())
+            torch.hub.set_dir(scratch)
+        torch.hub.download_url_to_file = refuse
+        try:
+            yield
+        finally:
+            torch.hub.set_dir(original_dir)
+            torch.hub.download_url_to_file = original_download
 
-def find_lpips_backbone(net: str = "alex") -> Path:
-    "The local torchvision backbone file for LPIPS, or `WeightsError` saying where it was looked for."
-    name = lpips_backbone_file(net)
-    for folder in lpips_search_dirs():
-        if (folder / name).is_file():
-            return folder / name
-    raise WeightsError(f"torchvision's ImageNet {LPIPS_BACKBONES[net][0]} weights ({name}) are not in "
-                       f"{', '.join(str(d) for d in lpips_search_dirs())}; copy the file there to enable LPIPS (it is never downloaded)")
+class LpipsNetwork(torch.nn.Module):
+    "torchmetrics' LPIPS metric with its registered, verified weights: `(generated, reference) -> [B]` distances."
+    def __init__(self, net: str = "alex"):
+        super().__init__()
+        from torchmetrics.image.lpip import LearnedPerceptualImagePatchSimilarity
+        from reenactbook.pretrained import find_weights, weights_status
+        backbone, linear = find_weights(lpips_backbone_file(net)), find_weights(f"{net}.pth")
+        with _torch_hub_offline(backbone), warnings_off():
+            self.metric = LearnedPerceptualImagePatchSimilarity(net_type=net, reduction="none", normalize=True)
+        self.metric.eval().requires_grad_(False)
+        self.backend = f"torchmetrics LPIPS ({net})"
+        self.weights_info = {name: {k: v for k, v in weights_status(name).items() if k in ("path", "sha256")}
+                             for name in (backbone.name, linear.name)}
 
-def load_lpips(net: str = "alex", backbone_file: str | Path | None = None, verify: bool = True) -> torch.nn.Module:
-    "torchmetrics' LPIPS network with its bundled linear layers and the torchvision backbone read from a local file."
-    import torchvision
-    from torchmetrics.functional.image.lpips import _NoTrainLpips
-    path = Path(backbone_file) if backbone_file else find_lpips_backbone(net)
-    expected = lpips_backbone_file(net).rsplit("-", 1)[-1].split(".")[0]
-    digest = sha256_file(path)
-    if verify and not digest.startswith(expected):
-        raise WeightsError(f"{path}: sha256 {digest[:12]}... does not start with {expected} (the hash in torchvision's file name); "
-                           "the file is corrupt or another network's")
-    backbone = getattr(torchvision.models, LPIPS_BACKBONES[net][0])(weights=None)
-    load_module_state(backbone, torch_load(path), source=path)
-    network = _NoTrainLpips(pretrained=True, net=net, pnet_rand=True)  # linear layers from torchmetrics, backbone random...
-    slices = [m for name, m in network.net.named_children() if isinstance(m, torch.nn.Sequential)]
-    slices += list(getattr(network.net, "slices", []))
-    for part in slices:  # ... then filled from the file: slice modules are named by their index in `features`
-        for index, module in part.named_children():
-            module.load_state_dict(backbone.features[int(index)].state_dict())
-    linear = Path(inspect.getfile(_NoTrainLpips)).parent / "lpips_models" / f"{net}.pth"
-    network.backend = f"torchmetrics LPIPS ({net})"
-    network.weights_info = {"backbone": str(path), "backbone_sha256": digest, "linear": str(linear), "linear_sha256": sha256_file(linear)}
-    return network.eval()
+    def forward(self, generated: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
+        self.metric.reset()
+        self.metric.update(generated.float(), reference.float())
+        return self.metric.compute().reshape(len(generated))
+
+def load_lpips(net: str = "alex") -> LpipsNetwork:
+    "LPIPS (`net`: alex | vgg | squeeze) from its registered files; `WeightsError` naming the missing or damaged file."
+    return LpipsNetwork(net)
 
 def lpips(generated, reference, network=None) -> torch.Tensor:
-    "Per-image LPIPS distance `[B]` (lower is more similar)."
+    "Per-image LPIPS distance `[B]` (float32; lower is more similar)."
     generated, reference = as_image_pair(generated, reference)
     network = network if network is not None else default_network("lpips", "alex", str(generated.device))
     device = _device_of(network, generated.device)
     with torch.inference_mode(), autocast(device):
-        distance = network(generated.to(device), reference.to(device), normalize=True)
+        distance = network(generated.to(device), reference.to(device))
     return distance.float().reshape(generated.shape[0])
 
 # %% ../nbs/30_metrics.ipynb #c018
@@ -297,16 +311,21 @@ class FeatureStatistics:
         cov = (self.outer - self.count * torch.outer(mean, mean)) / (self.count - 1)
         return (self.shift + mean).cpu().numpy(), cov.cpu().numpy()
 
+def trace_sqrt_product(sigma_1: np.ndarray, sigma_2: np.ndarray) -> float:
+    "tr(sqrt(sigma_1 sigma_2)) of two covariance matrices, as tr(sqrt(A sigma_2 A)) with A = sqrt(sigma_1): two symmetric eigen-decompositions in float64."
+    values, vectors = np.linalg.eigh(sigma_1)
+    root = (vectors * np.sqrt(np.clip(values, 0, None))) @ vectors.T
+    middle = root @ sigma_2 @ root
+    return float(np.sqrt(np.clip(np.linalg.eigvalsh((middle + middle.T) / 2), 0, None)).sum())
+
 def frechet_distance(generated: FeatureStatistics, reference: FeatureStatistics) -> float:
-    "FID between two feature statistics, by pytorch-fid's `calculate_frechet_distance`."
-    from pytorch_fid.fid_score import calculate_frechet_distance
+    "FID between two feature statistics: |mu_g - mu_r|^2 + tr(sigma_g + sigma_r - 2 sqrt(sigma_g sigma_r)) (pytorch-fid's value, without its slow `sqrtm`)."
     mu_g, sigma_g = generated.mean_cov()
     mu_r, sigma_r = reference.mean_cov()
-    try:
-        return float(calculate_frechet_distance(mu_g, sigma_g, mu_r, sigma_r))
-    except ValueError as e:  # a complex matrix square root: far too few images for the feature size
-        raise InputError(f"FID is undefined for these sets ({generated.count} and {reference.count} images, "
-                         f"{mu_g.shape[0]}-d features): {e}; use more images") from None
+    if not (np.isfinite(sigma_g).all() and np.isfinite(sigma_r).all()):
+        raise InputError(f"FID is undefined for these sets: their features are not finite; check the images")
+    distance = ((mu_g - mu_r) ** 2).sum() + np.trace(sigma_g) + np.trace(sigma_r) - 2 * trace_sqrt_product(sigma_g, sigma_r)
+    return float(distance)
 
 def fid_features(images, features=None, amp: bool = False) -> torch.Tensor:
     "Inception pool3 features `[B, 2048]` (float32) of a batch; bf16 autocast only when `amp` (off by default, to match pytorch-fid)."
@@ -333,8 +352,10 @@ class MetricSuite:
                  identity_backend: str = "auto",              # pretrained backends (models.identity, models.landmarks, models.fid)
                  landmark_backend: str = "auto", fid_backend: str = "auto",
                  lpips_net: str = "alex",                     # LPIPS backbone: alex | vgg | squeeze
-                 fid_autocast: bool = False):                 # bf16 autocast for Inception on GPU (FID then differs from pytorch-fid's)
+                 fid_autocast: bool = False,                  # bf16 autocast for Inception on GPU (FID then differs from pytorch-fid's)
+                 skip_unavailable: bool = False):             # report a metric whose network cannot load as unavailable instead of raising
         self.metrics = check_metric_names(metrics)
+        self.skip_unavailable = skip_unavailable
         self.device, self.amp, self.image_size, self.fid_autocast = get_device(device), amp, int(image_size), fid_autocast
         self.unavailable: dict[str, str] = {}
         given = {"fid": fid_features, "identity": identity_embedder, "landmarks": landmark_detector, "lpips": lpips_network}
@@ -348,10 +369,15 @@ class MetricSuite:
         try:
             return default_network(kind, backend, str(self.device))
         except (WeightsError, ImportError) as e:
+            needs = [m for m in self.metrics if METRIC_NETWORK[m] == kind]
+            if not self.skip_unavailable:
+                if isinstance(e, WeightsError):
+                    raise type(e)(f"{'/'.join(needs)} cannot be computed: {e}") from None
+                raise ConfigError(f"{'/'.join(needs)} cannot be computed: {e}; install the package "
+                                  "(pip install -c constraints.txt -e '.[backends]')") from None
             reason = f"{type(e).__name__}: {e}"
-            for metric, needs in METRIC_NETWORK.items():
-                if needs == kind and metric in self.metrics:
-                    self.unavailable[metric] = reason
+            for metric in needs:
+                self.unavailable[metric] = reason
             get_logger("metrics").warning("%s unavailable: %s", "/".join(m for m, n in METRIC_NETWORK.items() if n == kind), reason)
             return None
 
@@ -374,6 +400,7 @@ class MetricSuite:
         self.names: list[str] = []
         self.fid_stats = {"generated": FeatureStatistics(), "reference": FeatureStatistics()}
         self.seconds = {"update": 0.0}
+        self.psnr_capped = 0
 
     def _prepare(self, images, name: str) -> torch.Tensor:
         if isinstance(images, torch.Tensor):
@@ -410,7 +437,9 @@ class MetricSuite:
         if available("ssim"):
             self._record("ssim", ssim(generated, reference))
         if available("psnr"):
-            self._record("psnr", psnr(generated, reference))
+            values = psnr(generated, reference, ceiling=None)
+            self.psnr_capped += int((values >= PSNR_CEILING).sum())
+            self._record("psnr", values.clamp(max=PSNR_CEILING))
         if available("lpips"):
             self._record("lpips", lpips(generated, reference, self.networks["lpips"]))
         if available("fid"):
@@ -468,6 +497,8 @@ class MetricSuite:
                 backends[metric] = network_backend(self.networks[kind])
                 if network_weights(self.networks[kind]):
                     weights[kind] = network_weights(self.networks[kind])
+        if "psnr" in results:
+            results["psnr_capped"] = self.psnr_capped  # pairs at PSNR_CEILING (identical, or closer than one 8-bit step)
         results.update(backends=backends, weights_info=weights, unavailable=dict(self.unavailable),
                        device=str(self.device), seconds=dict(self.seconds))
         return results
@@ -590,11 +621,110 @@ def evaluate_folders(generated_dir: str | Path, reference_dir: str | Path, sourc
     results = suite.compute()
     results["folders"] = {"generated": str(generated_dir), "reference": str(reference_dir),
                           "source": str(source_dir) if source_dir is not None else None}
-    if per_image_csv is not None:
+    _write_per_image(suite, per_image_csv)
+    return results
+
+# %% ../nbs/30_metrics.ipynb #c031b
+VIDEO_EXTENSIONS = (".mp4", ".mov", ".avi", ".mkv", ".webm", ".m4v", ".gif")
+
+def is_video(path: str | Path) -> bool:
+    "Whether `path` is a video file (by extension)."
+    return Path(path).is_file() and Path(path).suffix.lower() in VIDEO_EXTENSIONS
+
+def video_info(path: str | Path) -> tuple[int | None, tuple[int, int]]:
+    "(frame count from the container, or None when it does not say; (height, width)) of a video."
+    import av
+    try:
+        with av.open(str(path)) as container:
+            stream = container.streams.video[0]
+            return (stream.frames or None), (stream.codec_context.height, stream.codec_context.width)
+    except (av.error.FFmpegError, IndexError, OSError) as e:
+        raise InputError(f"{path}: cannot be read as a video ({e})") from None
+
+def video_frames(path: str | Path, size: tuple[int, int] | None = None):
+    "Yield the frames of a video as uint8 HxWx3 RGB arrays, decoded as a stream (resized to `size` = (height, width) when given)."
+    import av
+    try:
+        with av.open(str(path)) as container:
+            stream = container.streams.video[0]
+            stream.thread_type = "AUTO"
+            for frame in container.decode(stream):
+                if size is not None and (frame.height, frame.width) != tuple(size):
+                    frame = frame.reformat(width=size[1], height=size[0], interpolation="BILINEAR")
+                yield frame.to_ndarray(format="rgb24")
+    except (av.error.FFmpegError, IndexError, OSError) as e:
+        raise InputError(f"{path}: cannot be decoded as a video ({e})") from None
+
+def prefetch(iterable, depth: int = 2):
+    "Iterate over `iterable` in a background thread, `depth` items ahead (its exceptions are raised here)."
+    items, done = queue.Queue(maxsize=depth), object()
+    def produce():
+        try:
+            for item in iterable:
+                items.put(item)
+        except BaseException as e:  # handed to the consumer
+            items.put(e)
+        items.put(done)
+    threading.Thread(target=produce, daemon=True).start()
+    while (item := items.get()) is not done:
+        if isinstance(item, BaseException):
+            raise item
+        yield item
+
+# %% ../nbs/30_metrics.ipynb #c031c
+def video_batches(generated: str | Path, reference: str | Path, source: str | Path | None = None, batch_size: int = 16):
+    "Yield (names, generated, reference, source) uint8 `[B,3,H,W]` batches of two frame-aligned videos (and a source photo or video)."
+    (count_g, size_g), (count_r, size_r) = video_info(generated), video_info(reference)
+    if count_g and count_r and count_g != count_r:
+        raise InputError(f"{generated} has {count_g} frames and {reference} has {count_r}: the videos must be frame-aligned "
+                         f"and of the same length (trim the longer one, e.g. ffmpeg -i IN -frames:v {min(count_g, count_r)} OUT)")
+    photo = read_image(Path(source)) if source is not None and not is_video(source) else None
+    streams = [video_frames(generated), video_frames(reference, size_g)]
+    if source is not None and photo is None:
+        streams.append(video_frames(source, size_g))
+    missing, index = object(), 0
+    for chunk in itertools.zip_longest(*[_chunks(stream, batch_size) for stream in streams], fillvalue=missing):
+        if any(c is missing or len(c) != len(chunk[0]) for c in chunk):
+            raise InputError(f"{generated} and {reference}{' and ' + str(source) if len(streams) > 2 else ''} have different "
+                             f"numbers of frames (one ends after frame {index + min(len(c) for c in chunk if c is not missing)}): "
+                             "the videos must be frame-aligned and of the same length")
+        batches = [torch.from_numpy(np.stack(c)).permute(0, 3, 1, 2) for c in chunk]
+        if photo is not None:
+            batches.append(torch.from_numpy(np.ascontiguousarray(photo)).permute(2, 0, 1)[None].expand(len(chunk[0]), -1, -1, -1))
+        yield [f"{index + i:06d}" for i in range(len(chunk[0]))], *batches, *([None] * (3 - len(batches)))
+        index += len(chunk[0])
+
+def _chunks(iterable, size: int):
+    "Lists of `size` items (the last one shorter)."
+    iterator = iter(iterable)
+    while chunk := list(itertools.islice(iterator, size)):
+        yield chunk
+
+def evaluate_videos(generated: str | Path, reference: str | Path, source: str | Path | None = None,
+                    batch_size: int = 16, suite: MetricSuite | None = None,
+                    per_image_csv: str | Path | None = None, **suite_options) -> dict:
+    "All metrics over two frame-aligned videos (generated and driving), frame by frame; a source photo or video adds csim_source/aed_source."
+    suite = suite or MetricSuite(**suite_options)
+    (count, size_g), (_, size_r) = video_info(generated), video_info(reference)
+    if size_g != size_r and not suite.image_size:
+        get_logger("metrics").info(f"reference frames {size_r[1]}x{size_r[0]} resized to the generated {size_g[1]}x{size_g[0]}")
+    total = math.ceil(count / batch_size) if count else None
+    for names, gen, ref, src in progress(prefetch(video_batches(generated, reference, source, batch_size)),
+                                         total=total, desc="metrics", unit="batch"):
+        if src is not None and src.shape[-2:] != gen.shape[-2:]:
+            src = F.interpolate(src.float() / 255, size=gen.shape[-2:], mode="bilinear", antialias=True, align_corners=False).clamp(0, 1)
+        suite.update(gen, ref, src, names=names)
+    results = suite.compute()
+    results["videos"] = {"generated": str(generated), "reference": str(reference), "source": None if source is None else str(source),
+                         "reference_resized_from": list(size_r) if size_g != size_r else None}
+    _write_per_image(suite, per_image_csv)
+    return results
+
+def _write_per_image(suite: MetricSuite, path: str | Path | None) -> None:
+    if path is not None:
         buffer = io.StringIO()
         suite.per_image_table().to_csv(buffer, index=False)
-        write_text(per_image_csv, buffer.getvalue())
-    return results
+        write_text(path, buffer.getvalue())
 
 # %% ../nbs/30_metrics.ipynb #c033
 def results_row(results: dict, name: str | None = None) -> dict:
@@ -637,22 +767,30 @@ def write_metrics_table(rows: list[dict] | dict, path: str | Path) -> tuple[Path
     return csv_path, md_path
 
 # %% ../nbs/30_metrics.ipynb #c036
-def eval_cli(generated: str,  # folder of generated faces
-             reference: str,  # folder of the expected real faces (same file names)
-             source: str = None,  # folder of the source faces F_s (same file names): adds csim_source and aed_source
+def eval_cli(generated: str,  # folder of generated faces, or the generated video (e.g. what `reenactbook reenact` wrote)
+             reference: str,  # folder of the expected real faces (same file names), or the driving video (frame-aligned)
+             source: str = None,  # folder of the source faces F_s (same file names), or one source photo: adds csim_source and aed_source
              out: str = None,  # folder for results.json, metrics.csv, metrics.md and per_image.csv
              metrics: str = None,  # comma-separated subset of fid,ssim,psnr,lpips,csim,aed,akd (default: metrics.metrics)
              batch_size: int = None,  # images per batch (default: metrics.batch_size)
              profile: str = "tiny",  # options profile: tiny | sample | paper
              overrides: Param("section.option=value ...", str, nargs="*") = None,  # option overrides, e.g. metrics.image_size=256
              ):
-    "Score generated faces against the expected real ones: FID, SSIM, PSNR, LPIPS, CSIM, AED, AKD."
+    "Score generated faces (a folder or a video) against the expected real ones: FID, SSIM, PSNR, LPIPS, CSIM, AED, AKD."
     options = load_options(profile, overrides)
     config: MetricsConfig = options.metrics
+    videos = [is_video(path) for path in (generated, reference)]
+    if videos[0] != videos[1]:
+        raise InputError(f"give two folders or two videos, not {'a video' if videos[0] else 'a folder'} ({generated}) and "
+                         f"{'a video' if videos[1] else 'a folder'} ({reference})")
     suite = MetricSuite.from_options(options, metrics=check_metric_names(metrics) if metrics else config.metrics)
-    results = evaluate_folders(generated, reference, source, batch_size=batch_size or config.batch_size,
-                               read_threads=config.read_threads, suite=suite,
-                               per_image_csv=Path(out) / "per_image.csv" if out else None)
+    per_image = Path(out) / "per_image.csv" if out else None
+    if videos[0]:
+        results = evaluate_videos(generated, reference, source, batch_size=batch_size or config.batch_size, suite=suite,
+                                  per_image_csv=per_image)
+    else:
+        results = evaluate_folders(generated, reference, source, batch_size=batch_size or config.batch_size,
+                                   read_threads=config.read_threads, suite=suite, per_image_csv=per_image)
     print(markdown_table([{k: v for k, v in results_row(results).items() if not k.startswith("backend_")}]), end="")
     for metric, backend in results["backends"].items():
         print(f"  {metric}: {backend}")

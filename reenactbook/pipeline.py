@@ -23,16 +23,16 @@ import numpy as np
 import torch
 from fastcore.script import Param
 
-from .core import (ConfigBase, ConfigError, DataError, InputError, Options, atomic_write, autocast, config_section,
+from .core import (ConfigBase, ConfigError, DataError, InputError, Options, atomic_write, config_section,
                               get_device, get_logger, load_options, progress)
 
 # %% auto #0
 __all__ = ['MODES', 'FILLS', 'CONTAINERS', 'PipelineConfig', 'sketch_layout_of', 'SourceFace', 'make_tracker',
            'observation_points', 'as_layout', 'prepare_source', 'MotionTransfer', 'transfer_landmarks', 'StageTimer',
-           'inference_generator', 'ReenactmentSession', 'face_mask', 'match_colors', 'color_stats', 'Compositor',
-           'seam_contrast', 'Driver', 'video_info', 'open_driver', 'make_bridge', 'fill_gaps', 'smooth', 'inbetween',
-           'keyframes', 'batches', 'check_output', 'VideoWriter', 'FrameProgress', 'ReenactmentResult', 'reenact_video',
-           'reenact', 'reenact_cli']
+           'ReenactmentSession', 'face_mask', 'match_colors', 'color_stats', 'Compositor', 'seam_contrast', 'Driver',
+           'video_info', 'open_driver', 'make_bridge', 'fill_gaps', 'smooth', 'inbetween', 'keyframes', 'batches',
+           'check_output', 'VideoWriter', 'FrameProgress', 'ReenactmentResult', 'reenact_video', 'reenact',
+           'reenact_cli']
 
 # %% ../nbs/40_pipeline.ipynb #c006
 MODES = ("relative", "absolute")
@@ -236,24 +236,12 @@ class StageTimer:
                     return
             yield item
 
-def inference_generator(generator, device, *, batch_size: int = 16, fast: bool | None = None) -> Callable:
-    "G as the pipeline calls it: inputs [N, C_in, H, W] -> float32 faces [N, 3, H, W] on the device (`reenactor.InferenceGenerator` once it exists here)."
-    try:
-        from reenactbook.reenactor import InferenceGenerator
-    except ImportError:  # until the fast inference path lands: G directly, fp32 on the CPU, bf16 autocast on CUDA
-        device = get_device(device)
-        return lambda x: _direct(generator, device, x, device.type == "cuda" if fast is None else fast)
-    return InferenceGenerator(generator, device, batch_size=batch_size, fast=fast)
-
-def _direct(generator, device, x, fast: bool) -> torch.Tensor:
-    with autocast(device, fast):
-        return generator(x.to(device)).float()
-
 class ReenactmentSession:
     "The model side of reenactment: the source face prepared once; `frames(landmarks) -> images`."
     def __init__(self, reenactor, source: SourceFace, layout: str = "68", sketch_thickness: float | None = None,
                  device: str | torch.device | None = None, fast: bool | None = None, batch_size: int = 16):
         from reenactbook.pretrained import photo_tensor
+        from reenactbook.reenactor import InferenceGenerator
         self.device = get_device(device or next(reenactor.parameters()).device)
         self.reenactor = reenactor.to(self.device).eval()
         self.source, self.layout = source, str(layout)
@@ -265,7 +253,7 @@ class ReenactmentSession:
             raise InputError(f"source landmarks have {source.landmarks.shape[0]} points but the sketches are drawn in layout {self.layout}")
         self.source_tensor = photo_tensor(np.ascontiguousarray(source.aligned.image), self.device)  # F_s [1, 3, S, S]
         reenactor.check_inputs(self.source_tensor, self.source_tensor)  # shapes and value range, once
-        self.generate = inference_generator(self.reenactor.generator, self.device, batch_size=batch_size, fast=fast)
+        self.generate = InferenceGenerator(self.reenactor.generator, self.device, batch_size=batch_size, fast=fast)
         self.timer = StageTimer()
 
     def sketches(self, landmarks) -> torch.Tensor:
@@ -317,7 +305,7 @@ def match_colors(face: np.ndarray, reference_stats: tuple, mask: np.ndarray) -> 
     import cv2
     lab = cv2.cvtColor(face, cv2.COLOR_RGB2LAB).astype(np.float32)
     mean, spread = color_stats(lab, mask)
-    ratio = np.clip(reference_stats[1] / np.maximum(spread, 1e-3), 0.5, 2.0)
+    ratio = np.clip(reference_stats[1] / np.maximum(spread, 1e-3), 0.2, 2.0)
     lab = (lab - mean) * ratio + reference_stats[0]
     return cv2.cvtColor(np.clip(lab + 0.5, 0, 255).astype(np.uint8), cv2.COLOR_LAB2RGB)
 

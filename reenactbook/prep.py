@@ -681,6 +681,7 @@ def _write_failed(root: Path, error: OSError) -> DataError:
     return DataError(f"{root}: cannot write the dataset ({error.strerror or error}). Free some space or choose a writable folder; "
                      "finished videos are kept and a re-run resumes.")
 
+# %% ../nbs/05_prep.ipynb #c033
 def _sampled_frames(clip: ClipSource, config: PrepConfig, tracker: FaceTracker, threads: int):
     "(number, frame, detection or None) of a clip; with `detect_every = 1` the detector sees `batch_size` frames per call."
     frames = iter_clip_frames(clip, config, threads)
@@ -737,6 +738,7 @@ def process_clip(clip: ClipSource, unit: WorkUnit, split: str, context: PrepCont
         raise
     keep(smoother.flush())
 
+# %% ../nbs/05_prep.ipynb #c034
 def _warp(frame: np.ndarray, matrix: np.ndarray, size: int) -> np.ndarray:
     "The aligned `size` x `size` face: `frame` warped by `matrix` with zero fill (as `landmarks.align_face`)."
     import cv2
@@ -768,6 +770,7 @@ def _keep_frame(clip, unit, split, context, shard, stats, item, matrix) -> None:
         raise _write_failed(context.writer.root, e) from None
     stats.frames_kept += 1
 
+# %% ../nbs/05_prep.ipynb #c035
 def process_unit(unit: WorkUnit, split: str, context: PrepContext) -> UnitStats:
     "Prepare every clip of one unit into one shard (committed only if the whole unit finishes)."
     start = time.perf_counter()
@@ -796,7 +799,7 @@ def process_unit(unit: WorkUnit, split: str, context: PrepContext) -> UnitStats:
             raise _write_failed(context.writer.root, e) from None
     return stats
 
-# %% ../nbs/05_prep.ipynb #c034
+# %% ../nbs/05_prep.ipynb #c037
 _WORKER: dict = {}
 
 def _exit_if_orphaned(parent: int) -> None:
@@ -816,6 +819,7 @@ def _die_with_parent(parent: int) -> None:
             _exit_if_orphaned(parent)
     threading.Thread(target=watch, daemon=True, name="reenactbook-parent-watchdog").start()
 
+# %% ../nbs/05_prep.ipynb #c038
 def _init_worker(root: str, config: dict, threads: int, parent: int | None = None, frames=None) -> None:
     "Worker initialiser: end with `parent`; share of the CPU threads, detectors and writer, once per process; `frames` counts frames."
     if parent is not None:
@@ -855,7 +859,7 @@ def _run_unit(unit: WorkUnit, split: str, context: PrepContext) -> dict:
         get_logger(__name__).warning("%s failed: %s: %s", unit.key, type(e).__name__, e)
         return {"key": unit.key, "failed": f"{type(e).__name__}: {e}", "frames_seen": 0, "frames_kept": 0}
 
-# %% ../nbs/05_prep.ipynb #c035
+# %% ../nbs/05_prep.ipynb #c039
 def _interactive() -> bool:
     "Whether progress can be a bar: stderr is a terminal, or this is a Jupyter kernel (where tqdm.auto draws a widget)."
     with contextlib.suppress(AttributeError, ValueError):
@@ -869,7 +873,7 @@ class RunProgress:
     def __init__(self, total: int, desc: str = "prep", every: float | None = None):
         quiet = os.environ.get("REENACTBOOK_NO_PROGRESS", "") not in ("", "0")
         self.total, self.desc, self.videos, self.frames = total, desc, 0, 0
-        self.every = float(os.environ.get("REENACTBOOK_PROGRESS_EVERY") or 30) if every is None else every
+        self.every = _seconds_between_lines() if every is None else every
         self.start = self.last_line = time.perf_counter()
         self.bar = progress(total=total, unit="video", desc=desc) if not quiet and _interactive() else None
         self.lines = not quiet and self.bar is None
@@ -900,11 +904,19 @@ class RunProgress:
         if self.bar is not None:
             self.bar.close()
 
+def _seconds_between_lines() -> float:
+    "`REENACTBOOK_PROGRESS_EVERY` (seconds between progress lines in a log; default 30)."
+    value = os.environ.get("REENACTBOOK_PROGRESS_EVERY") or "30"
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        raise ConfigError(f"REENACTBOOK_PROGRESS_EVERY={value!r}: give the seconds between progress lines, e.g. 30") from None
+
 def _duration(seconds: float) -> str:
     seconds = int(round(seconds))
     return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}" if seconds >= 3600 else f"{seconds // 60}:{seconds % 60:02d}"
 
-# %% ../nbs/05_prep.ipynb #c036
+# %% ../nbs/05_prep.ipynb #c040
 @dataclass
 class PrepResult:
     "What `prepare_dataset` did."
@@ -946,7 +958,7 @@ def default_workers(units: int) -> int:
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     return max(1, min(cores, units))
 
-# %% ../nbs/05_prep.ipynb #c037
+# %% ../nbs/05_prep.ipynb #c041
 def prepare_dataset(src: str | Path,  # a VoxCeleb-style tree, a folder of videos or images, or one file
                     out: str | Path,  # the dataset root; an existing one is resumed
                     options=None,  # run `Options`, a `PrepConfig`, or a dict of prep options over the defaults (None: defaults)
@@ -980,6 +992,7 @@ def prepare_dataset(src: str | Path,  # a VoxCeleb-style tree, a folder of video
     log.info(result.summary())
     return result
 
+# %% ../nbs/05_prep.ipynb #c042
 def _finalize(src, out, options, units, ignored, results, writer, split_of, split_rule) -> FaceDataset:
     "Rebuild the report from every unit's record (this and earlier runs), merge the shards, write report.json and dataset.json."
     config, failed, ran = options.prep, [r for r in results if "failed" in r], {r["key"] for r in results}
@@ -1017,7 +1030,7 @@ def _write_contact_sheet(dataset: FaceDataset) -> Path | None:
         get_logger(__name__).warning("%s: no contact sheet (%s)", dataset.root, e)
         return None
 
-# %% ../nbs/05_prep.ipynb #c038
+# %% ../nbs/05_prep.ipynb #c043
 @contextlib.contextmanager
 def _single_threaded():
     "One torch and OpenCV thread while preparing in this process (the landmark net is small: on a busy CPU more threads only wait for each other)."
@@ -1049,6 +1062,7 @@ def _run_all(todo, split_of, out, config, workers, face_detector, landmark_detec
     finally:
         report.close()
 
+# %% ../nbs/05_prep.ipynb #c044
 def _run_pool(todo, split_of, out, config, workers, report: RunProgress) -> list[dict]:
     "The units in `workers` spawned processes that end with this one; the frames they read are counted in shared memory."
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
@@ -1076,6 +1090,7 @@ def _run_pool(todo, split_of, out, config, workers, report: RunProgress) -> list
     pool.shutdown(wait=True)
     return results
 
+# %% ../nbs/05_prep.ipynb #c045
 def _previous_backends(root: Path) -> dict | None:
     "The backends recorded by an earlier run over this root."
     try:
@@ -1108,7 +1123,7 @@ def _collect_notes(root: Path, units: list[WorkUnit], writer: DatasetWriter) -> 
             notes.append({**entry, "key": unit.key, "note": "several faces: kept the tracked face (the largest at a fresh detection)"})
     return notes
 
-# %% ../nbs/05_prep.ipynb #c040
+# %% ../nbs/05_prep.ipynb #c047
 def prep_cli(src: str,  # a VoxCeleb-style tree (identity/video/clip.mp4), a folder of videos or images, or one file
              out: str,  # dataset root to write; a re-run resumes it
              profile: str = "tiny",  # tiny (8 frames per clip) | sample (every frame) | paper (1 fps, VoxCeleb1)
@@ -1118,7 +1133,7 @@ def prep_cli(src: str,  # a VoxCeleb-style tree (identity/video/clip.mp4), a fol
     "Preprocess real videos or images into an aligned-face dataset (detect, filter small/blurry, landmarks, align 256x256, pose)."
     return prepare_dataset(src, out, load_options(profile, overrides), workers=workers)  # its summary is its last log line
 
-# %% ../nbs/05_prep.ipynb #c042
+# %% ../nbs/05_prep.ipynb #c049
 def _sheet_rows(dataset: FaceDataset, videos: int) -> list[np.ndarray]:
     "Row numbers of each video to show, at most `videos` videos, taken round-robin over the identities."
     groups = dataset.index.groupby(["identity", "video"], sort=True).indices
@@ -1138,7 +1153,7 @@ def _draw_tile(draw, x0: int, y0: int, tile: int, points: np.ndarray, eyes: np.n
         draw.line([x0 + x - 4, y0 + y, x0 + x + 4, y0 + y], fill=(255, 0, 0)); draw.line([x0 + x, y0 + y - 4, x0 + x, y0 + y + 4], fill=(255, 0, 0))
     draw.text((x0 + 2, y0 + tile + 1), label, fill=(0, 0, 0))
 
-# %% ../nbs/05_prep.ipynb #c043
+# %% ../nbs/05_prep.ipynb #c050
 def contact_sheet(dataset: FaceDataset | str | Path,  # a dataset or its root
                   path: str | Path | None = None,    # where to write the PNG; None: contact_sheet.png in the root
                   videos: int = 40,                  # at most this many rows (videos)

@@ -156,6 +156,21 @@ WEIGHTS: dict[str, WeightsFile] = {w.name: w for w in [
                 "dcbb9e9d", "BSD-3-Clause (torchvision); ImageNet weights for non-commercial research",
                 ("torch_hub",), "", "Download the URL into the torch hub checkpoints folder "
                 "(torchvision.models.vgg19(weights='IMAGENET1K_V1') does it where there is network)."),
+    # --- LPIPS (metrics.lpips): torchvision backbones (torch hub naming) and the linear layers torchmetrics ships ---
+    *[WeightsFile(name, f"torchvision {arch} (ImageNet), the LPIPS '{net}' backbone", (f"lpips:{net}",),
+                  f"https://download.pytorch.org/models/{name}", name.rsplit("-", 1)[1].split(".")[0],
+                  "BSD-3-Clause (torchvision); ImageNet weights for non-commercial research", ("torch_hub", "weights"), "",
+                  f"Download the URL into the torch hub checkpoints folder (torchvision.models.{arch}(weights='DEFAULT') does it "
+                  "where there is network), or put it in a REENACTBOOK_WEIGHTS folder.")
+      for net, arch, name in (("alex", "alexnet", "alexnet-owt-7be5be79.pth"), ("vgg", "vgg16", "vgg16-397923af.pth"),
+                              ("squeeze", "squeezenet1_1", "squeezenet1_1-b8a52dc0.pth"))],
+    *[WeightsFile(f"{net}.pth", f"LPIPS linear layers for the '{net}' backbone (the lpips package's, shipped in torchmetrics)",
+                  (f"lpips:{net}",), "PyPI torchmetrics 1.9.0 (functional/image/lpips_models/)", digest,
+                  "BSD-2-Clause (lpips); Apache-2.0 (torchmetrics)", ("package",), "torchmetrics/functional/image/lpips_models",
+                  "pip install -c constraints.txt torchmetrics")
+      for net, digest in (("alex", "df73285e35b22355a2df87cdb6b70b343713b667eddbda73e1977e0c860835c0"),
+                          ("vgg", "a78928a0af1e5f0fcb1f3b9e8f8c3a2a5a3de244d830ad5c1feddc79b8432868"),
+                          ("squeeze", "4a5350f23600cb79923ce65bb07cbf57dca461329894153e05a1346bd531cf76"))],
     WeightsFile("pt_inception-2015-12-05-6726825d.pth", "pytorch-fid's Inception v3 (TF 2015-12-05 weights)",
                 ("fid:pytorch_fid", "fid:converted"),
                 "https://github.com/mseitzer/pytorch-fid/releases/download/fid_weights/pt_inception-2015-12-05-6726825d.pth",
@@ -1060,6 +1075,8 @@ def resolve_backend(job: str, backend: str = "auto", differentiable: bool = Fals
         ok, why = backend_status(job, b.name)
         if ok:
             return b
+        if why.endswith("is corrupt"):  # a damaged file is an error, never a silent step down to another network
+            find_weights(why.split(" is ")[0])
         reasons.append(f"{b.name}: {why}")
     offline = [b for b in BACKENDS[job] if b.offline and (b.differentiable or not differentiable)]
     hint = " ".join(find_weights_hint(w) for b in offline for w in b.weights)

@@ -395,8 +395,8 @@ class LandmarkDemo:
         self.reenactor, self.model_message = _demo_reenactor(reenactor, self.device)
         self._generate = None
         if self.reenactor is not None:
-            from reenactbook.pipeline import inference_generator
-            self._generate = inference_generator(self.reenactor.generator, self.device, batch_size=1 + 2 * CONTROLS["k"][1])
+            from reenactbook.reenactor import InferenceGenerator
+            self._generate = InferenceGenerator(self.reenactor.generator, self.device, batch_size=1 + 2 * CONTROLS["k"][1])
         self._identity_spec, self._embedder, self.identity_message = identity, None, ""
         self._state = {"source": "", **{name: spec[3] for name, spec in CONTROLS.items()}, "expression": "neutral"}
         if self.lsg is not None:

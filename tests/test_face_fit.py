@@ -119,3 +119,13 @@ def test_interpolate_3d_beats_li_across_a_head_turn():
     assert error(geometric) < 0.2 * error(linear)
     width = lambda p: float(p[16, 0] - p[0, 0])
     assert width(geometric[3]) > 1.1 * width(linear[3])                                   # LI squeezes the face halfway
+
+
+def test_interpolate_3d_without_residual_drops_what_the_model_cannot_express():
+    clean = random_faces(20, seed=8)[0].repeat(2, 1, 1)                                # start and end: one person, two noise draws
+    noisy = clean + torch.randn(clean.shape, generator=torch.Generator().manual_seed(0)) * 2.0
+    model_only = interpolate_3d(noisy[:20], noisy[20:], 5, keep_residual=False)
+    kept = interpolate_3d(noisy[:20], noisy[20:], 5)
+    error = lambda seq: float((seq[:, 0] - clean[:20]).norm(dim=-1).mean())
+    assert error(kept) == pytest.approx(float((noisy[:20] - clean[:20]).norm(dim=-1).mean()), rel=1e-4)   # exactly the noisy input
+    assert error(model_only) < 0.7 * error(kept)                                          # the model's projection removes much of the noise

@@ -156,7 +156,7 @@ def test_fetch_is_idempotent_and_refetches_damage(weights, tmp_path, monkeypatch
     copy = tmp_path / "copy"
     shutil.copytree(weights, copy)
     (copy / "face_landmark_68_model.bin").write_bytes(b"\0" * 100)
-    with pytest.raises(CorruptWeightsError, match="face_landmark_68_model.bin.*fetch_faceapi"):
+    with pytest.raises(CorruptWeightsError, match=r"face_landmark_68_model.bin.*Delete it and run `reenactbook weights fetch`"):
         load_faceapi_landmarks(copy)
     with pytest.raises(WeightsError, match="offline"):
         fetch_faceapi(copy)
@@ -166,7 +166,7 @@ def test_fetch_is_idempotent_and_refetches_damage(weights, tmp_path, monkeypatch
 def test_missing_weights_without_fetch(tmp_path, monkeypatch):
     monkeypatch.setenv("REENACTBOOK_WEIGHTS", str(tmp_path / "none"))
     monkeypatch.setenv("REENACTBOOK_CACHE", str(tmp_path / "cache"))
-    with pytest.raises(MissingWeightsError, match="fetch_faceapi"):
+    with pytest.raises(MissingWeightsError, match=r"Run `reenactbook weights fetch`"):
         load_faceapi_recognizer(fetch=False)
 
 

@@ -8,7 +8,7 @@ import torch
 from reenactbook.core import CheckpointError, ConfigError, InputError, load_checkpoint, load_options, save_checkpoint
 from reenactbook.lsg import (IdentityConsistencyDiscriminator, HiddenIdentityClassifier, LandmarkIdentityClassifier,
                              LandmarkSequenceGenerator, LandmarkSequenceNet, RealnessDiscriminator, LSGTrainer,
-                             generate_sequence, head_rotation, linear_interpolation, lsg_cli, lsg_windows, max_frames,
+                             generate_sequence, head_rotation, interpolation_base, linear_interpolation, lsg_cli, lsg_windows, max_frames,
                              pretrained_lsg, rotation_trajectory, sketch_strip, train_lsg, train_lsg_cli)
 from reenactbook.lsg_eval import evaluate_sequences
 from reenactbook.views import _example_dataset
@@ -150,7 +150,7 @@ def test_inference_batched_and_single(trained, dataset):
     assert isinstance(single, np.ndarray) and single.shape == (8, 68, 2)
     np.testing.assert_allclose(single, batch[3].numpy(), rtol=1e-4, atol=1e-3)
     assert torch.equal(batch[:, 0], x[:10, 0]) and torch.equal(batch[:, -1], x[:10, -1])
-    model.strength = (model.strength[0], 1.0)   # refine at full strength (training may have validated less)
+    model.strength = (model.strength[0], 1.0, 1.0)   # refine at full strength, without the geometric step (training may have validated less)
     refined = model.lsg(x[:10, 0], x[:10, -1], refine_endpoints=True)
     assert torch.equal(refined[:, 1:-1], batch[:, 1:-1]) and not torch.equal(refined[:, 0], x[:10, 0])
     assert model.lsg(x[:2, 0], x[:2, -1], k=5).shape == (2, 5, 68, 2)
@@ -264,12 +264,24 @@ def test_calibration_falls_back_to_the_base(dataset, tmp_path):
     trainer = LSGTrainer(options, *lsg_windows(dataset, options).tensors(), ["a"] * 4)
     with torch.no_grad():
         trainer.generator.to_shift.bias.fill_(0.5)      # half an eye distance off everywhere
-    assert trainer.calibrate(64) == (0.0, 0.0)
+    assert trainer.calibrate(64)[:2] == (0.0, 0.0)
     checkpoint = trainer.save(tmp_path / "lsg.safetensors")
     model = LandmarkSequenceGenerator.from_checkpoint(checkpoint, "cpu")
     x = lsg_windows(dataset, options).tensors()[0]
-    assert model.strength == (0.0, 0.0)
-    assert torch.equal(model.lsg(x[:4, 0], x[:4, -1], refine_endpoints=True), torch.from_numpy(linear_interpolation(x[:4, 0].numpy(), x[:4, -1].numpy(), 8)))
+    assert model.strength[:2] == (0.0, 0.0)
+    assert torch.equal(model.lsg(x[:4, 0], x[:4, -1]), interpolation_base(x[:4, 0], x[:4, -1], 8, model.base))
     with torch.no_grad():
         trainer.generator.to_shift.bias.zero_()
     assert trainer.calibrate(64)[0] == 0.0              # no shift: every strength is as good; the smallest is kept
+
+
+def test_refinement_denoises_endpoints_geometrically():
+    "Figure 7 mode's geometric step: endpoints with 2 px noise come closer to the truth; keep=1 leaves them as given."
+    from reenactbook.lsg import denoise_endpoints
+    from reenactbook.synthetic import sample_tracks
+    truth = torch.from_numpy(sample_tracks(64, 8, seed=2, people_seed=5).landmarks[:, [0, -1]])
+    noisy = truth + 2.0 * torch.randn(truth.shape, generator=torch.Generator().manual_seed(0))
+    start, end = denoise_endpoints(noisy[:, 0], noisy[:, 1], 0.25)
+    assert (torch.stack([start, end], 1) - truth).norm(dim=-1).mean() < 0.8 * (noisy - truth).norm(dim=-1).mean()
+    same = denoise_endpoints(noisy[:, 0], noisy[:, 1], 1.0)
+    torch.testing.assert_close(same[0], noisy[:, 0], atol=1e-3, rtol=0)

@@ -95,7 +95,17 @@ def test_psnr_against_a_hand_computation():
     y[0] += 0.1                                  # MSE 0.01 -> 20 dB
     y[1, :, :8] = 0.5                            # half the pixels off by 0.5: MSE 0.125 -> 9.0309 dB
     assert torch.allclose(psnr(y, x), torch.tensor([20.0, 10 * np.log10(1 / 0.125)], dtype=torch.float32), atol=1e-4)
-    assert torch.isinf(psnr(x, x)).all()
+    assert torch.isinf(psnr(x, x, ceiling=None)).all()
+
+
+def test_psnr_of_identical_pairs_is_capped_so_the_mean_stays_finite():
+    "Issue 15: one identical pair made the mean PSNR inf."
+    x, y = images(3), noisy(images(3))
+    assert torch.equal(psnr(x, x), torch.full((3,), metrics.PSNR_CEILING))
+    out = MetricSuite(["psnr"], device="cpu").update(torch.cat([x[:1], y[1:]]), torch.cat([x[:1], x[1:]])).compute()
+    assert np.isfinite(out["psnr"]) and out["psnr_capped"] == 1
+    expected = (metrics.PSNR_CEILING + psnr(y[1:], x[1:]).sum().item()) / 3
+    assert out["psnr"] == pytest.approx(expected, rel=1e-6)
 
 
 def test_csim_of_an_image_with_itself_is_one_and_aed_zero():
@@ -254,49 +264,93 @@ def test_table_writer_writes_csv_and_markdown(tmp_path):
     assert not list(tmp_path.glob(".*tmp"))
 
 
-def test_eval_cli_writes_results_and_reports_unavailable_lpips(tmp_path, monkeypatch, capsys):
+def test_eval_cli_writes_results(tmp_path, capsys):
     from reenactbook.cli import main
-    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))          # no LPIPS backbone there
-    monkeypatch.setenv("REENACTBOOK_WEIGHTS", str(tmp_path / "none"))
-    monkeypatch.setattr(metrics, "weights_dirs", lambda: [tmp_path / "none"])
     gen = save_pngs(tmp_path / "gen", images(3))
     ref = save_pngs(tmp_path / "ref", noisy(images(3)))
-    code = main(["eval", str(gen), str(ref), "--metrics", "ssim,psnr,lpips", "--out", str(tmp_path / "out"),
+    code = main(["eval", str(gen), str(ref), "--metrics", "ssim,psnr", "--out", str(tmp_path / "out"),
                  "--batch_size", "2", "--overrides", "run.device=cpu"])
     assert code == 0
     results = json.loads((tmp_path / "out" / "results.json").read_text())
-    assert results["num_images"] == 3 and 0 < results["ssim"] < 1 and results["lpips"] is None
-    assert "alexnet-owt-7be5be79.pth" in results["unavailable"]["lpips"]
-    assert results["backends"]["lpips"].startswith("unavailable:")
-    assert "never downloaded" in results["unavailable"]["lpips"]
+    assert results["num_images"] == 3 and 0 < results["ssim"] < 1 and results["psnr_capped"] == 0
     assert (tmp_path / "out" / "metrics.md").read_text().count("\n") == 3
-    printed = capsys.readouterr().out
-    assert "| ssim | psnr | lpips |" in printed and "lpips: unavailable" in printed
+    assert "| ssim | psnr |" in capsys.readouterr().out
     assert main(["eval", str(gen), str(tmp_path / "nowhere"), "--metrics", "ssim"]) == 2   # clear one-line error
 
 
-# ---------------------------------------------------------------- LPIPS from local files only
-def test_lpips_loads_a_local_backbone_and_refuses_a_corrupt_one(tmp_path):
+def test_eval_cli_stops_when_a_requested_metric_cannot_be_computed(tmp_path, monkeypatch, capsys):
+    "Issue 15: `eval --metrics lpips` without its weights (and csim with corrupt weights) exited 0 with `n/a`."
+    from reenactbook.cli import main
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))          # no LPIPS backbone there
+    monkeypatch.setenv("REENACTBOOK_WEIGHTS", str(tmp_path / "weights"))
+    metrics.default_network.cache_clear()
+    gen = save_pngs(tmp_path / "gen", images(3))
+    ref = save_pngs(tmp_path / "ref", noisy(images(3)))
+    code = main(["eval", str(gen), str(ref), "--metrics", "ssim,lpips", "--out", str(tmp_path / "out"), "--overrides", "run.device=cpu"])
+    error = capsys.readouterr().err.strip()
+    assert code == 2 and len(error.splitlines()) == 1 and not (tmp_path / "out" / "results.json").exists()
+    assert "lpips cannot be computed" in error and "alexnet-owt-7be5be79.pth" in error
+    assert f"Put it in {tmp_path / 'torch' / 'hub' / 'checkpoints'}" in error
+
+
+def test_eval_cli_refuses_corrupt_identity_weights(tmp_path, monkeypatch, capsys, shared_weights):
+    from reenactbook import pretrained
+    from reenactbook.cli import main
+    (tmp_path / "weights").mkdir()
+    data = bytearray((shared_weights / "mobilefacenet_arcface_128.pt").read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    (tmp_path / "weights" / "mobilefacenet_arcface_128.pt").write_bytes(bytes(data))
+    monkeypatch.setenv("REENACTBOOK_WEIGHTS", str(tmp_path / "weights"))
+    monkeypatch.setattr(pretrained, "_INSTANCES", {})
+    metrics.default_network.cache_clear()
+    gen = save_pngs(tmp_path / "gen", images(2))
+    code = main(["eval", str(gen), str(gen), "--metrics", "csim", "--overrides", "run.device=cpu", "models.identity=auto"])
+    error = capsys.readouterr().err.strip()
+    assert code == 2 and len(error.splitlines()) == 1
+    assert "csim cannot be computed" in error and "mobilefacenet_arcface_128.pt" in error and "damaged" in error
+    assert "fetch_faceapi" not in error and "REENACTBOOK_WEIGHTS" in error
+
+
+# ---------------------------------------------------------------- LPIPS: torchmetrics' public API, registered weights
+def test_lpips_is_torchmetrics_with_registered_weights_and_refuses_a_corrupt_one(tmp_path, monkeypatch):
+    import dataclasses
     import torchvision
-    backbone = torchvision.models.squeezenet1_1(weights=None)
-    path = tmp_path / metrics.lpips_backbone_file("squeeze")   # the right name, random weights: the hash check fails
-    torch.save(backbone.state_dict(), path)
-    with pytest.raises(WeightsError, match="does not start with"):
-        metrics.load_lpips("squeeze", path)
-    network = metrics.load_lpips("squeeze", path, verify=False)
-    assert torch.equal(network.net.slices[0][0].weight, backbone.features[0].weight)
+    from torchmetrics.functional.image.lpips import learned_perceptual_image_patch_similarity
+    from reenactbook import pretrained
+    from reenactbook.core import CorruptWeightsError, sha256_file
+    name = metrics.lpips_backbone_file("squeeze")
+    assert name in pretrained.WEIGHTS and "squeeze.pth" in pretrained.WEIGHTS      # registered, like every other network
+    assert pretrained.find_weights("squeeze.pth").parent.name == "lpips_models"    # the linear layers torchmetrics ships
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    monkeypatch.setenv("REENACTBOOK_WEIGHTS", str(tmp_path / "weights"))
+    (tmp_path / "weights").mkdir()
+    torch.manual_seed(0)
+    path = tmp_path / "weights" / name            # a stand-in backbone (random weights) registered under its own hash
+    torch.save(torchvision.models.squeezenet1_1(weights=None).state_dict(), path)
+    with pytest.raises(CorruptWeightsError, match=f"{name}.*damaged or another version"):
+        metrics.load_lpips("squeeze")             # the real file's hash prefix: refused
+    monkeypatch.setitem(pretrained.WEIGHTS, name, dataclasses.replace(pretrained.WEIGHTS[name], sha256=sha256_file(path)))
+    network = metrics.load_lpips("squeeze")
+    assert network.weights_info[name]["path"] == str(path) and not (tmp_path / "torch" / "hub").exists()
     x, y = images(2, size=64), images(2, size=64, seed=1)
     assert torch.allclose(metrics.lpips(x, x, network), torch.zeros(2), atol=1e-6)
-    assert (metrics.lpips(x, y, network) > 0).all()
-    assert network.weights_info["backbone"] == str(path)
+    ours = metrics.lpips(x, y, network)
+    assert (ours > 0).all() and ours.dtype == torch.float32
+    # the same numbers as torchmetrics' functional API reading the same backbone from its hub cache
+    (tmp_path / "torch" / "hub" / "checkpoints").mkdir(parents=True)
+    (tmp_path / "torch" / "hub" / "checkpoints" / name).symlink_to(path)
+    theirs = learned_perceptual_image_patch_similarity(x, y, net_type="squeeze", reduction="none", normalize=True)
+    torch.testing.assert_close(ours, theirs.reshape(2), atol=1e-6, rtol=1e-5)
 
 
-def test_lpips_reports_what_is_missing_and_where(tmp_path, monkeypatch):
+def test_lpips_says_what_is_missing_and_where(tmp_path, monkeypatch):
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
-    monkeypatch.setattr(metrics, "weights_dirs", lambda: [tmp_path / "weights"])
+    monkeypatch.setenv("REENACTBOOK_WEIGHTS", str(tmp_path / "weights"))
     metrics.default_network.cache_clear()
-    suite = MetricSuite(["ssim", "lpips"], device="cpu")
-    assert "lpips" in suite.unavailable and str(tmp_path / "torch" / "hub" / "checkpoints") in suite.unavailable["lpips"]
+    with pytest.raises(WeightsError, match=rf"lpips cannot be computed.*alexnet-owt-7be5be79.pth.*Put it in {tmp_path / 'torch'}"):
+        MetricSuite(["ssim", "lpips"], device="cpu")
+    suite = MetricSuite(["ssim", "lpips"], device="cpu", skip_unavailable=True)   # the library can still skip, when asked
+    assert "alexnet-owt-7be5be79.pth" in suite.unavailable["lpips"]
     out = suite.update(images(2), images(2)).compute()
     assert out["lpips"] is None and out["ssim"] is not None
 
@@ -333,3 +387,81 @@ def test_real_fid_features_are_pool3_with_named_weights(faces):
     assert mean.shape == (2048,) and cov.shape == (2048, 2048) and (mean >= 0).all()   # pool3 follows a ReLU
     info = suite.networks["fid"].weights_info
     assert len(info["sha256"]) == 64 and info["file"]
+
+
+# ---------------------------------------------------------------- videos (issue 15: eval could not read what reenact writes)
+def write_video(path, frames, fps=25):
+    "uint8 frames [N,H,W,3] as an mp4 (mpeg4, high quality) with PyAV."
+    import av
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("mpeg4", rate=fps)
+        stream.height, stream.width, stream.pix_fmt = frames.shape[1], frames.shape[2], "yuv420p"
+        stream.options = {"qscale": "1"}
+        for frame in frames:
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")))
+        container.mux(stream.encode())
+    return path
+
+
+def video_frames_u8(n, size=48, seed=0):
+    x = F.interpolate(images(n, size=8, seed=seed), size=size, mode="bilinear", align_corners=False)
+    return (x.permute(0, 2, 3, 1) * 255).round().byte().numpy()
+
+
+def test_eval_takes_two_videos_frame_by_frame(tmp_path, capsys):
+    from reenactbook.cli import main
+    driving = write_video(tmp_path / "driving.mp4", video_frames_u8(7))
+    generated = write_video(tmp_path / "out.mp4", video_frames_u8(7, seed=3))
+    code = main(["eval", str(driving), str(driving), "--metrics", "ssim,psnr", "--batch_size", "3", "--out", str(tmp_path / "same"),
+                 "--overrides", "run.device=cpu"])
+    assert code == 0 and "| ssim | psnr |" in capsys.readouterr().out
+    same = json.loads((tmp_path / "same" / "results.json").read_text())
+    assert same["num_images"] == 7 and same["ssim"] == pytest.approx(1.0) and same["psnr"] == pytest.approx(metrics.PSNR_CEILING)
+    assert same["psnr_capped"] == 7 and same["videos"]["reference"] == str(driving)
+    assert (tmp_path / "same" / "per_image.csv").read_text().splitlines()[1].startswith("000000,")
+    different = metrics.evaluate_videos(generated, driving, batch_size=4, metrics=["ssim", "psnr"], device="cpu")
+    assert different["num_images"] == 7 and different["ssim"] < 0.9 and different["psnr_capped"] == 0
+
+
+def test_eval_videos_of_different_lengths_or_sizes(tmp_path, capsys):
+    from reenactbook.cli import main
+    driving = write_video(tmp_path / "driving.mp4", video_frames_u8(7))
+    short = write_video(tmp_path / "short.mp4", video_frames_u8(5))
+    assert main(["eval", str(short), str(driving), "--metrics", "ssim", "--overrides", "run.device=cpu"]) == 2
+    error = capsys.readouterr().err
+    assert "short.mp4 has 5 frames and" in error and "has 7" in error and "same length" in error
+    with pytest.raises(InputError, match="same length"):   # a container that does not say: found while streaming
+        list(metrics.video_batches(short, driving, batch_size=2, source=None))
+    assert main(["eval", str(driving), str(tmp_path), "--metrics", "ssim"]) == 2
+    assert "two folders or two videos" in capsys.readouterr().err
+    large = write_video(tmp_path / "large.mp4", video_frames_u8(7, size=96))
+    out = metrics.evaluate_videos(driving, large, metrics=["ssim"], device="cpu")
+    assert out["image_size"] == [48, 48] and out["videos"]["reference_resized_from"] == [96, 96] and out["ssim"] > 0.8
+    photo = save_pngs(tmp_path / "photo", images(1, size=64))
+    with_source = metrics.evaluate_videos(driving, driving, tmp_path / "photo" / "000.png", metrics=["csim"], device="cpu",
+                                          identity_embedder=ColourEmbedder())
+    assert with_source["csim"] == pytest.approx(1.0, abs=1e-5) and with_source["csim_source"] < 0.99
+
+
+# ---------------------------------------------------------------- dtype contract (issue 12): bf16 / fp16 images
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16], ids=str)
+def test_metrics_take_low_precision_images(dtype):
+    gen, ref = images(4, size=32).to(dtype), noisy(images(4, size=32), 0.05).to(dtype)
+    suite = lambda g, r: MetricSuite(PIXEL_AND_STAND_IN, device="cpu", **STAND_INS).update(g, r).compute()
+    low, full = suite(gen, ref), suite(gen.float(), ref.float())
+    for metric in PIXEL_AND_STAND_IN:
+        assert low[metric] == pytest.approx(full[metric], rel=1e-5, abs=1e-6), metric
+    for fn in (ssim, psnr):
+        assert fn(gen, ref).dtype == torch.float32
+
+
+def test_fast_frechet_distance_equals_pytorch_fid_also_with_fewer_images_than_dimensions():
+    from pytorch_fid.fid_score import calculate_frechet_distance
+    generator = torch.Generator().manual_seed(0)
+    for count, dim in ((200, 16), (40, 96)):       # the second: rank-deficient covariances, as FID on few images
+        a = torch.randn(count, dim, generator=generator).abs()
+        b = torch.randn(count, dim, generator=generator).abs() * 1.3 + 0.1
+        ours = frechet_distance(FeatureStatistics().update(a), FeatureStatistics().update(b))
+        fa, fb = a.double().numpy(), b.double().numpy()
+        theirs = calculate_frechet_distance(fa.mean(0), np.cov(fa, rowvar=False), fb.mean(0), np.cov(fb, rowvar=False))
+        assert ours == pytest.approx(theirs, rel=1e-6, abs=1e-6), (count, dim)

@@ -15,7 +15,7 @@ SMALL = {  # the sample tier at a size two CPU cores run in minutes
     "reenactor.image_size": 64, "reenactor.ngf": 8, "reenactor.ndf": 8, "reenactor.n_downsampling": 2, "reenactor.n_blocks": 1,
     "reenactor.num_d": 1, "reenactor.channels_last": False,
     "train.epochs": 1, "train.max_steps": 2, "train.batch_size": 2, "train.compile": False, "train.ema_decay": 0.0,
-    "train.tensorboard": False, "train.eval_pairs": 2, "train.sample_pairs": 2, "train.cpu_threads": 1,
+    "train.tensorboard": False, "train.eval_pairs": 2, "train.sample_pairs": 2, "train.cpu_threads": 1, "run.num_workers": 0,
     "views.pairs_per_identity": 2, "views.time_gap_seconds": 0.2,
     "lsg.steps": 10, "lsg.hidden": 16, "lsg.batch_size": 8, "lsg.checkpoint_every": 10, "lsg.log_every": 5,
     "finetune.steps": 2, "finetune.batch_size": 2,
@@ -47,12 +47,13 @@ def test_sample_tier_end_to_end_on_three_shared_clips(samples_root, tmp_path, mo
     monkeypatch.setenv("REENACTBOOK_MODELS", str(tmp_path / "results" / "sample" / "models"))
     overrides = {**SMALL, "prep.test_identities": str(tmp_path / "test_identities.txt")}
     report = reproduce("sample", data_root=str(clips), out=str(tmp_path / "results"), device="cpu", allow_cpu=True,
-                       overrides=overrides, only=["02", "07", "08"])
+                       overrides=overrides, only=["02", "07", "08"],
+                       parameters={"n_pairs": 6, "frames_per_clip": 2, "max_pairs": 12, "bootstrap": 200, "n_eval": 4})
     results = tmp_path / "results" / "sample"
     dataset = json.loads((results / "data" / "dataset.json").read_text())            # the clips were prepared at 64 px
     assert dataset["image_size"] == 64 and dataset["identities"] == 3 and dataset["prep"]["test_identities"] == ["rt_5"]
     text = report.read_text()
-    for table in ("table2_one_shot", "self_reenactment", "self_reenactment_ablation_differences", "finetune_identity"):
+    for table in ("identity_network", "table2_one_shot", "self_reenactment", "self_reenactment_ablation_differences", "finetune_identity"):
         assert f"**{table}**" in text, table
     assert "Scale: real footage, few identities" in text and "Identity network (CSIM, AED):" in text
     manifest = json.loads((results / "00_train_tiny" / "models.json").read_text())
@@ -63,7 +64,9 @@ def test_sample_tier_end_to_end_on_three_shared_clips(samples_root, tmp_path, mo
     assert {"sample-reenactor-full", "sample-reenactor-vanilla", "sample-reenactor-no_curriculum", "sample-lsg",
             "sample-reenactor-full-ft-rt_5"} <= names, names
     card = json.loads((results / "models" / "sample-reenactor-full.card.json").read_text())
-    assert card["profile"] == "sample" and card["image_size"] == 64 and card["steps"] == 2 and card["device"] == "cpu"
+    trained = json.loads((Path(manifest["reenactors"]["full"]["folder"]) / "suite.json").read_text())
+    assert card["profile"] == "sample" and card["image_size"] == 64 and card["device"] == "cpu"
+    assert card["steps"] == trained["step"] >= 1 and card["seconds"] == pytest.approx(trained["seconds"])
     assert "ssim" in card["metrics"] and card["data"]["identities"] == 3
     import pandas as pd
     table = pd.read_csv(results / "07_self_reenactment" / "self_reenactment.csv").set_index("method")

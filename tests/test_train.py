@@ -15,11 +15,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from reenactbook.core import CheckpointError, CheckpointMismatchError, ConfigError, DataError, load_checkpoint, load_options
-from reenactbook.losses import LOSS_PRESETS
+from reenactbook.losses import LOSS_PRESETS, _floats
 from reenactbook.reenactor import Reenactor
 from reenactbook.synthetic import tiny_dataset
-from reenactbook.train import (ReenactorTrainer, TrainingLog, learning_rate_factor, list_checkpoints, make_ema,
-                               make_scheduler, set_progress, train_reenactor, truncate_log)
+from reenactbook.train import (EMA, ReenactorTrainer, TrainingLog, learning_rate_factor, list_checkpoints, make_ema,
+                               make_scheduler, set_progress, start_processes, step_profile, train_reenactor, truncate_log)
 
 SMALL = ["reenactor.image_size=32", "reenactor.ngf=8", "reenactor.ndf=8", "reenactor.n_blocks=1", "reenactor.n_layers_d=2",
          "train.batch_size=2", "train.log_every=1", "train.sample_pairs=2", "train.tensorboard=false", "train.cpu_threads=1",
@@ -89,6 +89,24 @@ def test_ema_follows_the_generator(dataset):
     assert make_ema(trainer.generator, 0.0) is None
 
 
+def test_ema_state_dict_is_that_of_averaged_model():
+    "Checkpoints written with torch's AveragedModel (before) load into EMA, and the other way round."
+    from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+    layer = nn.Linear(3, 2)
+    averaged = AveragedModel(layer, multi_avg_fn=get_ema_multi_avg_fn(0.9), use_buffers=True)
+    averaged.update_parameters(layer)
+    ema = make_ema(nn.Linear(3, 2), 0.9)
+    assert isinstance(ema, EMA) and not ema.started
+    ema.load_state_dict(averaged.state_dict())
+    assert ema.started and torch.equal(ema.module.weight, layer.weight)  # resumed: the next update averages, not copies
+    with torch.no_grad():
+        layer.weight += 1
+    ema.update_parameters(layer)
+    averaged.update_parameters(layer)
+    assert torch.allclose(ema.module.weight, averaged.module.weight, atol=1e-7)
+    assert set(ema.state_dict()) == set(averaged.state_dict()) and int(ema.n_averaged) == 2
+
+
 # ---------------------------------------------------------------- gradient accumulation
 def test_accumulating_two_half_batches_equals_one_full_batch(dataset):
     "Gradients and losses of 2 micro-batches of 2 pairs = those of one batch of 4 (same initial weights)."
@@ -98,7 +116,7 @@ def test_accumulating_two_half_batches_equals_one_full_batch(dataset):
         assert torch.equal(a, b)
     batch = first_batch(whole, 4)
     halves = [{k: v[:2] for k, v in batch.items()}, {k: v[2:] for k, v in batch.items()}]
-    losses_whole, losses_split = whole.train_step([batch]), split.train_step(halves)
+    losses_whole, losses_split = _floats(whole.train_step([batch])), _floats(split.train_step(halves))
     assert losses_split == pytest.approx(losses_whole, rel=1e-5)
     for (name, a), b in zip(whole.model.named_parameters(), split.model.parameters()):
         assert torch.allclose(a.grad, b.grad, rtol=1e-4, atol=1e-5), name  # gradients are O(1); float noise ~1e-6
@@ -142,8 +160,16 @@ class StandInLandmarks(nn.Module):
         return self.head(images).view(-1, 68, 2) + images.shape[-1] / 2
 
 
+def stand_in_masker(images, landmarks=None):
+    "The central half of the image (stands in for the landmark-polygon masker)."
+    mask = torch.zeros_like(images[:, :1])
+    mask[..., 8:24, 8:24] = 1
+    return mask
+
+
 def stand_ins():
-    return {"perceptual_features": StandInFeatures(), "identity_embedder": StandInEmbedder(), "landmark_detector": StandInLandmarks()}
+    return {"perceptual_features": StandInFeatures(), "identity_embedder": StandInEmbedder(), "landmark_detector": StandInLandmarks(),
+            "face_masker": stand_in_masker}
 
 
 @pytest.mark.parametrize("preset", ["vanilla", "+identity", "+boundary"])
@@ -287,3 +313,65 @@ def test_two_process_ddp_equals_one_process_with_the_double_batch(tmp_path, data
     x = torch.rand(2, 3, 32, 32), torch.rand(2, 3, 32, 32)
     with torch.no_grad():
         assert torch.allclose(models[0].generate(*x), models[1].generate(*x), atol=1e-4)
+
+
+# ---------------------------------------------------------------- devices: CUDA stubbed (there is no GPU in CI)
+@pytest.fixture()
+def four_gpus(monkeypatch):
+    "torch.cuda as on a 4-GPU node; `set_device` refuses an unindexed device, as the real one does."
+    chosen = []
+
+    def set_device(device):
+        if isinstance(device, torch.device) and device.index is None:
+            raise ValueError("Expected a torch.device with a specified index or an integer, but got:cuda")
+        chosen.append(device)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 4)
+    monkeypatch.setattr(torch.cuda, "current_device", lambda: 0)
+    monkeypatch.setattr(torch.cuda, "set_device", set_device)
+    for name in ("RANK", "LOCAL_RANK", "WORLD_SIZE"):
+        monkeypatch.delenv(name, raising=False)
+    return chosen
+
+
+@pytest.mark.parametrize("preference", ["auto", "cuda", "cuda:0"])
+def test_start_processes_sets_an_indexed_gpu(four_gpus, preference):
+    "The old code called set_device(torch.device('cuda')) for auto and cuda: `reenactbook train` crashed on every GPU machine."
+    processes = start_processes(preference)
+    assert processes.device == torch.device("cuda", 0) and four_gpus == [torch.device("cuda", 0)]
+
+
+def test_start_processes_under_torchrun_takes_the_local_rank(four_gpus, monkeypatch):
+    import reenactbook.train as train
+    backends = []
+    monkeypatch.setattr(train.dist, "is_initialized", lambda: False)
+    monkeypatch.setattr(train.dist, "init_process_group", lambda backend: backends.append(backend))
+    monkeypatch.setenv("WORLD_SIZE", "8")
+    monkeypatch.setenv("RANK", "6")
+    monkeypatch.setenv("LOCAL_RANK", "2")  # second node, third GPU
+    for preference in ("auto", "cuda"):
+        processes = start_processes(preference)
+        assert (processes.device, processes.rank, processes.local_rank, processes.distributed) == (torch.device("cuda", 2), 6, 2, True)
+    assert backends == ["nccl", "nccl"] and four_gpus == [torch.device("cuda", 2)] * 2
+    with pytest.raises(ConfigError, match="names one GPU for all 8 processes"):
+        start_processes("cuda:1")
+    monkeypatch.setenv("LOCAL_RANK", "5")
+    with pytest.raises(ConfigError, match="nproc_per_node"):
+        start_processes("auto")
+    monkeypatch.setenv("LOCAL_RANK", "x")
+    with pytest.raises(ConfigError, match="LOCAL_RANK='x'"):
+        start_processes("auto")
+
+
+# ---------------------------------------------------------------- host work of a step (the CPU proxy of GPU idle time)
+def test_training_step_never_waits_for_the_device(dataset):
+    "No host sync, no constant built from Python data in a full-loss step with the EMA: the old code had 2 syncs (EMA) + 2 constants (boundary)."
+    trainer = ReenactorTrainer(small_options("losses.preset=full", "train.ema_decay=0.9"), dataset, loss_networks=stand_ins())
+    micro = [first_batch(trainer, 2)]
+    trainer.train_step(micro)  # warm-up
+    counts = step_profile(trainer, micro, steps=2)
+    assert counts["host_syncs"] == 0, counts
+    assert counts["python_constants"] == 0, counts
+    assert counts["casts"] <= 12, counts  # dtype/device conversions of real tensors (fp32 on the CPU: a handful of .float())
+    values = trainer.train_step(micro)
+    assert all(isinstance(v, torch.Tensor) and v.ndim == 0 and not v.requires_grad for v in values.values())

@@ -239,3 +239,26 @@ def test_sample_clip_and_uploaded_photo(samples_root, shared_weights, lsg):
     assert demo.state["source"] == "upload:face.png" and demo.controls["source"].value == "upload:face.png"
     with pytest.raises(InputError, match="no face found"):
         demo.load_image(np.full((200, 200, 3), 127, np.uint8))
+
+
+# ---------------------------------------------------------------- the model registry (issue 15)
+
+def test_demo_uses_the_best_available_models_by_default(tmp_path, cache, monkeypatch):
+    "reenactor='auto' and lsg='auto' (the defaults) load the best models of the registry; without a reenactor the demo says how to get one."
+    from reenactbook.core import load_options, save_checkpoint
+    from reenactbook.lsg import LandmarkSequenceGenerator
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("REENACTBOOK_MODELS", str(tmp_path / "models"))
+    torch.manual_seed(0)
+    lsg_net = LandmarkSequenceGenerator(68, hidden=8)
+    save_checkpoint(tmp_path / "models" / "demo-lsg.safetensors", {"generator": lsg_net.net.state_dict()},
+                    {"kind": "lsg", "step": 1, "num_points": 68, "k": 6, "options": load_options("tiny", {"lsg.hidden": 8}).to_dict()})
+    bare = LandmarkDemo("synthetic:3", identity=None, size=SIZE, device="cpu")
+    assert bare.reenactor is None and "no trained reenactor found" in bare.model_message
+    assert bare.outputs["models"] == {"reenactor": None, "lsg": "demo-lsg"} and bare.state["k"] == 6
+    model = Reenactor(ReenactorConfig(image_size=64, ngf=4, n_blocks=1), discriminator=False)
+    model.save(tmp_path / "models" / "demo-reenactor.safetensors", {"step": 1, "options": load_options("tiny").to_dict()})
+    demo = LandmarkDemo("synthetic:3", identity=None, size=SIZE, device="cpu")
+    assert demo.outputs["models"] == {"reenactor": "demo-reenactor", "lsg": "demo-lsg"}
+    out = demo.set(yaw=10.0)
+    assert out["reenacted"]["target"].shape == (SIZE, SIZE, 3) and len(out["reenacted"]["lsg"]) == 6
