@@ -14,6 +14,12 @@ pytorch-fid finds the converted Inception weights (reenactbook.pretrained, from 
 in the torch hub cache; when they are elsewhere, a temporary TORCH_HOME links to them, so nothing is ever downloaded.
 Prints images/s (2N images through Inception per run, end to end and without the Frechet distance) and both FID
 values. Usage: python bench/bench_fid.py [--pairs 100] [--size 256]   (100 pairs = 200 images in two folders)
+
+`--eval` instead times `reenactbook eval` itself (issue 15: 183 pairs at 64 px took 55 s) on the folder pair and on the
+same frames as two mp4 videos, each a fresh process, and the Frechet distance alone (pytorch-fid's scipy sqrtm against
+ours) on 2048-d statistics: python bench/bench_fid.py --eval --pairs 183 --size 64 [--metrics ssim,psnr,fid]
+[--pythonpath OTHER_CHECKOUT]   (--pythonpath runs another copy of the package, e.g. the previous commit, for before/after;
+a copy that cannot read videos gets '-' in that row). lpips is left out of "all" when its backbone file is not present.
 """
 import argparse
 import json
@@ -104,10 +110,83 @@ def timed(command: list[str], env: dict) -> tuple[float, str]:
     return seconds, done.stdout
 
 
+def computable(metrics: str) -> str:
+    "The metrics of a comma-separated list whose weights are here (lpips needs torchvision's AlexNet file)."
+    from reenactbook.core import WeightsError
+    from reenactbook.pretrained import find_weights
+    try:
+        find_weights("alexnet-owt-7be5be79.pth")
+        return metrics
+    except WeightsError:
+        return ",".join(m for m in metrics.split(",") if m != "lpips")
+
+
+def write_videos(folder_ref: Path, folder_gen: Path, dest: Path) -> tuple[Path, Path]:
+    "The two image folders as two mp4 videos (mpeg4, high quality), frame i = image i."
+    import av
+    paths = []
+    for folder in (folder_gen, folder_ref):
+        path = dest / f"{folder.name}.mp4"
+        frames = [np.asarray(Image.open(f).convert("RGB")) for f in sorted(folder.glob("*.png"))]
+        with av.open(str(path), "w") as container:
+            stream = container.add_stream("mpeg4", rate=25)
+            stream.height, stream.width, stream.pix_fmt, stream.options = frames[0].shape[0], frames[0].shape[1], "yuv420p", {"qscale": "1"}
+            for frame in frames:
+                container.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
+            container.mux(stream.encode())
+        paths.append(path)
+    return paths[0], paths[1]
+
+
+def bench_distance(count: int = 400, dim: int = 2048) -> tuple[float, float, float]:
+    "Seconds of pytorch-fid's distance and of ours on the same 2048-d statistics, and their relative difference."
+    import torch
+    from pytorch_fid.fid_score import calculate_frechet_distance
+    from reenactbook.metrics import FeatureStatistics, frechet_distance
+    generator = torch.Generator().manual_seed(0)
+    a, b = torch.randn(count, dim, generator=generator).relu(), torch.randn(count, dim, generator=generator).relu() * 1.1
+    stats = FeatureStatistics().update(a), FeatureStatistics().update(b)
+    (mu_a, s_a), (mu_b, s_b) = stats[0].mean_cov(), stats[1].mean_cov()
+    start = time.perf_counter()
+    theirs = calculate_frechet_distance(mu_a, s_a, mu_b, s_b)
+    theirs_s = time.perf_counter() - start
+    start = time.perf_counter()
+    ours = frechet_distance(*stats)
+    return theirs_s, time.perf_counter() - start, abs(ours - theirs) / abs(theirs)
+
+
+def bench_eval(args, reenactbook: list[str], gen: Path, ref: Path, tmp: Path, env: dict) -> None:
+    metrics = computable(args.metrics)
+    if args.pythonpath:
+        env = {**env, "PYTHONPATH": args.pythonpath}
+        reenactbook = [sys.executable, "-c", "import sys; from reenactbook.cli import main; sys.exit(main(sys.argv[1:]))"]
+    videos = write_videos(ref, gen, tmp)
+    print(f"{'input':<8} {'metrics':<28} {'pairs':>5} {'wall s':>7} {'pairs/s':>8} {'in networks s':>14} {'distance s':>11}")
+    for kind, pair in (("folders", (gen, ref)), ("videos", videos)):
+        out = tmp / f"eval_{kind}"
+        start = time.perf_counter()
+        done = subprocess.run([*reenactbook, "eval", *map(str, pair), "--metrics", metrics, "--batch_size", str(args.batch_size),
+                               "--out", str(out), "--overrides", "run.device=cpu"], env=env, capture_output=True, text=True)
+        seconds = time.perf_counter() - start
+        if done.returncode != 0:
+            print(f"{kind:<8} {metrics:<28} {args.pairs:>5} {'-':>7}   (exit {done.returncode}: {done.stderr.strip().splitlines()[-1][:120]})")
+            continue
+        results = json.loads((out / "results.json").read_text())
+        print(f"{kind:<8} {metrics:<28} {results['num_images']:>5} {seconds:7.1f} {results['num_images'] / seconds:8.2f} "
+              f"{results['seconds']['update']:14.1f} {results['seconds'].get('fid_distance', 0):11.1f}")
+    theirs, ours, rel = bench_distance()
+    print(f"\nFrechet distance of 2048-d statistics: pytorch-fid (scipy sqrtm) {theirs:.1f} s, ours (eigh) {ours:.2f} s, "
+          f"relative difference {rel:.1e}")
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--pairs", type=int, default=100)
     parser.add_argument("--size", type=int, default=256)
+    parser.add_argument("--eval", action="store_true", help="time `reenactbook eval` on folders and videos")
+    parser.add_argument("--metrics", default=ALL, help="with --eval: the metrics to time")
+    parser.add_argument("--batch_size", type=int, default=16, help="with --eval: images per batch")
+    parser.add_argument("--pythonpath", default="", help="with --eval: run this copy of the package (before/after)")
     args = parser.parse_args()
     python = sys.executable
     reenactbook = [python, "-m", "reenactbook.cli"] if not Path(python).with_name("reenactbook").exists() else [str(Path(python).with_name("reenactbook"))]
@@ -124,7 +203,10 @@ def main():
         images = 2 * args.pairs
         print(f"images: {args.pairs} pairs at {args.size}x{args.size}: {what}")
         print(f"Inception weights: {weights}")
-        print(f"CPU threads: torch default, {os.cpu_count()} cores; each run is a fresh process (start-up and loading included)\n")
+        print(f"CPU threads: torch default, {os.cpu_count()} cores; load average {os.getloadavg()[0]:.1f}; each run is a fresh "
+              "process (start-up and loading included)\n")
+        if args.eval:
+            return bench_eval(args, reenactbook, gen, ref, tmp, env)
 
         theirs_s, out = timed([python, "-c", PYTORCH_FID, str(gen), str(ref), "--device", "cpu", "--batch-size", "50",
                                "--num-workers", "0"], env)
@@ -132,7 +214,7 @@ def main():
         theirs_distance = float(re.search(r"frechet_distance_seconds: ([0-9.eE+-]+)", out).group(1))
 
         runs = {}
-        for name, selection in (("fid", "fid"), ("all", ALL)):
+        for name, selection in (("fid", "fid"), ("all", computable(ALL))):
             out_dir = tmp / f"out_{name}"
             seconds, _ = timed([*reenactbook, "eval", str(gen), str(ref), "--metrics", selection, "--batch_size", "50",
                                 "--out", str(out_dir), "--overrides", "run.device=cpu"], env)

@@ -26,8 +26,10 @@ import time
 
 import torch
 
-SMALL = {"size": 64, "ngf": 8, "ndf": 8, "n_blocks": 2, "batches": (2, 4), "train_batch": 2, "steps": 2, "lsg_batch": 256}
-FULL = {"size": 256, "ngf": 64, "ndf": 64, "n_blocks": 9, "batches": (16, 64), "train_batch": 16, "steps": 10, "lsg_batch": 131072}
+SMALL = {"size": 64, "ngf": 4, "ndf": 4, "n_blocks": 1, "batches": (2,), "chunks": 2, "train_batch": 2, "steps": 1, "profile_steps": 1,
+         "lsg_batch": 64, "train_rows": "fast:fp32:eager,full:fp32:eager,full:bf16:eager"}
+FULL = {"size": 256, "ngf": 64, "ndf": 64, "n_blocks": 9, "batches": (16, 64), "chunks": 4, "train_batch": 16, "steps": 10,
+        "profile_steps": 2, "lsg_batch": 131072, "train_rows": None}
 TRAIN_ROWS = "fast:bf16:eager,vanilla:bf16:eager,+identity:bf16:eager,+mask:bf16:eager,full:bf16:eager,full:fp32:eager," \
              "full:bf16:compiled,fast:bf16:compiled"
 ROWS: list[dict] = []
@@ -85,7 +87,7 @@ def bench_inference(sizes: dict, device: torch.device, peak: float, compile_ok: 
     flops = forward_flops(generator, torch.rand(1, 6, size, size, device=device))
     modes = [("fp32 eager", False, False), ("bf16 eager", True, False), ("bf16 compiled", True, True)]
     for batch in sizes["batches"]:
-        inputs = torch.rand(batch * 4, 6, size, size, device=device)
+        inputs = torch.rand(batch * sizes["chunks"], 6, size, size, device=device)
         for name, fast, compiled in modes:
             if compiled and not compile_ok:
                 row("G inference", f"{name} b{batch}", note="skipped on the CPU (--compile-on-cpu)")
@@ -97,13 +99,14 @@ def bench_inference(sizes: dict, device: torch.device, peak: float, compile_ok: 
             started = time.perf_counter()
             run(inputs[:batch])  # compiles when compiled
             first = time.perf_counter() - started
-            seconds = timed(lambda: run(inputs), device, repeats=3)
+            seconds = timed(lambda: run(inputs), device, repeats=3 if device.type == "cuda" else 1)
             fps = len(inputs) / seconds
             row("G inference", f"{name} b{batch}", fps, "frames/s", mfu=flops * fps / peak, memory_gib=peak_memory(device),
                 note=f"{flops / 1e9:.1f} GFLOP/frame" + (f", compile {first:.0f} s" if compiled else ""))
     run = InferenceGenerator(generator, device, batch_size=1, fast=compile_ok and device.type == "cuda")
     one = torch.rand(1, 6, size, size, device=device)
-    row("G latency", f"batch 1 {'bf16 compiled' if run.fast else 'fp32 eager'}", timed(lambda: run(one), device, 10, 2) * 1000, "ms")
+    repeats = 10 if device.type == "cuda" else 2
+    row("G latency", f"batch 1 {'bf16 compiled' if run.fast else 'fp32 eager'}", timed(lambda: run(one), device, repeats, 1) * 1000, "ms")
 
 
 def fixed_batches(trainer, steps: int) -> list[list[dict]]:
@@ -155,7 +158,7 @@ def bench_training(sizes: dict, device: torch.device, peak: float, compile_ok: b
                 trainer.train_step(micro)
             synchronize(device)
             seconds = (time.perf_counter() - start) / sizes["steps"]
-            counts = step_profile(trainer, work[1], steps=2)
+            counts = step_profile(trainer, work[1], steps=sizes["profile_steps"])
         images = sizes["train_batch"] / seconds
         if precision == "bf16":
             rates[preset] = max(rates.get(preset, 0.0), 1 / seconds)
@@ -219,7 +222,7 @@ def main(argv=None) -> list[dict]:
     parser.add_argument("--device", default="auto")
     parser.add_argument("--small", action="store_true", help="toy sizes (the CPU test)")
     parser.add_argument("--peak-tflops", type=float, default=790.0, help="the device's peak (bf16 dense) for MFU; H200: 790")
-    parser.add_argument("--train-rows", default=TRAIN_ROWS, help="preset:bf16|fp32:eager|compiled, comma-separated")
+    parser.add_argument("--train-rows", default=None, help=f"preset:bf16|fp32:eager|compiled, comma-separated (default {TRAIN_ROWS})")
     parser.add_argument("--train-seconds", type=float, default=120.0, help="length of the --data run")
     parser.add_argument("--out", default="runs/bench-gpu", help="output folder of the --data run")
     parser.add_argument("--compile-on-cpu", action="store_true")
@@ -241,7 +244,7 @@ def main(argv=None) -> list[dict]:
         bench_inference(sizes, device, peak, compile_ok)
     rates = {}
     if "training" not in skip:
-        rates = bench_training(sizes, device, peak, compile_ok, args.train_rows, tiny_dataset())
+        rates = bench_training(sizes, device, peak, compile_ok, args.train_rows or sizes["train_rows"] or TRAIN_ROWS, tiny_dataset())
     if "lsg" not in skip:
         bench_lsg(sizes, device)
     last = None

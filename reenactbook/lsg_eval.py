@@ -208,12 +208,16 @@ def synthetic_tracks(people: int = 40,         # unseen people drawn from the fa
                      *,
                      frames: int = 96,         # frames per evaluated track (one more video per person teaches the judge)
                      seed: int = 2027,         # population seed: no training set uses it
+                     turn: float = 0.0,        # up to this many degrees of added side-to-side head turning (0.4 Hz; each person draws a share)
                      size: int = 256) -> Tracks:
     "Talking-head landmark tracks of `people` unseen synthetic people (`synthetic.sample_motion`), aligned as the pipeline aligns faces."
     from reenactbook.synthetic import build_rig, face_model, pose_geometry, sample_identity, sample_motion
     model = face_model()
     def video(person, index):
         identity, motion = sample_identity(seed, person), sample_motion(seed, person, index, frames)
+        rng = np.random.default_rng([seed, person, index, 11])
+        sweep = turn * rng.uniform() * np.sin(2 * np.pi * (0.4 * np.arange(frames) / 25.0 + rng.uniform()))
+        motion.pose[:, 0] = np.clip(motion.pose[:, 0] + sweep, -75, 75)       # large head turns between window endpoints
         return pose_geometry(build_rig(identity, model), model.shape(identity.shape, motion.expression), motion, size).landmarks.astype(np.float32)
     judge = [video(p, 1) for p in range(people)]
     return Tracks(f"synthetic, {people} unseen people", [video(p, 0) for p in range(people)], np.arange(people),

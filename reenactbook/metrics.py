@@ -31,8 +31,7 @@ from PIL import Image
 from .pretrained import find_weights, warnings_off, weights_status
 
 from .core import (ConfigBase, ConfigError, InputError, WeightsError, autocast, config_section, get_device,
-                              get_logger, load_module_state, load_options, progress, sha256_file, torch_load, weights_dirs,
-                              write_json, write_text)
+                              get_logger, load_options, progress, write_json, write_text)
 
 # %% auto #0
 __all__ = ['ALL_METRICS', 'METRIC_NETWORK', 'SSIM_SIGMA', 'SSIM_WINDOW', 'PSNR_CEILING', 'LPIPS_BACKBONES', 'PIXEL_BACKENDS',
@@ -196,20 +195,19 @@ def lpips_backbone_file(net: str = "alex") -> str:
 @contextlib.contextmanager
 def _torch_hub_offline(backbone: Path):
     "torchvision sees the verified `backbone` in its hub cache and cannot download anything."
-    original_dir, original_download = torch.hub.get_dir(), torch.hub.download_url_to_file
+    original_get_dir, original_download = torch.hub.get_dir, torch.hub.download_url_to_file
     def refuse(url, *args, **kwargs):
-        raise WeightsError(f"LPIPS tried to download {url}; put {Path(url).name} in {Path(original_dir) / 'checkpoints'}")
+        raise WeightsError(f"LPIPS tried to download {url}; put {Path(url).name} in {Path(original_get_dir()) / 'checkpoints'}")
     with tempfile.TemporaryDirectory(prefix="reenactbook-lpips-") as scratch:
-        if backbone.parent != Path(original_dir) / "checkpoints":
+        if backbone.parent != Path(original_get_dir()) / "checkpoints":
             (Path(scratch) / "checkpoints").mkdir()
             (Path(scratch) / "checkpoints" / backbone.name).symlink_to(backbone.resolve())
-            torch.hub.set_dir(scratch)
+            torch.hub.get_dir = lambda: scratch
         torch.hub.download_url_to_file = refuse
         try:
             yield
         finally:
-            torch.hub.set_dir(original_dir)
-            torch.hub.download_url_to_file = original_download
+            torch.hub.get_dir, torch.hub.download_url_to_file = original_get_dir, original_download
 
 class LpipsNetwork(torch.nn.Module):
     "torchmetrics' LPIPS metric with its registered, verified weights: `(generated, reference) -> [B]` distances."
@@ -690,7 +688,7 @@ def video_batches(generated: str | Path, reference: str | Path, source: str | Pa
                              "the videos must be frame-aligned and of the same length")
         batches = [torch.from_numpy(np.stack(c)).permute(0, 3, 1, 2) for c in chunk]
         if photo is not None:
-            batches.append(torch.from_numpy(np.ascontiguousarray(photo)).permute(2, 0, 1)[None].expand(len(chunk[0]), -1, -1, -1))
+            batches.append(torch.from_numpy(np.array(photo)).permute(2, 0, 1)[None].expand(len(chunk[0]), -1, -1, -1))
         yield [f"{index + i:06d}" for i in range(len(chunk[0]))], *batches, *([None] * (3 - len(batches)))
         index += len(chunk[0])
 

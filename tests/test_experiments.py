@@ -195,3 +195,19 @@ def test_report_headlines_and_readme_section_come_from_the_report(tmp_path):
     refused = subprocess.run([sys.executable, str(REPO / "tools" / "readme_results.py"), "--results", str(tmp_path / "results"),
                               "--write", str(readme)], capture_output=True, text=True)
     assert refused.returncode == 1 and "markers" in refused.stderr and readme.read_text() == "no markers\n"
+
+
+def test_tier_data_takes_a_prepared_dataset_or_names_what_it_needs(tmp_path, monkeypatch):
+    from reenactbook.core import ConfigError, DataError
+    from reenactbook.experiments import tier_data, tier_estimate
+    from reenactbook.views import _example_dataset
+    prepared = _example_dataset(tmp_path / "prepared", identities=2, videos=1, frames=4)
+    assert tier_data("sample", str(prepared.root)) == str(prepared.root.resolve())   # used as is, never prepared again
+    assert tier_data("tiny") == ""                                                  # tiny makes its own data
+    monkeypatch.delenv("REENACTBOOK_SAMPLES", raising=False)
+    with pytest.raises(ConfigError, match="needs data"):
+        tier_data("sample")
+    with pytest.raises(DataError, match="no such folder"):
+        tier_data("sample", str(tmp_path / "missing"))
+    small, large = tier_estimate("sample", identities=2), tier_estimate("sample", identities=12)
+    assert 0 < small["images"] < large["images"] and small["cpu_hours"] < large["cpu_hours"]

@@ -124,7 +124,7 @@ def test_the_one_loader_takes_names_paths_folders_and_objects(registry):
     save_lsg(registry / "extra" / "the-lsg.safetensors")
     by_name, by_path, by_folder = load_reenactor("reenactor-tiny"), load_reenactor(str(path)), load_reenactor(str(path.parent))
     for model in (by_name, by_path, by_folder):
-        assert isinstance(model, Reenactor) and not model.training and model.card["name"] == "reenactor-tiny"
+        assert isinstance(model, Reenactor) and not model.training and model.card["name"] == "reenactor-tiny" and model.source == path
         assert model.meta["options"]["run"]["profile"] == "tiny"
     saved = reenactor().generator.state_dict()
     assert all(torch.equal(v, saved[k]) for k, v in by_name.generator.state_dict().items())

@@ -285,7 +285,7 @@ def test_default_model_is_the_best_available_and_named(photo, tmp_path, cache, m
     monkeypatch.chdir(tmp_path)
     result = reenact_video(photo[0], np.repeat(read_pts(photo[1])[None], 2, 0), tmp_path / "out.mp4", source_landmarks=photo[1],
                            show_progress=False)
-    assert result.model.startswith("best") and "best" in result.summary()
+    assert result.model == f"best ({models / 'best.safetensors'})" and result.model in result.summary()
     frames, _ = decode(result.path)
     assert frames[0].shape == (1024, 817, 3)                             # the photo's resolution by default
 

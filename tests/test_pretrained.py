@@ -94,6 +94,43 @@ def test_hashes_are_cached_by_path_size_and_mtime(isolated, monkeypatch):
     assert pt.file_sha256(path) != first and len(calls) == 2
 
 
+def test_status_rehashes_a_flipped_byte_with_the_mtime_kept_and_on_verify(isolated, monkeypatch, capsys):
+    "Issue 15: the status cache trusted size + mtime, so a flipped byte with the mtime put back showed `[present] ok`."
+    path = isolated / "weights" / "blob.bin"
+    path.write_bytes(b"abc" * 1000)
+    monkeypatch.setitem(pt.WEIGHTS, "blob.bin", pt.WeightsFile("blob.bin", "a test file", ("test:blob",), "here", sha256_file(path), "none"))
+    assert pt.weights_status("blob.bin")["status"] == "present"
+    before = path.stat()
+    data = bytearray(path.read_bytes())
+    data[10] ^= 0xFF
+    path.write_bytes(bytes(data))
+    os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))  # same size, same mtime
+    assert path.stat().st_mtime_ns == before.st_mtime_ns and path.stat().st_size == before.st_size
+    status = pt.weights_status("blob.bin")
+    assert status["status"] == "corrupt" and "damaged or another version" in status["message"]
+    calls = []
+    real = pt.sha256_file
+    monkeypatch.setattr(pt, "sha256_file", lambda p: calls.append(p) or real(p))
+    pt.weights_status("blob.bin")
+    assert not calls  # cached now
+    pt.weights_cli("status", verify=True)
+    assert Path(calls[0]).name in pt.WEIGHTS and len(calls) >= 3  # every present file re-hashed
+    assert "[corrupt] blob.bin" in capsys.readouterr().out
+
+
+def test_refusals_name_the_command_or_the_place_never_a_python_function(isolated, shared_weights):
+    copy = isolated / "weights" / "mobilefacenet_arcface_128.pt"
+    data = bytearray((shared_weights / copy.name).read_bytes())
+    data[100] ^= 0xFF
+    copy.write_bytes(bytes(data))
+    with pytest.raises(CorruptWeightsError) as info:
+        pt.find_weights(copy.name)
+    assert "Delete it" in str(info.value) and "REENACTBOOK_WEIGHTS" in str(info.value)
+    with pytest.raises(MissingWeightsError) as info:
+        pt.find_weights("face_recognition_model.bin")
+    assert "`reenactbook weights fetch`" in str(info.value) and "fetch_faceapi" not in str(info.value)
+
+
 def test_unknown_names_and_actions_are_refused(isolated):
     with pytest.raises(Exception, match="not a registered weight file"):
         pt.find_weights("model.bin")
@@ -485,3 +522,14 @@ def test_geometry_helpers_take_low_precision(dtype):
                                atol=2e-2, rtol=0)
     resized = faceapi.faceapi_input(low_images, 112)
     assert resized.dtype == dtype and torch.isfinite(resized.float()).all()
+
+
+@pytest.mark.parametrize("name", list(WRAPPERS))
+def test_wrappers_run_under_autocast_and_keep_points_and_embeddings_in_float32(dtype_weights, name):
+    "Loss networks take the autocast dtype (here CPU bf16); points, embeddings, masks, distances and FID features stay float32."
+    build, run, usual = WRAPPERS[name]
+    model = build()
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        out = run(model, _smooth(2, 64).bfloat16())
+    feature_map = name in ("perceptual faceapi", "perceptual vgg19")
+    assert out.dtype == (torch.bfloat16 if feature_map else usual) and torch.isfinite(out.float()).all()
