@@ -10,7 +10,7 @@ PROFILE ?= tiny
 export REENACTBOOK_CACHE ?= $(CURDIR)/.cache
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: install weights reproduce readme-results test export-check clean-check nbtest pytest bench constraints e2e e2e-deps
+.PHONY: install weights reproduce readme-results test export-check clean-check nbtest pytest bench bench-gpu constraints e2e e2e-deps
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -72,6 +72,11 @@ e2e: e2e-deps
 
 bench: install
 	for b in bench/bench_*.py; do echo "== $$b"; $(BIN)/python $$b; done
+
+# one GPU, < 6 min: inference, training per loss preset, LSG; WEIGHTS= the pretrained weights folder, DATA= a prepared dataset (adds a 2-min run)
+WEIGHTS ?= $(REENACTBOOK_WEIGHTS)
+bench-gpu: install
+	$(BIN)/python bench/bench_gpu.py $(if $(WEIGHTS),--weights "$(WEIGHTS)") $(if $(DATA),--data "$(DATA)")
 
 constraints:
 	{ echo "# Pins for every pip call of this project (make install uses: pip install -c constraints.txt ...)."; \

@@ -233,7 +233,12 @@ def main(argv=None) -> list[dict]:
     from reenactbook.core import get_device
     from reenactbook.synthetic import tiny_dataset
     device = get_device(args.device)
+    if device.type == "cpu" and not args.small:
+        print("bench_gpu: no GPU here, so the small sizes (--small)", file=sys.stderr)
+        args.small = True
     sizes = SMALL if args.small else FULL
+    if args.small and device.type == "cpu":
+        torch.set_num_threads(1)  # toy sizes: threads only contend
     compile_ok = device.type == "cuda" or args.compile_on_cpu
     peak = args.peak_tflops * 1e12
     ROWS.clear()

@@ -629,6 +629,14 @@ def plot_losses(log_path: str | Path, png_path: str | Path) -> Path | None:
 # %% ../nbs/10_lsg.ipynb #c028
 STRENGTHS = (0.0, 0.25, 0.5, 0.75, 1.0)
 
+def _identity_error(base: torch.Tensor, full: torch.Tensor, target: torch.Tensor):
+    "f(strength) -> mean distance of the face model's identity fitted to the in-between frames of base + strength x (full - base) from the true frames'."
+    from reenactbook.face_fit import fit_faces
+    if base.shape[2] not in (68, 98) or base.shape[1] < 3:
+        return lambda strength: 0.0
+    truth = fit_faces(target[:, 1:-1].float()).identity
+    return lambda strength: (fit_faces((base + strength * (full - base))[:, 1:-1].float()).identity - truth).norm(dim=-1).mean().item()
+
 @patch
 @torch.no_grad()
 def calibrate(self: LSGTrainer, windows: int = 512) -> tuple[float, float]:
@@ -649,7 +657,9 @@ def calibrate(self: LSGTrainer, windows: int = 512) -> tuple[float, float]:
     scale = SequenceFrame.of(target[:, 0], target[:, -1]).scale
     error = lambda a, frames: (((base + a * (full - base)) - target)[:, frames] / scale).abs().mean().item()
     inner, ends = slice(1, k - 1), [0, k - 1]
-    chosen = (min(STRENGTHS, key=lambda a: error(a, inner)), min(STRENGTHS, key=lambda a: error(a, ends)))
+    identity = _identity_error(base, full, target)
+    allowed = [a for a in STRENGTHS if identity(a) <= identity(0.0)]     # never trade who the face is for accuracy
+    chosen = (min(allowed, key=lambda a: error(a, inner)), min(STRENGTHS, key=lambda a: error(a, ends)))
     refined = lambda keep: (generate_sequence(self.generator, start, end, k, cfg.base, True, (*chosen, keep))[0] - target) / scale
     keep = min(STRENGTHS[::-1], key=lambda keep: refined(keep).abs().mean().item())   # ties: keep more of the input
     self.strength = (*chosen, keep)

@@ -30,7 +30,7 @@ from PIL import Image
 
 from .pretrained import find_weights, warnings_off, weights_status
 
-from .core import (ConfigBase, ConfigError, InputError, WeightsError, autocast, config_section, get_device,
+from .core import (ConfigBase, ConfigError, CorruptWeightsError, InputError, WeightsError, autocast, config_section, get_device,
                               get_logger, load_options, progress, write_json, write_text)
 
 # %% auto #0
@@ -351,7 +351,7 @@ class MetricSuite:
                  landmark_backend: str = "auto", fid_backend: str = "auto",
                  lpips_net: str = "alex",                     # LPIPS backbone: alex | vgg | squeeze
                  fid_autocast: bool = False,                  # bf16 autocast for Inception on GPU (FID then differs from pytorch-fid's)
-                 skip_unavailable: bool = False):             # report a metric whose network cannot load as unavailable instead of raising
+                 skip_unavailable: bool = True):              # a metric whose network is missing is reported unavailable (False: raise)
         self.metrics = check_metric_names(metrics)
         self.skip_unavailable = skip_unavailable
         self.device, self.amp, self.image_size, self.fid_autocast = get_device(device), amp, int(image_size), fid_autocast
@@ -368,7 +368,7 @@ class MetricSuite:
             return default_network(kind, backend, str(self.device))
         except (WeightsError, ImportError) as e:
             needs = [m for m in self.metrics if METRIC_NETWORK[m] == kind]
-            if not self.skip_unavailable:
+            if not self.skip_unavailable or isinstance(e, CorruptWeightsError):  # a damaged file is never skipped
                 if isinstance(e, WeightsError):
                     raise type(e)(f"{'/'.join(needs)} cannot be computed: {e}") from None
                 raise ConfigError(f"{'/'.join(needs)} cannot be computed: {e}; install the package "
@@ -781,7 +781,8 @@ def eval_cli(generated: str,  # folder of generated faces, or the generated vide
     if videos[0] != videos[1]:
         raise InputError(f"give two folders or two videos, not {'a video' if videos[0] else 'a folder'} ({generated}) and "
                          f"{'a video' if videos[1] else 'a folder'} ({reference})")
-    suite = MetricSuite.from_options(options, metrics=check_metric_names(metrics) if metrics else config.metrics)
+    suite = MetricSuite.from_options(options, metrics=check_metric_names(metrics) if metrics else config.metrics,
+                                     skip_unavailable=False)  # a requested metric that cannot be computed stops the command
     per_image = Path(out) / "per_image.csv" if out else None
     if videos[0]:
         results = evaluate_videos(generated, reference, source, batch_size=batch_size or config.batch_size, suite=suite,

@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 import time
@@ -239,7 +240,7 @@ def _looks_like_path(spec: str) -> bool:
     return spec.endswith(".safetensors") or os.sep in spec or Path(spec).exists()
 
 def resolve_model(spec=None, kind: str = "reenactor", *, quiet: bool = False) -> ModelEntry:
-    "The `ModelEntry` for a model name, a checkpoint path, or None (the best available); logs which model it picked."
+    "The `ModelEntry` for a model name, a checkpoint path, or None (the best available); logs which model it picked (for a path: at debug level)."
     if kind not in MODEL_KINDS:
         raise ConfigError(f"model kind {kind!r}: choose one of {MODEL_KINDS}")
     spec = None if spec is None or str(spec) in ("", "best") else str(spec)
@@ -265,8 +266,9 @@ def resolve_model(spec=None, kind: str = "reenactor", *, quiet: bool = False) ->
         entry = next((e for e in matches if e.kind == kind), matches[0])
     if entry.card["kind"] != kind:
         raise kind_mismatch(entry.checkpoint, entry.card["kind"], kind, entry.meta)
-    if not quiet:
-        get_logger(__name__).info("using %s %s", kind, f"{entry.describe()} from {entry.checkpoint}")
+    if not quiet:  # a path was chosen by the user: said at debug level only
+        level = logging.DEBUG if spec is not None and _looks_like_path(spec) else logging.INFO
+        get_logger(__name__).log(level, "using %s %s", kind, f"{entry.describe()} from {entry.checkpoint}")
     return entry
 
 # %% ../nbs/07_models.ipynb #c019

@@ -506,11 +506,11 @@ class FaceTracker:
 ALIGNMENT_EXTRA = "alignment_matrix"  # the dataset extra holding each frame's 2x3 transform, source pixels -> aligned pixels
 
 def alignment_parameters(matrix: np.ndarray, size: int) -> np.ndarray:
-    "(log scale, angle, x, y) of a 2x3 similarity; (x, y) is the source point that lands on the centre of the `size` crop."
+    "(log scale, angle, x, y) [..., 4] of 2x3 similarities [..., 2, 3]; (x, y) is the source point that lands on the centre of the `size` crop."
     from reenactbook.landmarks import invert_transform, transform_points
     m = np.asarray(matrix, np.float64)
-    centre = transform_points(np.full((1, 2), (size - 1) / 2), invert_transform(m))[0]
-    return np.array([math.log(math.hypot(m[0, 0], m[1, 0])), math.atan2(m[1, 0], m[0, 0]), *centre])
+    centre = transform_points(np.full((1, 2), (size - 1) / 2), invert_transform(m))[..., 0, :]
+    return np.concatenate([np.log(np.hypot(m[..., 0, 0], m[..., 1, 0]))[..., None], np.arctan2(m[..., 1, 0], m[..., 0, 0])[..., None], centre], -1)
 
 def similarity_from_parameters(parameters: np.ndarray, size: int) -> np.ndarray:
     "The 2x3 similarity with these `alignment_parameters`."
@@ -537,7 +537,7 @@ def smoothed_alignment(numbers: np.ndarray,    # frame numbers [T], increasing
     distance = np.sqrt((moved ** 2).sum(-1).mean(-1))
     tolerance = size / 32 if tolerance is None else tolerance
     weights = np.exp(-0.5 * ((numbers[near] - numbers[i]) / sigma) ** 2 - 0.5 * (distance / tolerance) ** 2)
-    params = np.stack([alignment_parameters(matrices[j], size) for j in near])
+    params = alignment_parameters(matrices[near], size)
     own_angle = params[near == i, 1]
     params[:, 1] = own_angle + (params[:, 1] - own_angle + math.pi) % (2 * math.pi) - math.pi  # no jump at ±180°
     return similarity_from_parameters(weights @ params / weights.sum(), size)

@@ -149,3 +149,38 @@ def test_torch_load_state_dict_refuses_other_objects(tmp_path):
         torch_load(tmp_path / "list.pt", state_dict=True)
     torch.save({"w": torch.ones(2)}, tmp_path / "sd.pt")
     assert torch.equal(torch_load(tmp_path / "sd.pt", state_dict=True)["w"], torch.ones(2))
+
+
+# ---------------------------------------------------------------- devices (CUDA stubbed: there is no GPU in CI)
+@pytest.fixture()
+def two_gpus(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    monkeypatch.setattr(torch.cuda, "current_device", lambda: 1)  # e.g. after torch.cuda.set_device(1)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *args, **kwargs: True)
+
+
+@pytest.mark.parametrize("preference, index, expected", [
+    ("auto", None, "cuda:1"), ("cuda", None, "cuda:1"), ("CUDA", None, "cuda:1"), ("cuda:0", None, "cuda:0"),
+    ("auto", 0, "cuda:0"), ("cuda", 0, "cuda:0"), ("cuda:1", 0, "cuda:1"), (torch.device("cuda"), None, "cuda:1"),
+    (torch.device("cuda", 0), 1, "cuda:0"), ("cpu", 1, "cpu")])
+def test_cuda_devices_are_always_indexed(two_gpus, preference, index, expected):
+    "set_device, DDP's device_ids and CUDA graphs need the index: the old get_device('auto') gave an unindexed 'cuda'."
+    from reenactbook.core import amp_dtype, get_device
+    device = get_device(preference, index=index)
+    assert device == torch.device(expected) and (device.type != "cuda" or device.index is not None)
+    assert amp_dtype(device) == (torch.bfloat16 if device.type == "cuda" else None)
+
+
+def test_missing_gpus_are_clear_errors(two_gpus, monkeypatch):
+    from reenactbook.core import get_device
+    with pytest.raises(ConfigError, match="needs GPU 2, but this machine has 2 GPU"):
+        get_device("cuda:2")
+    with pytest.raises(ConfigError, match="nproc_per_node"):
+        get_device("auto", index=3)  # LOCAL_RANK 3 on a 2-GPU node
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert get_device("auto", index=3) == torch.device("cpu") or get_device("auto").type == "mps"
+    with pytest.raises(ConfigError, match="CUDA is not available here"):
+        get_device("cuda")
+    with pytest.raises(ConfigError, match="unknown device 'tpu7'"):
+        get_device("tpu7")

@@ -93,3 +93,11 @@ def test_smoothing_comparison(tracks):
     gaussian = [name for name in table.index if name.startswith("Gaussian")][0]
     assert table.loc[gaussian, "jitter (px/frame)"] < 0.5 * raw
     assert raw == pytest.approx(1.5 * np.sqrt(np.pi), rel=0.15)            # difference of two N(0, 1.5^2 I) points
+
+
+def test_synthetic_head_turns_populate_large_yaw_changes():
+    from reenactbook.lsg_eval import yaw_change
+    calm = track_windows(synthetic_tracks(6, frames=40), k=8, stride=3)[0]
+    turning = track_windows(synthetic_tracks(6, frames=40, turn=40.0), k=8, stride=3)[0]
+    assert (yaw_change(turning) > 25).sum() > (yaw_change(calm) > 25).sum()
+    assert np.array_equal(synthetic_tracks(2, frames=10).points[0], synthetic_tracks(2, frames=10).points[0])   # seeded

@@ -309,6 +309,10 @@ def test_eval_cli_refuses_corrupt_identity_weights(tmp_path, monkeypatch, capsys
     assert code == 2 and len(error.splitlines()) == 1
     assert "csim cannot be computed" in error and "mobilefacenet_arcface_128.pt" in error and "damaged" in error
     assert "fetch_faceapi" not in error and "REENACTBOOK_WEIGHTS" in error
+    from reenactbook.core import CorruptWeightsError
+    metrics.default_network.cache_clear()
+    with pytest.raises(CorruptWeightsError, match="mobilefacenet_arcface_128.pt"):   # never skipped, not even in a notebook
+        MetricSuite(["csim"], device="cpu")
 
 
 # ---------------------------------------------------------------- LPIPS: torchmetrics' public API, registered weights
@@ -348,8 +352,8 @@ def test_lpips_says_what_is_missing_and_where(tmp_path, monkeypatch):
     monkeypatch.setenv("REENACTBOOK_WEIGHTS", str(tmp_path / "weights"))
     metrics.default_network.cache_clear()
     with pytest.raises(WeightsError, match=rf"lpips cannot be computed.*alexnet-owt-7be5be79.pth.*Put it in {tmp_path / 'torch'}"):
-        MetricSuite(["ssim", "lpips"], device="cpu")
-    suite = MetricSuite(["ssim", "lpips"], device="cpu", skip_unavailable=True)   # the library can still skip, when asked
+        MetricSuite(["ssim", "lpips"], device="cpu", skip_unavailable=False)   # what `reenactbook eval` uses
+    suite = MetricSuite(["ssim", "lpips"], device="cpu")   # in a notebook: reported as unavailable, with the reason
     assert "alexnet-owt-7be5be79.pth" in suite.unavailable["lpips"]
     out = suite.update(images(2), images(2)).compute()
     assert out["lpips"] is None and out["ssim"] is not None

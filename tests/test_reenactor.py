@@ -219,3 +219,49 @@ def test_parameter_and_flop_counts():
     one = forward_flops(model.generator, torch.rand(1, 6, 32, 32))
     assert forward_flops(model.generator, torch.rand(2, 6, 32, 32)) == 2 * one
     assert forward_flops(model.generator, torch.rand(1, 6, 64, 64)) == 4 * one
+
+
+# ---------------------------------------------------------------- fast inference (reenactor.InferenceGenerator)
+def test_inference_generator_chunks_any_length():
+    from reenactbook.reenactor import InferenceGenerator
+    torch.manual_seed(0)
+    model = Reenactor(ReenactorConfig(**SMALL)).train()
+    inputs = torch.rand(7, 6, 32, 32)
+    run = InferenceGenerator(model, "cpu", batch_size=3)  # a Reenactor: its G is used
+    assert not run.fast and not run.channels_last and run.generator is model.generator
+    out = run(inputs)
+    assert out.shape == (7, 3, 32, 32) and out.dtype == torch.float32 and not out.requires_grad
+    with torch.no_grad():
+        expected = model.generator.eval()(inputs)
+    torch.testing.assert_close(out, expected)
+    assert run(inputs[:1]).shape == (1, 3, 32, 32)
+    assert model.generator.train().training and run(inputs[:2]) is not None and model.generator.training  # mode restored
+    with pytest.raises(InputError, match="expected 6 channels"):
+        run(inputs[:, :3])
+    with pytest.raises(InputError, match="not divisible by 4"):
+        run(torch.rand(1, 6, 30, 32))
+    with pytest.raises(InputError, match="batch_size must be >= 1"):
+        InferenceGenerator(model, "cpu", batch_size=0)
+
+
+def test_fast_inference_pads_the_last_chunk_to_one_shape(monkeypatch):
+    "fast=True (the CUDA default; here on the CPU with the compiler stubbed): bf16, every chunk the same shape, float32 out."
+    from reenactbook.reenactor import InferenceGenerator
+    shapes, dtypes = [], []
+
+    def fake_compile(module, **kwargs):
+        def run(x):
+            shapes.append(tuple(x.shape))
+            out = module(x)
+            dtypes.append(out.dtype)
+            return out
+        return run
+    monkeypatch.setattr(torch, "compile", fake_compile)
+    torch.manual_seed(0)
+    generator = ReenactorGenerator(ReenactorConfig(**SMALL)).eval()
+    inputs = torch.rand(10, 6, 32, 32)
+    out = InferenceGenerator(generator, "cpu", batch_size=4, fast=True)(inputs)
+    assert shapes == [(4, 6, 32, 32)] * 3  # 4 + 4 + 2 padded to 4: a compiled graph never sees a new shape
+    assert dtypes == [torch.bfloat16] * 3 and out.dtype == torch.float32 and out.shape == (10, 3, 32, 32)
+    with torch.no_grad():
+        torch.testing.assert_close(out, generator(inputs), atol=0.03, rtol=0)  # bf16 precision

@@ -375,3 +375,20 @@ def test_training_step_never_waits_for_the_device(dataset):
     assert counts["casts"] <= 12, counts  # dtype/device conversions of real tensors (fp32 on the CPU: a handful of .float())
     values = trainer.train_step(micro)
     assert all(isinstance(v, torch.Tensor) and v.ndim == 0 and not v.requires_grad for v in values.values())
+
+
+# ---------------------------------------------------------------- the GPU benchmark, at toy sizes on the CPU (so it cannot rot)
+def test_gpu_benchmark_runs_small_on_the_cpu(shared_weights, tmp_path):
+    "bench/bench_gpu.py --small prints its one table: inference, training (real loss networks, fp32 and bf16) and LSG rows."
+    script = Path(__file__).parents[1] / "bench" / "bench_gpu.py"
+    done = python(script, "--small", "--device", "cpu", "--weights", str(shared_weights), "--train-rows", "fast:fp32:eager,full:bf16:eager",
+                  timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    table = [line for line in done.stdout.splitlines() if line.startswith("| ")]
+    assert table[0].startswith("| what | setting | rate") and len(table) == 2 + 3 + 1 + 2 + 1, done.stdout
+    rows = {tuple(cell.strip() for cell in line.split("|")[1:3]): line.split("|") for line in table[2:]}
+    assert float(rows[("G inference", "fp32 eager b2")][3].replace(",", "")) > 0
+    assert "skipped on the CPU" in rows[("G inference", "bf16 compiled b2")][-2]
+    full = rows[("training step", "full bf16 eager")]
+    assert float(full[3].replace(",", "")) > 0 and float(full[7]) == 0  # steps/s; no host sync in the step
+    assert float(rows[("LSG G_l", "hidden 96 b64")][3].replace(",", "")) > 0

@@ -198,10 +198,14 @@ def slider_readout(page, name: str) -> str:
     return page.locator(f".reenactbook-demo .reenactbook-{name.replace('_', '-')} .widget-readout").inner_text()
 
 
+LOG_LINE = re.compile(r"^\d\d:\d\d:\d\d INFO reenactbook")  # core.get_logger's format: a note (e.g. which model was used), not an error
+
+
 def error_outputs(page) -> list[str]:
-    "Texts of the error outputs (tracebacks) in the notebook."
-    return page.locator(".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stderr'], "
-                        ".jp-RenderedText[data-mime-type='application/vnd.jupyter.error']").all_inner_texts()
+    "Texts of the error outputs (tracebacks, warnings) in the notebook; stderr that holds only INFO log lines is not one."
+    texts = page.locator(".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stderr'], "
+                         ".jp-RenderedText[data-mime-type='application/vnd.jupyter.error']").all_inner_texts()
+    return [t for t in texts if not all(LOG_LINE.match(line) for line in t.strip().splitlines())]
 
 
 def tiny_models(folder: Path) -> dict:
