@@ -177,8 +177,10 @@ def bench_lsg(sizes: dict, device: torch.device) -> None:
     options = load_options("tiny")
     k, batch = options.lsg.k, sizes["lsg_batch"]
     model = LandmarkSequenceGenerator(68, options.lsg.hidden, options.lsg.layers, k).to(device).eval()
-    start = torch.rand(batch, 68, 2, device=device) * 200 + 28
-    end = start + torch.randn(batch, 68, 2, device=device) * 5
+    from reenactbook.pretrained import template_68
+    face = template_68(256, device, torch.float32)  # the aligned mean face, moved a little per case
+    start = face + torch.randn(batch, 68, 2, device=device)
+    end = face + torch.randn(batch, 1, 2, device=device) * 8 + torch.randn(batch, 68, 2, device=device)
     try:
         with torch.no_grad():
             seconds = timed(lambda: model.lsg(start, end, k), device, repeats=3)

@@ -81,7 +81,7 @@ class LSGConfig(ConfigBase):
 # %% ../nbs/10_lsg.ipynb #c007
 # eye landmarks (both eyes) of the layouts we know; the inter-ocular distance is the distance of the eye centres
 EYE_POINTS = {68: (list(range(36, 42)), list(range(42, 48))), 98: (list(range(60, 68)), list(range(68, 76)))}
-DEGENERATE_EYES = 0.02   # an eye distance below this share of the face's extent is refused as degenerate
+DEGENERATE_EYES = 0.005   # an eye distance below this share of the face's extent is refused as degenerate (a face turned 65 degrees away still has 0.8 %)
 
 def _as_points(points, name: str) -> torch.Tensor:
     "A float32 tensor of landmark sets `[B,P,2]` from a NumPy or torch `[P,2]`/`[B,P,2]` input."
@@ -110,7 +110,7 @@ def _check_face(points: torch.Tensor, name: str) -> None:
     if points.shape[1] in EYE_POINTS and (interocular(points) < DEGENERATE_EYES * extent).any():
         worst = float((interocular(points) / extent).min())
         raise InputError(f"{name}: degenerate face, the eye centres are {worst:.1%} of the face's extent apart "
-                         f"(below {DEGENERATE_EYES:.0%}); check the landmark order and the detection")
+                         f"(below {DEGENERATE_EYES:.1%}); check the landmark order and the detection")
 
 def check_endpoints(p_start, p_end, k: int, num_points: int | None = None, names: tuple[str, str] = ("p_start", "p_end")):
     "Validate two endpoint landmark sets and `k`; returns them as `[B,P,2]` float32 tensors and whether the input was batched."

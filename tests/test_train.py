@@ -163,7 +163,7 @@ class StandInLandmarks(nn.Module):
 def stand_in_masker(images, landmarks=None):
     "The central half of the image (stands in for the landmark-polygon masker)."
     mask = torch.zeros_like(images[:, :1])
-    mask[..., 8:24, 8:24] = 1
+    mask[..., 8:24, 8:24].fill_(1)  # (`mask[...] = 1` would build a tensor from a Python number at every call)
     return mask
 
 
@@ -381,14 +381,14 @@ def test_training_step_never_waits_for_the_device(dataset):
 def test_gpu_benchmark_runs_small_on_the_cpu(shared_weights, tmp_path):
     "bench/bench_gpu.py --small prints its one table: inference, training (real loss networks, fp32 and bf16) and LSG rows."
     script = Path(__file__).parents[1] / "bench" / "bench_gpu.py"
-    done = python(script, "--small", "--device", "cpu", "--weights", str(shared_weights), "--train-rows", "fast:fp32:eager,full:bf16:eager",
+    done = python(script, "--small", "--device", "cpu", "--weights", str(shared_weights), "--train-rows", "full:fp32:eager",
                   timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     table = [line for line in done.stdout.splitlines() if line.startswith("| ")]
-    assert table[0].startswith("| what | setting | rate") and len(table) == 2 + 3 + 1 + 2 + 1, done.stdout
+    assert table[0].startswith("| what | setting | rate") and len(table) == 2 + 3 + 1 + 1 + 1, done.stdout
     rows = {tuple(cell.strip() for cell in line.split("|")[1:3]): line.split("|") for line in table[2:]}
     assert float(rows[("G inference", "fp32 eager b2")][3].replace(",", "")) > 0
     assert "skipped on the CPU" in rows[("G inference", "bf16 compiled b2")][-2]
-    full = rows[("training step", "full bf16 eager")]
+    full = rows[("training step", "full fp32 eager")]
     assert float(full[3].replace(",", "")) > 0 and float(full[7]) == 0  # steps/s; no host sync in the step
     assert float(rows[("LSG G_l", "hidden 96 b64")][3].replace(",", "")) > 0
