@@ -63,12 +63,12 @@ def main():
     parser.add_argument("--paper-steps", type=int, default=1, help="timed optimiser steps of the paper config")
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--compile", action="store_true", help="train.compile=true")
+    parser.add_argument("--compile", action="store_true", help="train.compile=true (on CUDA; bench/bench_gpu.py compares both)")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     device = get_device(args.device)
-    extra = ["train.compile=true"] if args.compile else []
+    extra = [f"train.compile={'true' if args.compile else 'false'}"]  # compiling is the GPU default; here only with --compile
     print(f"device {device} ({torch.cuda.get_device_name(device) if device.type == 'cuda' else f'{torch.get_num_threads()} threads'}), "
           f"torch {torch.__version__}, amp {'bf16' if device.type == 'cuda' else 'off'}{', compiled' if args.compile else ''}")
     print(f"{'config':6s} {'size':>5s} {'batch':>5s} {'acc':>4s} {'G Mparam':>8s} {'D Mparam':>8s} {'GFLOP/step':>11s} "

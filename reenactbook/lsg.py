@@ -112,6 +112,7 @@ def _check_face(points: torch.Tensor, name: str) -> None:
         raise InputError(f"{name}: degenerate face, the eye centres are {worst:.1%} of the face's extent apart "
                          f"(below {DEGENERATE_EYES:.1%}); check the landmark order and the detection")
 
+# %% ../nbs/10_lsg.ipynb #c008
 def check_endpoints(p_start, p_end, k: int, num_points: int | None = None, names: tuple[str, str] = ("p_start", "p_end")):
     "Validate two endpoint landmark sets and `k`; returns them as `[B,P,2]` float32 tensors and whether the input was batched."
     if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 2:
@@ -134,7 +135,7 @@ def _like_input(sequence: torch.Tensor, like, batched: bool):
     sequence = sequence if batched else sequence[0]
     return sequence if isinstance(like, torch.Tensor) else sequence.detach().cpu().numpy()
 
-# %% ../nbs/10_lsg.ipynb #c008
+# %% ../nbs/10_lsg.ipynb #c009
 def interocular(points: torch.Tensor) -> torch.Tensor:
     "Distance between the eye centres of landmark sets `[..., P, 2]` (68 or 98 points), shape `[...]`."
     num_points = points.shape[-2]
@@ -143,6 +144,7 @@ def interocular(points: torch.Tensor) -> torch.Tensor:
     right, left = EYE_POINTS[num_points]
     return (points[..., right, :].mean(-2) - points[..., left, :].mean(-2)).norm(dim=-1)
 
+# %% ../nbs/10_lsg.ipynb #c010
 def eye_direction(points: torch.Tensor) -> torch.Tensor:
     "Unit vectors `[..., 2]` from the right eye's centre to the left eye's (image x for an upright face)."
     right, left = EYE_POINTS[points.shape[-2]]
@@ -163,6 +165,7 @@ def pose_normalize(points: torch.Tensor) -> torch.Tensor:
     direction = eye_direction(points) * torch.tensor([1.0, -1.0], device=points.device)   # the inverse rotation
     return _rotate(normalize_shape(points), direction)
 
+# %% ../nbs/10_lsg.ipynb #c011
 @dataclass
 class SequenceFrame:
     "The similarity frame of a sequence, from its two endpoints `[B,P,2]`: centre `[B,1,1,2]`, scale `[B,1,1,1]`, roll direction `[B,1,2]`."
@@ -185,7 +188,7 @@ class SequenceFrame:
         "Displacements `[B,K,P,2]` in this frame -> pixels."
         return _rotate(shift, self.direction) * self.scale
 
-# %% ../nbs/10_lsg.ipynb #c009
+# %% ../nbs/10_lsg.ipynb #c012
 def _interpolate(start: torch.Tensor, end: torch.Tensor, k: int) -> torch.Tensor:
     "f_up: `[B,P,2]` x 2 -> `[B,K,P,2]`, exactly `start` at frame 0 and `end` at frame K-1."
     w = torch.linspace(0, 1, k, device=start.device, dtype=start.dtype)
@@ -220,7 +223,7 @@ def denoise_endpoints(start: torch.Tensor, end: torch.Tensor, keep: float) -> tu
     denoised = projection + keep * (torch.stack([start, end], 1) - projection)
     return denoised[:, 0], denoised[:, 1]
 
-# %% ../nbs/10_lsg.ipynb #c011
+# %% ../nbs/10_lsg.ipynb #c014
 @functools.lru_cache(maxsize=2)
 def _mean_face_inverse(num_points: int) -> tuple[torch.Tensor, list[int]]:
     "The pseudo-inverse `[3,68]` of the centred 3D mean face and the 68-point indices into a `num_points` layout."
@@ -239,6 +242,7 @@ def head_rotation(points: torch.Tensor) -> torch.Tensor:
     rows = (u @ vh).float()                                                          # orthonormal rows
     return torch.stack([rows[:, 0], rows[:, 1], torch.linalg.cross(rows[:, 0], rows[:, 1])], 1)
 
+# %% ../nbs/10_lsg.ipynb #c015
 def _quaternion(rotation: torch.Tensor) -> torch.Tensor:
     "Unit quaternions `[B,4]` (w, x, y, z) of rotation matrices `[B,3,3]`."
     m = rotation
@@ -260,7 +264,7 @@ def rotation_trajectory(start: torch.Tensor, end: torch.Tensor, k: int) -> torch
     w1 = torch.where(small, t, (t * angle).sin() / sin)
     return F.normalize(w0 * q0[:, None] + w1 * q1[:, None], dim=-1)
 
-# %% ../nbs/10_lsg.ipynb #c015
+# %% ../nbs/10_lsg.ipynb #c019
 def _mlp(inputs: int, hidden: int, outputs: int) -> nn.Sequential:
     return nn.Sequential(nn.Linear(inputs, hidden), nn.LeakyReLU(0.2), nn.Linear(hidden, hidden), nn.LeakyReLU(0.2), nn.Linear(hidden, outputs))
 
@@ -287,6 +291,7 @@ class LandmarkSequenceNet(nn.Module):
         decoded, _ = self.decoder(states)
         return self.to_shift(decoded).reshape(batch, k, points, 2), states
 
+# %% ../nbs/10_lsg.ipynb #c020
 class RealnessDiscriminator(nn.Module):
     "D1: is a single landmark set real or generated? Logits `[B]` from sets `[B,P,2]` (pixels; shape-normalised inside)."
     def __init__(self, num_points: int = 68, hidden: int = 256):
@@ -325,7 +330,7 @@ class HiddenIdentityClassifier(nn.Module):
     def forward(self, states: torch.Tensor) -> torch.Tensor:
         return self.net(states.mean(1))
 
-# %% ../nbs/10_lsg.ipynb #c017
+# %% ../nbs/10_lsg.ipynb #c022
 def generate_sequence(net: LandmarkSequenceNet, start: torch.Tensor, end: torch.Tensor, k: int, base: str = "linear",
                       refine: bool = False, strength: tuple[float, ...] = (1.0, 1.0, 1.0)) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     "Eq. 1 on endpoint tensors `[B,P,2]`: (sequence `[B,K,P,2]` pixels, shift `[B,K,P,2]` normalised, hidden states `[B,K,2H]`)."
@@ -342,7 +347,7 @@ def generate_sequence(net: LandmarkSequenceNet, start: torch.Tensor, end: torch.
     shift = shift * mask[None, :, None, None]
     return upsampled + frame.outward_shift(shift.float()), shift, states
 
-# %% ../nbs/10_lsg.ipynb #c021
+# %% ../nbs/10_lsg.ipynb #c026
 LOSS_TERMS = ("d1", "d2", "s1_real", "g_d1", "g_d2", "g_s1", "g_s2", "reconstruction", "g_total")
 
 @contextlib.contextmanager
@@ -372,7 +377,7 @@ def _manipulate_rows(points: torch.Tensor, which: torch.Tensor, choices: torch.T
             out[rows] = torch.as_tensor(np.asarray(changed, np.float32), device=points.device)
     return out
 
-# %% ../nbs/10_lsg.ipynb #c022
+# %% ../nbs/10_lsg.ipynb #c027
 class LSGTrainer:
     "The LSG training state: G_l, S_2, D_1, D_2, S_1, their optimisers, the real windows on the device and the step."
     def __init__(self, options: Options, windows: torch.Tensor | None, labels: torch.Tensor | None, identities: list[str],
@@ -413,7 +418,7 @@ class LSGTrainer:
     def _rand(self, *shape) -> torch.Tensor:
         return torch.rand(shape, generator=self.sampler).to(self.device)
 
-# %% ../nbs/10_lsg.ipynb #c023
+# %% ../nbs/10_lsg.ipynb #c028
 @patch
 def _synthetic(self: LSGTrainer, count: int):
     "`count` synthetic true windows `[n,K,68,2]`, labels and same-person partner frames, drawn for this step."
@@ -457,7 +462,7 @@ def _augment(self: LSGTrainer, start: torch.Tensor, end: torch.Tensor) -> tuple[
         end = _manipulate_rows(end, manipulate, choices, strengths)
     return start, end
 
-# %% ../nbs/10_lsg.ipynb #c024
+# %% ../nbs/10_lsg.ipynb #c029
 @patch
 def train_step(self: LSGTrainer) -> dict[str, float]:
     "One step of D_1 + D_2, S_1, then G_l + S_2; returns every loss term."
@@ -501,7 +506,7 @@ def train_step(self: LSGTrainer) -> dict[str, float]:
         raise DataError(f"LSG training diverged at step {self.step}: {values}; lower lsg.lr or check the training landmarks for outliers")
     return values
 
-# %% ../nbs/10_lsg.ipynb #c025
+# %% ../nbs/10_lsg.ipynb #c030
 @patch
 def state(self: LSGTrainer) -> dict:
     "Everything needed to continue exactly: networks, optimisers, RNG states, partial log sums."
@@ -538,7 +543,7 @@ def load_state(self: LSGTrainer, path: str | Path) -> LSGTrainer:
     self.strength = tuple(float(v) for v in meta.get("strength", (1.0, 1.0, 1.0)))
     return self
 
-# %% ../nbs/10_lsg.ipynb #c026
+# %% ../nbs/10_lsg.ipynb #c031
 @patch
 def fit(self: LSGTrainer, out_dir: str | Path, steps: int | None = None, show_progress: bool = True) -> Path:
     "Train up to `steps` (default `lsg.steps`), logging to `out_dir/losses.csv` and checkpointing to `out_dir/lsg.safetensors`."
@@ -578,6 +583,7 @@ def _loop(self: LSGTrainer, steps: int, checkpoint: Path, log_path: Path, bar, s
             if self.step % cfg.log_every == 0:
                 bar.set_postfix(reconstruction=f"{values['reconstruction']:.4f}", d1=f"{values['d1']:.3f}")
 
+# %% ../nbs/10_lsg.ipynb #c032
 def _append_log(path: Path, step: int, values: dict[str, float], seconds: float) -> None:
     new = not path.exists()
     with open(path, "a", newline="") as f:
@@ -597,6 +603,7 @@ def _truncate_log(path: Path, step: int) -> None:
     keep = [lines[0]] + [l for l in lines[1:] if len(l.split(",")) == width and int(l.split(",")[0]) <= step]
     write_text(path, "\n".join(keep) + "\n")
 
+# %% ../nbs/10_lsg.ipynb #c033
 def plot_losses(log_path: str | Path, png_path: str | Path) -> Path | None:
     "Loss curves of a `losses.csv`: adversarial terms, support tasks and reconstruction, against the training step."
     import io
@@ -626,7 +633,7 @@ def plot_losses(log_path: str | Path, png_path: str | Path) -> Path | None:
     from reenactbook.core import write_bytes
     return write_bytes(png_path, buffer.getvalue())
 
-# %% ../nbs/10_lsg.ipynb #c028
+# %% ../nbs/10_lsg.ipynb #c035
 STRENGTHS = (0.0, 0.25, 0.5, 0.75, 1.0)
 
 def _identity_error(base: torch.Tensor, full: torch.Tensor, target: torch.Tensor):
@@ -668,7 +675,7 @@ def calibrate(self: LSGTrainer, windows: int = 512) -> tuple[float, float]:
                               error(0.0, inner), chosen[1], keep)
     return self.strength
 
-# %% ../nbs/10_lsg.ipynb #c030
+# %% ../nbs/10_lsg.ipynb #c037
 WINDOW_STRIDES = (1, 2, 3, 5, 8, 12, 18, 25)   # strides of the real training windows (up to lsg.max_stride)
 
 def lsg_dataset(options: Options):
@@ -687,6 +694,7 @@ def lsg_windows(dataset, options: Options, split: str = "train"):
     from reenactbook.views import LandmarkWindows
     return LandmarkWindows.from_options(dataset, options, split)
 
+# %% ../nbs/10_lsg.ipynb #c038
 def training_windows(dataset, options: Options, split: str = "train") -> tuple[torch.Tensor, torch.Tensor, list[str]]:
     "Real windows `[N,K,P,2]`, labels `[N]` and identity names of `split`, at every stride of `WINDOW_STRIDES` up to `lsg.max_stride` the clips allow."
     from reenactbook.views import LandmarkWindows
@@ -723,7 +731,10 @@ def train_lsg(options: Options, out_dir: str | Path | None = None, dataset=None,
                               len(x), options.lsg.k, len(identities), options.lsg.synthetic_identities, trainer.device)
     return trainer.fit(out_dir, steps, show_progress)
 
-# %% ../nbs/10_lsg.ipynb #c032
+# %% ../nbs/10_lsg.ipynb #c040
+#| export
+
+# %% ../nbs/10_lsg.ipynb #c041
 def _checkpoint_kind_error(path, kind) -> CheckpointError:
     "The error for a checkpoint of another kind, named as such."
     if kind == "reenactor-training":
@@ -731,6 +742,7 @@ def _checkpoint_kind_error(path, kind) -> CheckpointError:
                                "and give `lsg` a checkpoint written by `reenactbook train-lsg`")
     return CheckpointError(f"{path}: not an LSG checkpoint (kind {kind!r}); train one with `reenactbook train-lsg`")
 
+# %% ../nbs/10_lsg.ipynb #c042
 class LandmarkSequenceGenerator(nn.Module):
     "A trained G_l for inference: `lsg(p_start, p_end, k)` -> landmark sequences `[B,K,P,2]`."
     def __init__(self, num_points: int = 68, hidden: int = 128, layers: int = 1, k: int = 8, identities: list[str] | None = None,
@@ -782,7 +794,7 @@ class LandmarkSequenceGenerator(nn.Module):
         return (f"LandmarkSequenceGenerator({self.net.num_points} points, K={self.k}, base {self.base}, "
                 f"refine_endpoints={self.refine_endpoints}, residual strength {self.strength}, step {self.step}, from {self.source})")
 
-# %% ../nbs/10_lsg.ipynb #c036
+# %% ../nbs/10_lsg.ipynb #c046
 def _options_key(options: Options) -> str:
     "A short hash of the options a trained LSG depends on."
     relevant = {"lsg": options.lsg.to_dict(), "window_stride": options.views.window_stride, "window_hop": options.views.window_hop,
@@ -808,7 +820,7 @@ def pretrained_lsg(profile: str = "tiny", overrides: list[str] | dict | None = N
                 train_lsg(options, folder, resume=True)
     return LandmarkSequenceGenerator.from_checkpoint(checkpoint, device)
 
-# %% ../nbs/10_lsg.ipynb #c038
+# %% ../nbs/10_lsg.ipynb #c048
 MAX_STRIP_WIDTH = 65_535   # px: the widest image the usual viewers and PNG tools open
 
 def max_frames(size: int = 128, rows: int = 2) -> int:
@@ -841,7 +853,7 @@ def sketch_strip(sequences: list, size: int = 128, margin: float = 0.1, labels: 
         image = np.concatenate([column, image], 1)
     return image
 
-# %% ../nbs/10_lsg.ipynb #c041
+# %% ../nbs/10_lsg.ipynb #c051
 from fastcore.script import Param
 
 def train_lsg_cli(profile: str = "tiny", # options profile: tiny | sample | paper
@@ -867,7 +879,7 @@ def _read_endpoint(path: str) -> np.ndarray:
         points = np.asarray(wflw98_to_68(points), np.float32)
     return points
 
-# %% ../nbs/10_lsg.ipynb #c042
+# %% ../nbs/10_lsg.ipynb #c052
 STRIP_SIZE = 128   # px per sketch in the `lsg` command's strip
 
 def lsg_cli(start: str = None, # .pts file of the first landmark set p_s1 (68 points, or 98 WFLW points: converted)

@@ -607,6 +607,13 @@ def read_batches(rows: list[tuple], batch_size: int = 16, threads: int = 4, size
         while pending:
             yield collect(*pending.popleft())
 
+def _write_per_image(suite: MetricSuite, path: str | Path | None) -> None:
+    "Write the suite's per-image table as CSV (atomically) when `path` is given."
+    if path is not None:
+        buffer = io.StringIO()
+        suite.per_image_table().to_csv(buffer, index=False)
+        write_text(path, buffer.getvalue())
+
 def evaluate_folders(generated_dir: str | Path, reference_dir: str | Path, source_dir: str | Path | None = None,
                      batch_size: int = 16, read_threads: int = 4, suite: MetricSuite | None = None,
                      per_image_csv: str | Path | None = None, **suite_options) -> dict:
@@ -717,12 +724,6 @@ def evaluate_videos(generated: str | Path, reference: str | Path, source: str | 
                          "reference_resized_from": list(size_r) if size_g != size_r else None}
     _write_per_image(suite, per_image_csv)
     return results
-
-def _write_per_image(suite: MetricSuite, path: str | Path | None) -> None:
-    if path is not None:
-        buffer = io.StringIO()
-        suite.per_image_table().to_csv(buffer, index=False)
-        write_text(path, buffer.getvalue())
 
 # %% ../nbs/30_metrics.ipynb #c033
 def results_row(results: dict, name: str | None = None) -> dict:

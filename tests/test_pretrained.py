@@ -116,6 +116,10 @@ def test_status_rehashes_a_flipped_byte_with_the_mtime_kept_and_on_verify(isolat
     pt.weights_cli("status", verify=True)
     assert Path(calls[0]).name in pt.WEIGHTS and len(calls) >= 3  # every present file re-hashed
     assert "[corrupt] blob.bin" in capsys.readouterr().out
+    from reenactbook.cli import main
+    calls.clear()
+    assert main(["weights", "status", "--verify"]) == 0 and len(calls) >= 3   # the command line takes the flag
+    assert "(every file re-hashed)" in capsys.readouterr().out
 
 
 def test_refusals_name_the_command_or_the_place_never_a_python_function(isolated, shared_weights):
