@@ -14,6 +14,9 @@
 #           fastcore papermill nbclient nbformat ipykernel jupyter-client pandas pyarrow safetensors torchmetrics scipy \
 #           opencv-python-headless onnxruntime pytorch-fid matplotlib tqdm scikit-image pillow tabulate pyyaml
 #     (`carry` holds 64 MiB in all: dataset + wheels must fit; torch and numpy are already on the machine).
+#   - .cache/weights (carried: 6.6 MB): the face-api files `reenactbook weights fetch` put there; the perceptual loss
+#     uses them because VGG19's ImageNet file is not in shared/weights. FID's Inception file (~91 MB) does not fit the
+#     carry: without it the tables say "FID: not computed" (every other metric is reported).
 # Everything it writes goes under $OUT: the log, REPORT.md with its tables and figures, the model cards, the import check.
 # Checkpoints stay out (hundreds of MB at 256 px) unless KEEP_CHECKPOINTS=1.
 set -uo pipefail
