@@ -702,6 +702,7 @@ def train_reenactor(options: Options,
     "Train the reenactor as `options` say (one process, or each process of a `torchrun`); returns paths and final metrics."
     logger = get_logger(__name__)
     out_dir = Path(out_dir or options.run.out_dir)
+    options = options.with_overrides({"run.out_dir": str(out_dir)})  # options.json records where the run really is
     c = options.train
     checkpoint = latest_checkpoint(out_dir if resume is True else resume) if resume else None
     processes = start_processes(options.run.device)
@@ -732,8 +733,9 @@ def train_reenactor(options: Options,
             metrics[f"step_{step}"] = {**result, "step": step}
             log.scalars(step, {k: v for k, v in result.items() if isinstance(v, float)}, "eval")
             write_json(out_dir / "metrics.json", metrics)
-            logger.info("evaluation at step %d on %d held-out pairs (%s): SSIM %.4f, identity similarity to the source %.4f, "
-                        "to the target %.4f (real target vs source: %.4f)", step, result["pairs"], eval_split, result["ssim"],
+            which = "held-out pairs" if eval_split == c.eval_split else "training pairs (no held-out split)"
+            logger.info("evaluation at step %d on %d %s: SSIM %.4f, identity similarity to the source %.4f, "
+                        "to the target %.4f (real target vs source: %.4f)", step, result["pairs"], which, result["ssim"],
                         result["identity_to_source"], result["identity_to_target"], result["identity_reference"])
             return result
 

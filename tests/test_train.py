@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from reenactbook.core import CheckpointError, CheckpointMismatchError, ConfigError, DataError, load_checkpoint, load_options
+from reenactbook.core import CheckpointError, CheckpointMismatchError, ConfigError, DataError, Options, load_checkpoint, load_options
 from reenactbook.losses import LOSS_PRESETS, _floats
 from reenactbook.reenactor import Reenactor
 from reenactbook.synthetic import tiny_dataset
@@ -65,6 +65,7 @@ def test_learning_rate_in_a_training_log(tmp_path, dataset):
     "A real run of 3 epochs, decay after 1.5: the logged rates follow the progress in epochs."
     options = small_options("train.epochs=3", "train.decay_fraction=0.5", "train.batch_size=8", "train.lr_generator=1e-3")
     run(options, tmp_path, dataset)
+    assert Options.load(tmp_path).run.out_dir == str(tmp_path)  # options.json says where the run is, not runs/default
     log = pd.read_csv(tmp_path / "train_log.csv")
     expected = [1e-3 * learning_rate_factor(p, 3, 1.5) for p in log["progress"]]
     assert log["lr_generator"].to_numpy() == pytest.approx(expected, rel=1e-5, abs=1e-9)
