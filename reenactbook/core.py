@@ -272,7 +272,7 @@ _SECTIONS: dict[str, type] = {}
 SECTION_MODULES = [
     "reenactbook.core", "reenactbook.landmarks", "reenactbook.synthetic", "reenactbook.pretrained",
     "reenactbook.prep", "reenactbook.views", "reenactbook.lsg", "reenactbook.reenactor",
-    "reenactbook.losses", "reenactbook.train", "reenactbook.metrics", "reenactbook.pipeline",
+    "reenactbook.losses", "reenactbook.train", "reenactbook.metrics", "reenactbook.pipeline", "reenactbook.finetune",
 ]
 
 def config_section(name: str):

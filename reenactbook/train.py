@@ -380,13 +380,14 @@ def sample_grid(generator: nn.Module, batch: dict, path: str | Path | None = Non
 
 # %% ../nbs/22_train.ipynb #c027
 def training_dataset(options: Options):
-    "The prepared dataset of a training: `run.data_root`, or the synthetic talking faces of `options.synth` for the tiny profile."
+    "The prepared dataset of a training (`run.data_root`, or the synthetic faces of `options.synth` for the tiny profile), split in time as `views` says."
     from reenactbook.dataset import FaceDataset
+    from reenactbook.views import apply_time_split
     if options.run.data_root:
-        return FaceDataset(options.run.data_root)
+        return apply_time_split(FaceDataset(options.run.data_root), options.views)
     if options.run.profile == "tiny":
         from reenactbook.synthetic import cached_dataset
-        return cached_dataset(options.synth)
+        return apply_time_split(cached_dataset(options.synth), options.views)
     raise ConfigError(f"profile {options.run.profile!r} needs a prepared dataset: pass run.data_root=PATH "
                       "(made by `reenactbook prep` or `reenactbook synth`)")
 

@@ -358,7 +358,13 @@ def split_in_time(dataset: FaceDataset,
     return view
 
 def apply_time_split(dataset: FaceDataset, config: ViewsConfig) -> FaceDataset:
-    "`split_in_time(dataset, ...)` as the `views` options say (the dataset itself when `time_holdout` is 0)."
+    "`split_in_time(dataset, ...)` as the `views` options say (the dataset itself when `time_holdout` is 0 or it is already split)."
     if not config.time_holdout:
+        return dataset
+    if "time_split" in dataset.meta:  # already a time-split view: splitting again would cut the seen part a second time
+        done = dataset.meta["time_split"]
+        if (done["holdout"], done["gap_seconds"]) != (config.time_holdout, config.time_gap_seconds):
+            raise ConfigError(f"{dataset.root}: already split in time with holdout {done['holdout']} and gap {done['gap_seconds']} s, "
+                              f"not views.time_holdout={config.time_holdout}, views.time_gap_seconds={config.time_gap_seconds}")
         return dataset
     return split_in_time(dataset, config.time_holdout, config.time_gap_seconds, config.frames_per_second)

@@ -179,6 +179,19 @@ def test_time_split_uses_the_recorded_frame_rate_and_options(dataset):
         ViewsConfig(time_holdout=1.0)
 
 
+def test_time_split_is_applied_once_and_by_every_training(dataset):
+    from reenactbook.train import training_dataset
+    from reenactbook.views import UNSEEN_TIME, ViewsConfig, apply_time_split
+    views = ViewsConfig(time_holdout=0.25, time_gap_seconds=0.0)
+    once = apply_time_split(dataset, views)
+    assert apply_time_split(once, views) is once  # a second application would cut the seen part again
+    with pytest.raises(ConfigError, match="already split in time"):
+        apply_time_split(once, ViewsConfig(time_holdout=0.5, time_gap_seconds=0.0))
+    options = load_options("tiny", {"run.data_root": str(dataset.root), "views.time_holdout": 0.25, "views.time_gap_seconds": 0.0})
+    trained_on = training_dataset(options)
+    assert (trained_on.index["split"] == UNSEEN_TIME).sum() == (once.index["split"] == UNSEEN_TIME).sum() > 0
+
+
 def test_time_split_keeps_short_clips_whole_and_fails_clearly_when_nothing_is_long_enough(dataset):
     from reenactbook.views import split_in_time
     with pytest.raises(DataError, match="no clip is long enough"):
