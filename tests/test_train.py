@@ -33,7 +33,9 @@ def small_options(*extra):
 
 @pytest.fixture(scope="module")
 def dataset():
-    return tiny_dataset()
+    "What `reenactbook train --profile tiny` reads: the tiny synthetic faces, split in time as the profile says."
+    from reenactbook.views import apply_time_split
+    return apply_time_split(tiny_dataset(), load_options("tiny").views)
 
 
 def run(options, out, dataset, **kwargs):
@@ -61,10 +63,10 @@ def test_learning_rate_is_constant_then_linear_to_zero():
     assert rates[-1] == pytest.approx(0.0, abs=1e-12)
 
 
-def test_learning_rate_in_a_training_log(tmp_path, dataset):
+def test_learning_rate_in_a_training_log(tmp_path):
     "A real run of 3 epochs, decay after 1.5: the logged rates follow the progress in epochs."
     options = small_options("train.epochs=3", "train.decay_fraction=0.5", "train.batch_size=8", "train.lr_generator=1e-3")
-    run(options, tmp_path, dataset)
+    run(options, tmp_path, tiny_dataset())  # the whole tiny dataset (not split in time): 6 steps an epoch
     assert Options.load(tmp_path).run.out_dir == str(tmp_path)  # options.json says where the run is, not runs/default
     log = pd.read_csv(tmp_path / "train_log.csv")
     expected = [1e-3 * learning_rate_factor(p, 3, 1.5) for p in log["progress"]]
