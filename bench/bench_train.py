@@ -20,15 +20,7 @@ from reenactbook.synthetic import tiny_dataset
 from reenactbook.core import load_options
 from reenactbook.train import ReenactorTrainer, step_flops
 
-
-def batches(trainer: ReenactorTrainer, count: int) -> list[list[dict]]:
-    "`count` optimiser steps' micro-batches of epoch 0, on the device (loading is not timed)."
-    trainer.pairs.set_epoch(0)
-    indices = list(trainer.sampler(0))
-    per_step = trainer.config.batch_size * trainer.config.accumulate
-    indices = (indices * (1 + count * per_step // max(len(indices), 1)))[: count * per_step]
-    loader = iter(trainer.micro_batches(indices, 0))
-    return [[trainer.prepare(next(loader)) for _ in range(trainer.config.accumulate)] for _ in range(count)]
+from bench_gpu import fixed_batches as batches  # this folder is on sys.path when a bench runs as a script
 
 
 def measure(name: str, overrides: list[str], steps: int, device: torch.device, dataset) -> None:
