@@ -10,7 +10,7 @@ PROFILE ?= tiny
 export REENACTBOOK_CACHE ?= $(CURDIR)/.cache
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: install weights reproduce readme-results test export-check clean-check nbtest pytest bench bench-gpu constraints e2e e2e-deps
+.PHONY: install weights reproduce readme-results notebooks test export-check clean-check nbtest pytest bench bench-gpu constraints e2e e2e-deps
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -38,6 +38,13 @@ reproduce: weights
 readme-results: install
 	$(BIN)/python tools/readme_results.py --write README.md
 
+# re-execute the notebooks in place so their visible examples (figures, small tables) are committed with outputs;
+# NB= one notebook or a glob (default: every notebook in nbs/), then strip execution counts and metadata
+NB ?= nbs/*.ipynb
+notebooks: install
+	@for nb in $(NB); do echo "== $$nb"; (cd nbs && ../$(BIN)/exec_nb --exc_stop "../$$nb" --dest "../$$nb"); done
+	$(BIN)/nbdev_clean
+
 # modules must be exactly what the notebooks export
 export-check: install
 	@tmp=$$(mktemp -d); cp -r reenactbook $$tmp/before; \
@@ -46,7 +53,7 @@ export-check: install
 	  echo "nbdev_export changed reenactbook/: edit the notebooks in nbs/, export, and commit both"; rm -rf $$tmp; exit 1; fi; \
 	rm -rf $$tmp; echo "export-check: modules match the notebooks"
 
-# notebooks are stored clean (no outputs, no execution counts)
+# notebooks are stored clean (no execution counts or metadata; the outputs of visible examples stay)
 clean-check: install
 	@before=$$(cat nbs/*.ipynb | sha256sum); $(BIN)/nbdev_clean; after=$$(cat nbs/*.ipynb | sha256sum); \
 	if [ "$$before" != "$$after" ]; then echo "nbdev_clean changed notebooks: commit the cleaned notebooks"; exit 1; fi; \
