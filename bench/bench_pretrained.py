@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from reenactbook import landmarks as lm
+from reenactbook import backends as bk
 from reenactbook import pretrained as pt
 from reenactbook.core import get_device, samples_dir
 
@@ -52,7 +53,7 @@ def matching_box(detections_boxes: np.ndarray, gt: np.ndarray):
 
 
 def runnable(job):
-    return [b.name for b in pt.BACKENDS[job] if pt.backend_status(job, b.name)[0]]
+    return [b.name for b in bk.BACKENDS[job] if bk.backend_status(job, b.name)[0]]
 
 
 def bench_landmarks(root, device):

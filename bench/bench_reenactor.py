@@ -9,7 +9,8 @@ import time
 
 import torch
 
-from reenactbook.core import autocast, get_device, load_options
+from reenactbook.core import autocast, get_device
+from reenactbook.config import load_options
 from reenactbook.reenactor import MultiscaleDiscriminator, ReenactorGenerator, count_parameters, forward_flops
 
 BATCH = {"tiny": 8, "sample": 4, "paper": 2}

@@ -9,9 +9,10 @@ import time
 import numpy as np
 import torch
 
-from reenactbook.landmarks import (MEAN_FACE_3D, TEMPLATE_68, _render_sketch_opencv, _render_sketch_torch, LAYOUT_68, LAYOUT_98,
-                                   MEAN_FACE_3D_98, camera_matrix, head_pose, project_points, render_sketch, rotation_matrix,
-                                   align_face, transform_points, invert_transform, template_points, _default_thickness, stroke_width)
+from reenactbook.landmarks import MEAN_FACE_3D, TEMPLATE_68, LAYOUT_68, LAYOUT_98, MEAN_FACE_3D_98, template_points
+from reenactbook.sketch import _render_sketch_opencv, _render_sketch_torch, render_sketch, _default_thickness, stroke_width
+from reenactbook.alignment import (camera_matrix, head_pose, project_points, rotation_matrix, align_face, transform_points,
+                                   invert_transform)
 
 
 def random_faces(n: int, size: int, layout: str, seed: int = 0) -> np.ndarray:

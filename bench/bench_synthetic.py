@@ -26,19 +26,21 @@ def main():
     args = parser.parse_args()
     os.environ.setdefault("REENACTBOOK_NO_PROGRESS", "1")
     from reenactbook import synthetic as S
+    from reenactbook.face_model import sample_identity, sample_motion
+    from reenactbook.tracks import sample_tracks
     from reenactbook.core import cache_dir
 
     print(f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs (wall-clock figures drop when the machine is shared)")
-    S.sample_tracks(8, 8)   # warm-up
+    sample_tracks(8, 8)   # warm-up
     for count in (64, 1024):
-        tracks, wall, cpu = timed(lambda: S.sample_tracks(count, 8, seed=1))
+        tracks, wall, cpu = timed(lambda: sample_tracks(count, 8, seed=1))
         print(f"landmark tracks (LSG training): {count * 8 / wall:9.0f} frames/s wall, {count * 8 / cpu:9.0f} frames/s CPU "
               f"({count} windows of 8 frames, {len(set(tracks.people.tolist()))} people of a pool of 4096)")
-    S.render_video(S.sample_identity(0, 0), S.sample_motion(0, 0, 0, 4), 64)   # warm-up
+    S.render_video(sample_identity(0, 0), sample_motion(0, 0, 0, 4), 64)   # warm-up
     for size in S.SIZES:
         jobs = [(i, v) for i in range(4) for v in range(2)]
         frames = 32 * len(jobs)
-        _, wall, cpu = timed(lambda: [S.render_video(S.sample_identity(0, i), S.sample_motion(0, i, v, 32), size) for i, v in jobs])
+        _, wall, cpu = timed(lambda: [S.render_video(sample_identity(0, i), sample_motion(0, i, v, 32), size) for i, v in jobs])
         print(f"draw only      {size:3d} px: {frames / wall:7.0f} frames/s wall, {frames / cpu:7.0f} frames/s CPU ({frames} frames)")
 
     # synthesize = draw + write (JPEG, index, landmarks, extras); time spent waiting in fsync is measured on the side

@@ -17,8 +17,9 @@ import torch
 from reenactbook.core import MissingWeightsError, WeightsError, get_device
 from reenactbook.reenactor import count_parameters
 from reenactbook.synthetic import tiny_dataset
-from reenactbook.core import load_options
-from reenactbook.train import ReenactorTrainer, step_flops
+from reenactbook.config import load_options
+from reenactbook.train import ReenactorTrainer
+from reenactbook.training_loop import step_flops
 
 from bench_gpu import fixed_batches as batches  # this folder is on sys.path when a bench runs as a script
 

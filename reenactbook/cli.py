@@ -17,10 +17,10 @@ from .core import ReenactbookError, environment_info
 # %% auto #0
 __all__ = ['COMMANDS', 'models_summary', 'info', 'main']
 
-# %% ../nbs/90_cli.ipynb #c004
+# %% ../nbs/90_cli.ipynb #c005
 def models_summary() -> list[str]:
     "One line per trained model found (`models.find_models`), the defaults marked, and where to look for more."
-    from reenactbook.models import MODEL_KINDS, best_model, find_models, no_model_message
+    from reenactbook.models import MODEL_KINDS, best_model, find_models, no_model_message  # torch: only when info runs
     entries = find_models()
     best = {id(best_model([e for e in entries if e.kind == k])) for k in MODEL_KINDS}
     lines = [f"{e.describe()}{' [default]' if id(e) in best else ''}: {e.checkpoint}" for e in entries]
@@ -30,11 +30,8 @@ def info(as_json: bool = False, # print JSON instead of text
         ):
     "Print package and dependency versions, the device, where data and weights are looked up, and which pretrained weights are present."
     data = environment_info()
-    try:
-        from reenactbook.pretrained import weights_summary
-        data["weights"] = weights_summary()
-    except ImportError:
-        data["weights"] = "weights manager not installed"
+    from reenactbook.pretrained import weights_summary  # torch: only when info runs
+    data["weights"] = weights_summary()
     data["models"] = models_summary()
     if as_json:
         print(json.dumps(data, indent=2))
@@ -52,15 +49,15 @@ def info(as_json: bool = False, # print JSON instead of text
             print(f"{key}: {value if value is not None else '-'}")
     return data
 
-# %% ../nbs/90_cli.ipynb #c006
+# %% ../nbs/90_cli.ipynb #c008
 COMMANDS = {
     "info": ("reenactbook.cli", "info"),
     "models": ("reenactbook.models", "models_cli"),
     "weights": ("reenactbook.pretrained", "weights_cli"),
     "synth": ("reenactbook.synthetic", "synth_cli"),
     "prep": ("reenactbook.prep", "prep_cli"),
-    "train-lsg": ("reenactbook.lsg", "train_lsg_cli"),
-    "lsg": ("reenactbook.lsg", "lsg_cli"),
+    "train-lsg": ("reenactbook.lsg_train", "train_lsg_cli"),
+    "lsg": ("reenactbook.lsg_train", "lsg_cli"),
     "train": ("reenactbook.train", "train_cli"),
     "finetune": ("reenactbook.finetune", "finetune_cli"),
     "reenact": ("reenactbook.pipeline", "reenact_cli"),
@@ -87,6 +84,7 @@ def _usage() -> str:
         lines.append(f"  {name:<10} {doc}")
     return "\n".join(lines)
 
+# %% ../nbs/90_cli.ipynb #c012
 def main(argv: list[str] | None = None) -> int:
     "Entry point of the `reenactbook` console script."
     argv = list(sys.argv[1:] if argv is None else argv)

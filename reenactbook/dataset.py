@@ -12,14 +12,19 @@ import shutil
 import socket
 import tempfile
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from fastcore.basics import patch
 from PIL import Image
 
 from .core import DataError, InputError, atomic_write, get_logger, write_json
+
+try:
+    import fcntl
+except ImportError:  # no flock (Windows): `writer_lock` does not lock there
+    fcntl = None
 
 # %% auto #0
 __all__ = ['DATASET_FORMAT', 'INDEX_COLUMNS', 'LAYOUT_POINTS', 'LOCK_FILE', 'frame_relpath', 'ShardWriter', 'DatasetWriter',
@@ -53,7 +58,7 @@ def frame_relpath(identity: str, video: str, clip: str, frame: int, ext: str = "
             raise InputError(f"{name} {part!r} cannot be used as a folder name")
     return f"frames/{identity}/{video}/{clip}/{int(frame):06d}.{ext}"
 
-# %% ../nbs/02_dataset.ipynb #c006
+# %% ../nbs/02_dataset.ipynb #c008
 class ShardWriter:
     "Collects the frames of one unit of work; committed atomically by `DatasetWriter.shard`."
     def __init__(self, root: Path, key: str, jpeg_quality: int):
@@ -95,14 +100,16 @@ class ShardWriter:
         self.rows.append({"split": "train", "source": "", **row, "path": rel})
         return rel
 
-    def _commit(self, final: Path) -> None:
-        os.sync()  # flush this shard's frame images before its index makes them part of the dataset
-        tmp = final.with_name(final.name + ".tmp")
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir(parents=True)
-        _write_table(tmp, self.rows, self.landmarks, self.extras)
-        shutil.rmtree(final, ignore_errors=True)
-        tmp.rename(final)
+# %% ../nbs/02_dataset.ipynb #c010
+@patch
+def _commit(self: ShardWriter, final: Path) -> None:
+    os.sync()  # flush this shard's frame images before its index makes them part of the dataset
+    tmp = final.with_name(final.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    _write_table(tmp, self.rows, self.landmarks, self.extras)
+    shutil.rmtree(final, ignore_errors=True)
+    tmp.rename(final)
 
 def _frame_table(rows: list[dict]) -> pd.DataFrame:
     df = pd.DataFrame(rows, columns=list(INDEX_COLUMNS))
@@ -126,10 +133,16 @@ def _write_table(folder: Path, rows, landmarks, extras) -> None:
         with atomic_write(folder / "extras" / f"{name}.npy") as f:
             np.save(f, np.stack(values))
 
-# %% ../nbs/02_dataset.ipynb #c007
+# %% ../nbs/02_dataset.ipynb #c012
 class DatasetWriter:
     "Writes a dataset root shard by shard (resumable), then merges the shards with `finalize`."
-    def __init__(self, root: str | Path, image_size: int, source: str, jpeg_quality: int = 95):
+    def __init__(self,
+                 root: str | Path,           # the dataset root
+                 image_size: int,            # side of the aligned frames in pixels (recorded in dataset.json)
+                 *,
+                 source: str,                # what wrote it: prep | synthetic | ...
+                 jpeg_quality: int = 95,     # JPEG quality of the frame images
+                 ):
         self.root = Path(root)
         self.image_size, self.source, self.jpeg_quality = int(image_size), source, int(jpeg_quality)
         try:
@@ -145,61 +158,71 @@ class DatasetWriter:
                 raise DataError(f"{self.root} holds a dataset at {old.get('image_size')} px, not {self.image_size} px; use another folder.")
         self.skipped: list[dict] = self._load_skips()
 
+    before_commit = None  # a callable run just before each shard is committed (a worker checks there that its run is still alive)
+
     def _load_skips(self) -> list[dict]:
         path = self.root / "report.json"
         return json.loads(path.read_text()).get("skipped", []) if path.exists() else []
 
-    def done(self, key: str) -> bool:
-        "Whether the shard `key` was committed by an earlier (possibly interrupted) run."
-        return (self.root / "shards" / _safe_key(key) / "index.parquet").exists()
+def _safe_key(key: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in str(key))
 
-    before_commit = None  # a callable run just before each shard is committed (a worker checks there that its run is still alive)
+# %% ../nbs/02_dataset.ipynb #c014
+@patch
+def done(self: DatasetWriter, key: str) -> bool:
+    "Whether the shard `key` was committed by an earlier (possibly interrupted) run."
+    return (self.root / "shards" / _safe_key(key) / "index.parquet").exists()
 
-    @contextlib.contextmanager
-    def shard(self, key: str):
-        "Context manager yielding a `ShardWriter`; the shard is committed only if the block finishes."
-        writer = ShardWriter(self.root, key, self.jpeg_quality)
-        yield writer
-        if self.before_commit is not None:
-            self.before_commit()
-        writer._commit(self.root / "shards" / _safe_key(key))
+@patch
+@contextlib.contextmanager
+def shard(self: DatasetWriter, key: str):
+    "Context manager yielding a `ShardWriter`; the shard is committed only if the block finishes."
+    writer = ShardWriter(self.root, key, self.jpeg_quality)
+    yield writer
+    if self.before_commit is not None:
+        self.before_commit()
+    writer._commit(self.root / "shards" / _safe_key(key))
 
-    def skip(self, item: str, reason: str, **details) -> None:
-        "Record a skipped input (unreadable video, no face, too small, ...) for the report."
-        self.skipped.append({"item": str(item), "reason": reason, **details})
-        get_logger(__name__).info("skipped %s: %s", item, reason)
+@patch
+def skip(self: DatasetWriter, item: str, reason: str, **details) -> None:
+    "Record a skipped input (unreadable video, no face, too small, ...) for the report."
+    self.skipped.append({"item": str(item), "reason": reason, **details})
+    get_logger(__name__).info("skipped %s: %s", item, reason)
 
-    def finalize(self, extra_meta: dict | None = None) -> "FaceDataset":
-        "Merge every committed shard into the root index and arrays; write `dataset.json` and `report.json`."
-        shard_dirs = sorted(p for p in (self.root / "shards").iterdir() if p.is_dir() and not p.name.endswith(".tmp"))
-        tables = [pd.read_parquet(d / "index.parquet") for d in shard_dirs]
-        df = pd.concat(tables, ignore_index=True) if tables else _frame_table([])
-        layouts = sorted({p.stem[len("landmarks"):] for d in shard_dirs for p in d.glob("landmarks*.npy")})
-        for layout in layouts:
-            # a shard without frames (every frame of a video skipped) may have no landmark files
-            arrays = [np.load(d / f"landmarks{layout}.npy") if (d / f"landmarks{layout}.npy").exists()
-                      else np.zeros((0, LAYOUT_POINTS[layout], 2), np.float32) for d in shard_dirs]
-            if any(len(a) != len(t) for a, t in zip(arrays, tables)):
-                raise DataError(f"{self.root}: a shard lacks layout {layout} landmarks; delete the shards and re-run")
-            with atomic_write(self.root / f"landmarks{layout}.npy") as f:
-                np.save(f, np.concatenate(arrays).astype(np.float32))
-        extra_names = _common_extras(self.root, shard_dirs, tables)
-        for name in extra_names:
-            (self.root / "extras").mkdir(exist_ok=True)
-            with atomic_write(self.root / "extras" / f"{name}.npy") as f:
-                np.save(f, np.concatenate([np.load(d / "extras" / f"{name}.npy") for d, t in zip(shard_dirs, tables) if len(t)]))
-        with atomic_write(self.root / "index.parquet") as f:
-            df.to_parquet(f, index=False)
-        reasons: dict[str, int] = {}
-        for s in self.skipped:
-            reasons[s["reason"]] = reasons.get(s["reason"], 0) + 1
-        write_json(self.root / "report.json", {"frames": len(df), "shards": len(shard_dirs), "skipped_by_reason": reasons, "skipped": self.skipped})
-        write_json(self.root / "dataset.json", {
-            "format": DATASET_FORMAT, "image_size": self.image_size, "source": self.source, "layouts": layouts,
-            "frames": len(df), "identities": int(df["identity"].nunique()), "videos": int(df.groupby(["identity", "video"]).ngroups) if len(df) else 0,
-            "extras": extra_names, **(extra_meta or {})})
-        return FaceDataset(self.root)
+# %% ../nbs/02_dataset.ipynb #c016
+@patch
+def finalize(self: DatasetWriter, extra_meta: dict | None = None) -> FaceDataset:
+    "Merge every committed shard into the root index and arrays; write `dataset.json` and `report.json`."
+    shard_dirs = sorted(p for p in (self.root / "shards").iterdir() if p.is_dir() and not p.name.endswith(".tmp"))
+    tables = [pd.read_parquet(d / "index.parquet") for d in shard_dirs]
+    df = pd.concat(tables, ignore_index=True) if tables else _frame_table([])
+    layouts = sorted({p.stem[len("landmarks"):] for d in shard_dirs for p in d.glob("landmarks*.npy")})
+    for layout in layouts:
+        # a shard without frames (every frame of a video skipped) may have no landmark files
+        arrays = [np.load(d / f"landmarks{layout}.npy") if (d / f"landmarks{layout}.npy").exists()
+                  else np.zeros((0, LAYOUT_POINTS[layout], 2), np.float32) for d in shard_dirs]
+        if any(len(a) != len(t) for a, t in zip(arrays, tables)):
+            raise DataError(f"{self.root}: a shard lacks layout {layout} landmarks; delete the shards and re-run")
+        with atomic_write(self.root / f"landmarks{layout}.npy") as f:
+            np.save(f, np.concatenate(arrays).astype(np.float32))
+    extra_names = _common_extras(self.root, shard_dirs, tables)
+    for name in extra_names:
+        (self.root / "extras").mkdir(exist_ok=True)
+        with atomic_write(self.root / "extras" / f"{name}.npy") as f:
+            np.save(f, np.concatenate([np.load(d / "extras" / f"{name}.npy") for d, t in zip(shard_dirs, tables) if len(t)]))
+    with atomic_write(self.root / "index.parquet") as f:
+        df.to_parquet(f, index=False)
+    reasons: dict[str, int] = {}
+    for s in self.skipped:
+        reasons[s["reason"]] = reasons.get(s["reason"], 0) + 1
+    write_json(self.root / "report.json", {"frames": len(df), "shards": len(shard_dirs), "skipped_by_reason": reasons, "skipped": self.skipped})
+    write_json(self.root / "dataset.json", {
+        "format": DATASET_FORMAT, "image_size": self.image_size, "source": self.source, "layouts": layouts,
+        "frames": len(df), "identities": int(df["identity"].nunique()), "videos": int(df.groupby(["identity", "video"]).ngroups) if len(df) else 0,
+        "extras": extra_names, **(extra_meta or {})})
+    return FaceDataset(self.root)
 
+# %% ../nbs/02_dataset.ipynb #c018
 def _common_extras(root: Path, shard_dirs: list[Path], tables: list[pd.DataFrame]) -> list[str]:
     "The extras every shard with frames has; one that only some have (shards of an older version, resumed) is left out, with a warning."
     full = [d for d, t in zip(shard_dirs, tables) if len(t)]
@@ -211,10 +234,7 @@ def _common_extras(root: Path, shard_dirs: list[Path], tables: list[pd.DataFrame
                                      root, name, missing, len(full))
     return common
 
-def _safe_key(key: str) -> str:
-    return "".join(c if c.isalnum() or c in "-_." else "_" for c in str(key))
-
-# %% ../nbs/02_dataset.ipynb #c009
+# %% ../nbs/02_dataset.ipynb #c020
 LOCK_FILE = ".lock"
 
 @contextlib.contextmanager
@@ -222,9 +242,7 @@ def writer_lock(root: str | Path,  # the dataset root (created when missing)
                 command: str = "prep",  # what holds it, for the message a second run gets
                ):
     "Hold the dataset root `root` for one writing run; a second run while it is held gets a `DataError` naming the first."
-    try:
-        import fcntl
-    except ImportError:  # no flock (Windows): no lock
+    if fcntl is None:
         yield
         return
     root = Path(root)
@@ -250,7 +268,7 @@ def writer_lock(root: str | Path,  # the dataset root (created when missing)
             handle.seek(0); handle.truncate()
             fcntl.flock(handle, fcntl.LOCK_UN)
 
-# %% ../nbs/02_dataset.ipynb #c012
+# %% ../nbs/02_dataset.ipynb #c023
 class FaceDataset:
     "A prepared dataset root: `index` (DataFrame), `landmarks(layout)` (memory-mapped), `image(i)`."
     def __init__(self, root: str | Path):
@@ -278,36 +296,42 @@ class FaceDataset:
     def layouts(self) -> list[str]: return list(self._landmarks)
     def __len__(self) -> int: return len(self.index)
 
-    def landmarks(self, layout: str = "68") -> np.ndarray:
-        "Landmarks [N, P, 2] in aligned-image pixels (a read-only memory map)."
-        if layout not in self._landmarks:
-            raise DataError(f"{self.root}: no {layout}-point landmarks; this dataset has {self.layouts}")
-        return self._landmarks[layout]
+# %% ../nbs/02_dataset.ipynb #c025
+@patch
+def landmarks(self: FaceDataset, layout: str = "68") -> np.ndarray:
+    "Landmarks [N, P, 2] in aligned-image pixels (a read-only memory map)."
+    if layout not in self._landmarks:
+        raise DataError(f"{self.root}: no {layout}-point landmarks; this dataset has {self.layouts}")
+    return self._landmarks[layout]
 
-    def extra(self, name: str) -> np.ndarray:
-        "A per-frame extra array (memory-mapped), e.g. synthetic ground truth."
-        path = self.root / "extras" / f"{name}.npy"
-        if not path.exists():
-            raise DataError(f"{self.root}: no extra '{name}'; extras: {self.meta.get('extras', [])}")
-        return np.load(path, mmap_mode="r")
+@patch
+def extra(self: FaceDataset, name: str) -> np.ndarray:
+    "A per-frame extra array (memory-mapped), e.g. synthetic ground truth."
+    path = self.root / "extras" / f"{name}.npy"
+    if not path.exists():
+        raise DataError(f"{self.root}: no extra '{name}'; extras: {self.meta.get('extras', [])}")
+    return np.load(path, mmap_mode="r")
 
-    def image(self, i: int) -> np.ndarray:
-        "Aligned frame `i` as uint8 HxWx3."
-        path = self.root / self.index["path"].iat[int(i)]
-        try:
-            with Image.open(path) as im:
-                return np.asarray(im.convert("RGB"))
-        except FileNotFoundError:
-            raise DataError(f"{path}: frame image missing from the dataset") from None
+@patch
+def image(self: FaceDataset, i: int) -> np.ndarray:
+    "Aligned frame `i` as uint8 HxWx3."
+    path = self.root / self.index["path"].iat[int(i)]
+    try:
+        with Image.open(path) as im:
+            return np.asarray(im.convert("RGB"))
+    except FileNotFoundError:
+        raise DataError(f"{path}: frame image missing from the dataset") from None
 
-    def rows(self, split: str | None = None, identities: list[str] | None = None) -> np.ndarray:
-        "Row numbers of a split and/or a set of identities."
-        mask = np.ones(len(self.index), bool)
-        if split is not None:
-            mask &= (self.index["split"] == split).to_numpy()
-        if identities is not None:
-            mask &= self.index["identity"].isin(identities).to_numpy()
-        return np.flatnonzero(mask)
+@patch
+def rows(self: FaceDataset, split: str | None = None, identities: list[str] | None = None) -> np.ndarray:
+    "Row numbers of a split and/or a set of identities."
+    mask = np.ones(len(self.index), bool)
+    if split is not None:
+        mask &= (self.index["split"] == split).to_numpy()
+    if identities is not None:
+        mask &= self.index["identity"].isin(identities).to_numpy()
+    return np.flatnonzero(mask)
 
-    def __repr__(self):
-        return f"FaceDataset({self.root}, {len(self)} frames, {len(self.identities)} identities, {self.image_size} px, layouts {self.layouts})"
+@patch
+def __repr__(self: FaceDataset):
+    return f"FaceDataset({self.root}, {len(self)} frames, {len(self.identities)} identities, {self.image_size} px, layouts {self.layouts})"

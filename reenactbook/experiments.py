@@ -5,23 +5,35 @@
 # %% ../nbs/80_experiments.ipynb #c002
 from __future__ import annotations
 
+import functools
 import json
+import os
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from .core import ConfigError, DataError, ReenactbookError, get_logger, write_json, write_text, PROFILES
-import reenactbook.finetune  # registers the `finetune` options section (its profile values, overrides)
+import numpy as np
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from .config import Options, load_options
+from .core import (ConfigError, DataError, ReenactbookError, get_device, get_logger, samples_dir, seed_everything,
+                              write_json, write_text)
+from .prep import prepare_dataset
+from .pretrained import get_identity_embedder
+from .profiles import PROFILES
+from .reenactor import Reenactor
 
 # %% auto #0
 __all__ = ['GPU_TIERS', 'REENACTOR_TRAININGS', 'SCALE_HEADLINES', 'TABLE_HEADLINES', 'experiments_dir', 'experiment_notebooks',
-           'training_images', 'step_gflops_per_image', 'tier_estimate', 'check_tier_device', 'load_size', 'tier_data',
-           'bootstrap_interval', 'interval_text', 'identity_separation', 'run_experiment', 'identity_network_note',
-           'reproduce', 'reproduce_cli']
+           'repository_root', 'ExperimentSetup', 'experiment_setup', 'training_images', 'step_gflops_per_image',
+           'tier_estimate', 'check_tier_device', 'load_size', 'tier_data', 'training_identities', 'bootstrap_interval',
+           'interval_text', 'identity_separation', 'run_experiment', 'identity_network_note', 'reproduce',
+           'reproduce_cli']
 
-# %% ../nbs/80_experiments.ipynb #c004
+# %% ../nbs/80_experiments.ipynb #c005
 def experiments_dir() -> Path:
     "The folder of experiment notebooks: `REENACTBOOK_EXPERIMENTS`, else `experiments/` beside the package (a source checkout)."
-    import os
     env = os.environ.get("REENACTBOOK_EXPERIMENTS")
     path = Path(env) if env else Path(__file__).resolve().parent.parent / "experiments"
     if not path.is_dir():
@@ -38,7 +50,60 @@ def experiment_notebooks(folder: Path | None = None, only: list[str] | None = No
             raise ConfigError(f"no experiment matches {only}; experiments: {[p.stem for p in sorted(folder.glob('[0-9][0-9]_*.ipynb'))]}")
     return notebooks
 
-# %% ../nbs/80_experiments.ipynb #c006
+# %% ../nbs/80_experiments.ipynb #c009
+def repository_root(cwd: str | Path | None = None) -> Path:
+    "Where relative paths of a notebook's parameters start: the parent of `experiments/` when papermill runs a notebook there, else `cwd`."
+    cwd = Path(cwd) if cwd is not None else Path.cwd()
+    return cwd.parent if cwd.name == "experiments" else cwd
+
+@dataclass
+class ExperimentSetup:
+    "What an experiment notebook starts from (`experiment_setup`): its folders, device, the models of 00 and its options."
+    profile: str                          # options profile: tiny | sample | paper
+    root: Path                            # the repository root (relative paths of the parameters start here)
+    results: Path                         # this notebook's results folder (created)
+    data_root: str                        # prepared dataset, absolute ('' for the synthetic tiny dataset)
+    device: torch.device                  # the resolved device
+    manifest: dict | None = None          # models.json of 00_train_tiny (None: the notebook needs no trained models)
+    manifest_path: Path | None = None     # where `manifest` was read from
+    started: float = field(default_factory=time.time)  # wall-clock start, for the notebook's closing line
+
+    @functools.cached_property
+    def options(self) -> Options:
+        "`profile` reading `data_root` (`run.data_root`): the options the notebook's dataset is read with."
+        return load_options(self.profile, {"run.data_root": self.data_root} if self.data_root else None)
+
+# %% ../nbs/80_experiments.ipynb #c011
+def experiment_setup(results_dir: str | Path,             # this notebook's results folder (relative: from the repository root)
+                     *,
+                     profile: str = "tiny",                # options profile: tiny | sample | paper
+                     data_root: str = "",                  # prepared dataset (relative: from the repository root; '': tiny's synthetic data)
+                     device: str = "auto",                 # auto | cpu | cuda
+                     seed: int | None = None,              # seed every generator (`core.seed_everything`); None: leave them
+                     cpu_threads: int | None = None,       # torch CPU threads, 0: 1 for tiny, else torch's default; None: leave them
+                     models_manifest: str | None = None,   # models.json of 00 ('': 00_train_tiny/models.json beside results_dir); None: not needed
+                     ) -> ExperimentSetup:
+    "Resolve a notebook's folders, create its results folder, set threads, device and seed, and read the models of 00."
+    started = time.time()
+    root = repository_root()
+    results = Path(results_dir) if Path(results_dir).is_absolute() else root / results_dir
+    data_root = str(Path(data_root) if Path(data_root).is_absolute() else root / data_root) if data_root else ""
+    results.mkdir(parents=True, exist_ok=True)
+    if cpu_threads is not None:
+        torch.set_num_threads(cpu_threads or (1 if profile == "tiny" else torch.get_num_threads()))
+    resolved = get_device(device)
+    if seed is not None:
+        seed_everything(seed)
+    manifest_path = manifest = None
+    if models_manifest is not None:
+        manifest_path = Path(models_manifest) if models_manifest else results.parent / "00_train_tiny" / "models.json"
+        if not manifest_path.exists():
+            raise FileNotFoundError(f"{manifest_path}: no trained models; run experiments/00_train_tiny.ipynb first "
+                                    "(reenactbook reproduce does)")
+        manifest = json.loads(manifest_path.read_text())
+    return ExperimentSetup(profile, root, results, data_root, resolved, manifest, manifest_path, started)
+
+# %% ../nbs/80_experiments.ipynb #c015
 GPU_TIERS = ("sample", "paper")   # profiles that are GPU jobs
 REENACTOR_TRAININGS = 5           # full, vanilla, +identity, +mask, no_curriculum (00_train_tiny)
 
@@ -50,9 +115,6 @@ def training_images(options, identities: int) -> int:
 
 def step_gflops_per_image(options) -> float:
     "GFLOPs of one training image: about 4 forward passes of G and D at the profile's size (counted on the meta device)."
-    import torch
-    from torch.utils.flop_counter import FlopCounterMode
-    from reenactbook.reenactor import Reenactor
     size = options.reenactor.image_size
     with torch.device("meta"):
         model = Reenactor(options.reenactor)
@@ -61,41 +123,48 @@ def step_gflops_per_image(options) -> float:
             model.discriminator(torch.zeros(1, 6, size, size), model.generator(torch.zeros(1, 6, size, size)))
     return 4 * counter.get_total_flops() / 1e9
 
+# %% ../nbs/80_experiments.ipynb #c017
 def tier_estimate(profile: str,
-                  overrides: dict | None = None,  # option overrides of the run
-                  identities: int = 12,           # training identities of the data
-                  cpu_gflops: float | None = None,  # sustained GFLOP/s of this CPU (default: 15 per core)
+                  *,
+                  overrides: dict | None = None,       # option overrides of the run
+                  identities: int = 12,                # training identities of the data
+                  cpu_gflops: float | None = None,     # sustained GFLOP/s of this CPU (default: 15 per core)
                   ) -> dict:
     "Rough hours the reenactor trainings of a tier take on this machine's CPU."
-    import os
-    from reenactbook.core import load_options
     options = load_options(profile, overrides)
     images = training_images(options, identities) * REENACTOR_TRAININGS
     rate = cpu_gflops or 15.0 * (os.cpu_count() or 1)
     seconds = images * step_gflops_per_image(options) / rate
     return {"profile": profile, "trainings": REENACTOR_TRAININGS, "images": images, "cpu_gflops": rate, "cpu_hours": seconds / 3600}
 
-def check_tier_device(profile: str, device: str = "auto", allow_cpu: bool = False, overrides: dict | None = None,
-                      identities: int = 12) -> None:
+def check_tier_device(profile: str,
+                      device: str = "auto",
+                      *,
+                      allow_cpu: bool = False,         # run a GPU tier on the CPU anyway
+                      overrides: dict | None = None,   # option overrides of the run
+                      identities: int = 12,            # training identities of the data
+                      ) -> None:
     "Refuse a GPU tier on the CPU (`ConfigError` saying how long it would take) unless `allow_cpu`."
-    from reenactbook.core import get_device
     if profile not in GPU_TIERS or allow_cpu or get_device(device).type == "cuda":
         return
-    e = tier_estimate(profile, overrides, identities)
-    raise ConfigError(f"profile '{profile}' is a GPU job: its {e['trainings']} reenactor trainings see {e['images']:,} images at "
-                      f"{load_size(profile, overrides)} px, about {e['cpu_hours']:.0f} hours on this CPU (~{e['cpu_gflops']:.0f} GFLOP/s) "
-                      "against about 20 minutes on one H100/H200. Run it on a GPU (device cuda), or pass --allow_cpu "
-                      "(make reproduce ALLOW_CPU=1) to run it here anyway.")
+    estimate = tier_estimate(profile, overrides=overrides, identities=identities)
+    raise ConfigError(f"profile '{profile}' is a GPU job: its {estimate['trainings']} reenactor trainings see {estimate['images']:,} "
+                      f"images at {load_size(profile, overrides)} px, about {estimate['cpu_hours']:.0f} hours on this CPU "
+                      f"(~{estimate['cpu_gflops']:.0f} GFLOP/s) against about 20 minutes on one H100/H200. Run it on a GPU "
+                      "(device cuda), or pass --allow_cpu (make reproduce ALLOW_CPU=1) to run it here anyway.")
 
 def load_size(profile: str, overrides: dict | None = None) -> int:
     "The reenactor image size of `profile` (+ `overrides`)."
-    from reenactbook.core import load_options
     return load_options(profile, overrides).reenactor.image_size
 
-# %% ../nbs/80_experiments.ipynb #c010
-def tier_data(profile: str, data: str = "", out: str | Path = "results", overrides: dict | None = None) -> str:
+# %% ../nbs/80_experiments.ipynb #c021
+def tier_data(profile: str,
+              data: str = "",
+              *,
+              out: str | Path = "results",     # results folder; videos are prepared into out/<profile>/data
+              overrides: dict | None = None,   # option overrides of the run (its prep settings)
+              ) -> str:
     "The prepared dataset root of a tier run ('' for tiny without `data`); a folder of videos is prepared first."
-    from reenactbook.core import samples_dir
     if not data:
         if profile == "tiny":
             return ""
@@ -109,17 +178,29 @@ def tier_data(profile: str, data: str = "", out: str | Path = "results", overrid
         return str(path)
     if not path.exists():
         raise DataError(f"{path}: no such folder; give a prepared dataset or a folder of talking-head videos")
-    from reenactbook.core import load_options
-    from reenactbook.prep import prepare_dataset
     prepared = (Path(out) / profile / "data").resolve()
     get_logger(__name__).info("preparing %s into %s (profile %s)", path, prepared, profile)
     prepare_dataset(path, prepared, load_options(profile, overrides))
     return str(prepared)
 
-# %% ../nbs/80_experiments.ipynb #c012
-def bootstrap_interval(values, resamples: int = 1000, seed: int = 0, level: float = 0.95) -> tuple[float, float]:
+def training_identities(data: str) -> int:
+    "Training identities of a prepared dataset, else the videos of a folder (12 when unknown): what the tier estimate counts."
+    root = Path(data) if data else None
+    if root is not None and (root / "dataset.json").exists():
+        meta = json.loads((root / "dataset.json").read_text())
+        return max(1, int(meta.get("identities", 13)) - len(meta.get("prep", {}).get("test_identities", [])))
+    if root is not None and root.is_dir():
+        return max(1, sum(1 for p in root.rglob("*") if p.suffix.lower() in (".mp4", ".mov", ".mkv", ".avi", ".webm")))
+    return 12
+
+# %% ../nbs/80_experiments.ipynb #c025
+def bootstrap_interval(values,
+                       *,
+                       resamples: int = 1000,   # bootstrap draws of the values
+                       seed: int = 0,           # seed of the draws
+                       level: float = 0.95,     # coverage of the interval
+                       ) -> tuple[float, float]:
     "Percentile bootstrap interval of the mean of `values` (NaN, NaN when fewer than two finite values)."
-    import numpy as np
     values = np.asarray(values, np.float64)
     values = values[np.isfinite(values)]
     if len(values) < 2:
@@ -128,17 +209,15 @@ def bootstrap_interval(values, resamples: int = 1000, seed: int = 0, level: floa
     low, high = np.percentile(values[draws].mean(1), [50 * (1 - level), 50 * (1 + level)])
     return float(low), float(high)
 
-def interval_text(values, resamples: int = 1000, seed: int = 0) -> str:
+def interval_text(values, *, resamples: int = 1000, seed: int = 0) -> str:
     "`[low, high]` of `bootstrap_interval` for a table cell ('n/a' when undefined)."
-    low, high = bootstrap_interval(values, resamples, seed)
+    low, high = bootstrap_interval(values, resamples=resamples, seed=seed)
     return "n/a" if low != low else f"[{low:.3g}, {high:.3g}]"
 
-# %% ../nbs/80_experiments.ipynb #c015
+# %% ../nbs/80_experiments.ipynb #c029
 def identity_separation(embeddings, labels) -> dict:
     "Same- vs other-identity cosine similarity of `embeddings` [N, D] with identity `labels` [N], and the AUC separating them."
-    import numpy as np
-    import torch
-    from scipy.stats import rankdata
+    from scipy.stats import rankdata  # scipy.stats takes a second or two to import, and only this function needs it
     e = torch.nn.functional.normalize(torch.as_tensor(embeddings).float(), dim=-1)
     similarity = (e @ e.T).numpy()
     labels = np.asarray(labels)
@@ -152,21 +231,28 @@ def identity_separation(embeddings, labels) -> dict:
     return {"same identity": float(positives.mean()), "other identities": float(negatives.mean()), "AUC": float(auc),
             "separates": bool(auc >= 0.9 and positives.mean() - negatives.mean() >= 0.2)}
 
-# %% ../nbs/80_experiments.ipynb #c018
-def run_experiment(notebook: Path, results_dir: Path, parameters: dict, timeout: int | None = None) -> Path:
+# %% ../nbs/80_experiments.ipynb #c033
+def run_experiment(notebook: Path,
+                   results_dir: Path,
+                   *,
+                   parameters: dict,                # papermill parameters (results_dir is set here, absolute)
+                   timeout: int | None = None,      # seconds a cell may run (None: no limit)
+                   ) -> Path:
     "Execute one experiment notebook with papermill; raise a `ReenactbookError` naming the notebook and cell on failure."
-    import papermill
+    import papermill  # heavy (the Jupyter client stack) and needed only here: the notebooks import this module too
     results_dir = Path(results_dir).resolve()  # the kernel runs in the notebook's folder: hand it absolute paths
     results_dir.mkdir(parents=True, exist_ok=True)
     executed = results_dir / notebook.name
     try:
         papermill.execute_notebook(str(notebook), str(executed), parameters={**parameters, "results_dir": str(results_dir)},
-                                   kernel_name="python3", language="python", progress_bar=False, cwd=str(notebook.parent), execution_timeout=timeout)
+                                   kernel_name="python3", language="python", progress_bar=False, cwd=str(notebook.parent),
+                                   execution_timeout=timeout)
     except papermill.PapermillExecutionError as e:
         raise ReenactbookError(f"experiment {notebook.name} failed in cell {e.exec_count}: {e.ename}: {e.evalue} "
                                f"(executed notebook with the traceback: {executed})") from None
     return executed
 
+# %% ../nbs/80_experiments.ipynb #c035
 SCALE_HEADLINES = {
     "tiny": ("**Scale: a smoke test.** Synthetic 64 px faces on two CPU cores; the reenactors see a few hundred images. These "
              "numbers show that the experiment code runs end to end. They cannot show whether the method works: at this scale "
@@ -200,11 +286,11 @@ TABLE_HEADLINES = {  # (profile, table stem prefix) -> what the table can and ca
 def _headline(profile: str, stem: str) -> str | None:
     return next((text for (p, prefix), text in TABLE_HEADLINES.items() if p == profile and stem.startswith(prefix)), None)
 
+# %% ../nbs/80_experiments.ipynb #c037
 def identity_network_note(device: str = "cpu") -> str:
     "Which identity network CSIM and AED use here (MobileFaceNet-ArcFace when its weights are present)."
-    from reenactbook import pretrained
     try:
-        backend = pretrained.get_identity_embedder("auto", device).backend
+        backend = get_identity_embedder("auto", device).backend
     except ReenactbookError as e:
         return f"no identity network available ({e}); CSIM and AED are not computed"
     if backend == "mobilefacenet":
@@ -231,19 +317,15 @@ def _report(results: Path, profile: str, runs: list[dict]) -> Path:
             lines += [f"Resolved options: [{options.relative_to(results)}]({options.relative_to(results)})", ""]
     return write_text(results / "REPORT.md", "\n".join(lines) + "\n")
 
-def _count_identities(data_root: str, data: str) -> int:
-    "Training identities of a prepared dataset, else the videos of a folder (12 when unknown)."
-    import json as _json
-    root = Path(data_root or data) if (data_root or data) else None
-    if root is not None and (root / "dataset.json").exists():
-        meta = _json.loads((root / "dataset.json").read_text())
-        return max(1, int(meta.get("identities", 13)) - len(meta.get("prep", {}).get("test_identities", [])))
-    if root is not None and root.is_dir():
-        return max(1, sum(1 for p in root.rglob("*") if p.suffix.lower() in (".mp4", ".mov", ".mkv", ".avi", ".webm")))
-    return 12
-
-def reproduce(profile: str = "tiny", data_root: str = "", out: str = "results", device: str = "auto", seed: int = 0,
-              only: list[str] | None = None, notebooks_dir: str | None = None,
+# %% ../nbs/80_experiments.ipynb #c039
+def reproduce(profile: str = "tiny",
+              *,
+              data_root: str = "",                 # prepared dataset, or a folder of talking-head videos to prepare first
+              out: str = "results",                # results folder; the report is out/<profile>/REPORT.md
+              device: str = "auto",                # auto | cpu | cuda
+              seed: int = 0,                       # global seed of every notebook
+              only: list[str] | None = None,       # substrings of experiment names to run (00_* always runs)
+              notebooks_dir: str | None = None,    # folder of experiment notebooks (default: `experiments_dir()`)
               allow_cpu: bool = False,             # run a GPU tier (sample, paper) on the CPU anyway
               overrides: dict | None = None,       # option overrides for every training of the suite (e.g. a smaller size for tests)
               parameters: dict | None = None,      # extra papermill parameters for every notebook (e.g. fewer evaluation pairs)
@@ -251,8 +333,8 @@ def reproduce(profile: str = "tiny", data_root: str = "", out: str = "results", 
     "Run the experiment suite for `profile` (preparing `data_root` first when it is a folder of videos) and write `out/<profile>/REPORT.md`."
     if profile not in PROFILES:
         raise ConfigError(f"unknown profile '{profile}'; choose one of {PROFILES}")
-    check_tier_device(profile, device, allow_cpu, overrides, _count_identities("", data_root))
-    root = tier_data(profile, data_root, out, overrides)
+    check_tier_device(profile, device, allow_cpu=allow_cpu, overrides=overrides, identities=training_identities(data_root))
+    root = tier_data(profile, data_root, out=out, overrides=overrides)
     log = get_logger(__name__)
     results = Path(out) / profile
     notebooks = experiment_notebooks(Path(notebooks_dir) if notebooks_dir else None, only)
@@ -263,16 +345,17 @@ def reproduce(profile: str = "tiny", data_root: str = "", out: str = "results", 
     parameters = {**(parameters or {}), **dict(profile=profile, data_root=root, device=device, seed=seed)}
     if overrides:
         parameters["overrides"] = json.dumps(overrides)
-    for nb in notebooks:
-        log.info("running %s (profile %s)", nb.name, profile)
+    for notebook in notebooks:
+        log.info("running %s (profile %s)", notebook.name, profile)
         start = time.perf_counter()
-        run_experiment(nb, results / nb.stem, parameters)
-        earlier[nb.stem] = {"name": nb.stem, "seconds": time.perf_counter() - start}
+        run_experiment(notebook, results / notebook.stem, parameters=parameters)
+        earlier[notebook.stem] = {"name": notebook.stem, "seconds": time.perf_counter() - start}
         write_json(runs_path, sorted(earlier.values(), key=lambda r: r["name"]))
     report = _report(results, profile, sorted(earlier.values(), key=lambda r: r["name"]))
     log.info("report: %s", report)
     return report
 
+# %% ../nbs/80_experiments.ipynb #c041
 def reproduce_cli(profile: str = "tiny",   # tiny | sample | paper
                   data_root: str = "",     # prepared dataset, or a folder of talking-head videos to prepare (sample default: $REENACTBOOK_SAMPLES/clips)
                   out: str = "results",    # results folder; the report is out/<profile>/REPORT.md
@@ -282,5 +365,6 @@ def reproduce_cli(profile: str = "tiny",   # tiny | sample | paper
                   allow_cpu: bool = False, # run the sample or paper tier on the CPU anyway (hours)
                   ):
     "Run the paper's experiment notebooks with papermill and write a report linking every table and figure."
-    report = reproduce(profile, data_root, out, device, seed, [o for o in only.split(",") if o] or None, allow_cpu=allow_cpu)
+    report = reproduce(profile, data_root=data_root, out=out, device=device, seed=seed,
+                       only=[o for o in only.split(",") if o] or None, allow_cpu=allow_cpu)
     print(report)

@@ -12,13 +12,14 @@ import numpy as np
 import torch
 
 from .core import InputError
-from .landmarks import WFLW98_TO_68, euler_angles, layout_for
-from .lsg import check_endpoints
-from .synthetic import face_model
+from .landmarks import WFLW98_TO_68, layout_for
+from .alignment import euler_angles
+from .lsg_inputs import check_endpoints
+from .face_model import face_model
 
 # %% auto #0
-__all__ = ['model_sizes', 'FaceFit', 'model_shapes', 'project', 'fit_faces', 'layout_98_weights', 'model_points', 'random_faces',
-           'slerp_rotation', 'interpolate_3d']
+__all__ = ['RESIDUAL_MODES', 'model_sizes', 'FaceFit', 'model_shapes', 'project', 'fit_faces', 'layout_98_weights',
+           'model_points', 'random_faces', 'slerp_rotation', 'carried_residuals', 'residual_weights', 'interpolate_3d']
 
 # %% ../nbs/11_face_fit.ipynb #c005
 @functools.lru_cache(maxsize=8)
@@ -113,7 +114,7 @@ def _solve_coefficients(points: torch.Tensor, rotation: torch.Tensor, scale: tor
     solution = torch.linalg.solve(system + torch.diag(prior), vector)
     return solution[:, :m], solution[:, m:].reshape(batch, frames, e)
 
-# %% ../nbs/11_face_fit.ipynb #c010
+# %% ../nbs/11_face_fit.ipynb #ad6cad7f
 def _cross_matrix(v: torch.Tensor) -> torch.Tensor:
     "Cross-product matrices `[..., 3, 3]` of vectors `[..., 3]`: cross(v) @ u = v x u."
     zero = torch.zeros_like(v[..., 0])
@@ -133,6 +134,7 @@ def _exp_rotation(vector: torch.Tensor) -> torch.Tensor:
     "Rotations `[..., 3, 3]` of axis-angle vectors `[..., 3]` (Rodrigues)."
     return torch.linalg.matrix_exp(_cross_matrix(vector))
 
+# %% ../nbs/11_face_fit.ipynb #2b8b46ff
 def _gauss_newton_step(points, identity, expression, rotation, scale, translation, identity_prior, expression_prior):
     """One Gauss-Newton step on all parameters at once (rotation increment, log scale, translation, identity shared by the
     F frames, expressions) for groups `points [G,F,68,2]`; residuals in model units. Returns the updated parameters."""
@@ -258,7 +260,7 @@ def random_faces(count: int,                    # faces
                  noise: float = 0.0,            # landmark noise std, pixels
                 ) -> tuple[torch.Tensor, dict]:
     "Landmarks `[count, 68, 2]` of faces drawn from the model, and their truth (identity, expression, pose in degrees)."
-    from reenactbook.synthetic import camera_rotation
+    from reenactbook.face_model import camera_rotation
     rng = np.random.default_rng(seed)
     m, e = model_sizes()
     identity, expression = rng.standard_normal((count, m)), rng.uniform(0, 0.6, (count, e))
@@ -275,21 +277,66 @@ def slerp_rotation(start: torch.Tensor, end: torch.Tensor, weights: torch.Tensor
     step = _log_rotation(start.transpose(-1, -2) @ end)                                   # [B,3]
     return start[:, None] @ _exp_rotation(step[:, None] * weights[None, :, None])
 
-# %% ../nbs/11_face_fit.ipynb #c021
+# %% ../nbs/11_face_fit.ipynb #b9766ad0
+def carried_residuals(fit: FaceFit,               # `fit_faces` of the two endpoints, batch shape [B, 2]
+                      rotation: torch.Tensor,     # [B, K, 3, 3] each frame's head rotation
+                      scale: torch.Tensor,        # [B, K] each frame's scale, pixels per model unit
+                     ) -> tuple[torch.Tensor, torch.Tensor]:
+    """The endpoints' residuals turned with the head: pixels `[B, K, 2, P, 2]` (frame, which endpoint) and the lifted model-frame
+    offsets `[B, 2, P, 3]`. At an endpoint's own pose the carried residual is that endpoint's residual exactly."""
+    flat = torch.cat([fit.residual, torch.zeros_like(fit.residual[..., :1])], -1)                # [B,2,P,3], z = 0 in the image
+    lifted = torch.einsum("bfji,bfpj->bfpi", fit.rotation, flat) / fit.scale[..., None, None]     # R^T P^T r / s
+    carried = torch.einsum("bkij,bepj->bkepi", rotation[..., :2, :], lifted) * scale[:, :, None, None, None]
+    return carried, lifted
+
+# %% ../nbs/11_face_fit.ipynb #fa9ac63e
+@functools.lru_cache(maxsize=2)
+def _contour_triplets(layout_name: str) -> torch.Tensor:
+    "Index triplets `[T, 3]` (previous, point, next) along every part of a layout with 3 or more points (around closed parts)."
+    layout, rows = layout_for(layout_name), []
+    for name, points in layout.parts.items():
+        closed, n = name in layout.closed, len(points)
+        rows += [(points[j - 1], points[j], points[(j + 1) % n]) for j in range(n) if n >= 3 and (closed or 0 < j < n - 1)]
+    return torch.tensor(rows)
+
+def residual_weights(residual: torch.Tensor,     # [B, 2, P, 2] the endpoints' fitting residuals, pixels
+                     k: int,                     # frames, endpoints included
+                     *,
+                     sharpness: float = 4.0,     # q: how fast the share not kept fades out from its endpoint
+                    ) -> torch.Tensor:
+    r"""Weights `[B, K, 2]` of the start's and the end's residual in each frame: LI's $(1-w, w)$ on the kept share $\lambda$, and
+    $(1-w)^{1+q}$, $w^{1+q}$ on the rest, so frame 0 and frame K-1 keep their own residual exactly."""
+    triplets = _contour_triplets(layout_for(residual[:, 0]).name).to(residual.device)
+    rough = lambda x: x[:, triplets[:, 1]] - (x[:, triplets[:, 0]] + x[:, triplets[:, 2]]) / 2
+    agree, disagree = (residual[:, 0] + residual[:, 1]) / 2, (residual[:, 1] - residual[:, 0]) / 2
+    noise = rough(disagree).pow(2).mean((-1, -2)) / 1.5                  # the noise variance of `agree` (and of `disagree`)
+    keep = (1 - noise / agree.pow(2).mean((-1, -2)).clamp_min(1e-12)).clamp(0, 1)[:, None]
+    w = torch.linspace(0, 1, int(k), device=residual.device)[None]
+    start = (1 - w) * (keep + (1 - keep) * (1 - w) ** sharpness)
+    end = w * (keep + (1 - keep) * w ** sharpness)
+    return torch.stack([start, end], -1)
+
+
+# %% ../nbs/11_face_fit.ipynb #12331528
 def _like(sequence: torch.Tensor, like, batched: bool):
     sequence = sequence if batched else sequence[0]
     return sequence.to(like.device) if isinstance(like, torch.Tensor) else sequence.cpu().numpy()
 
-def interpolate_3d(p_start,                     # first landmark set [P, 2] or [B, P, 2] (P = 68 or 98), pixels
-                   p_end,                       # last landmark set, like p_start
-                   k: int = 8,                  # frames, endpoints included
+RESIDUAL_MODES = ("denoised", "linear", "none")
+
+def interpolate_3d(p_start,                         # first landmark set [P, 2] or [B, P, 2] (P = 68 or 98), pixels
+                   p_end,                           # last landmark set, like p_start
+                   k: int = 8,                      # frames, endpoints included
                    *,
-                   identity_prior: float = 1e-4,   # as in `fit_faces`
-                   expression_prior: float = 1e-3,
-                   keep_residual: bool = True,     # carry the endpoints' fitting residuals across (endpoints reproduced exactly); False: the model alone
+                   identity_prior: float = 1e-4,    # as in `fit_faces`
+                   expression_prior: float = 1e-3,  # as in `fit_faces`
+                   residual: str = "denoised",      # "denoised": turned with the head, the noise's share fades out near
+                                                    # its endpoint; "linear": LI's weights in the image; "none": the model alone
                   ):
-    """The 3D-aware baseline: `k` frames `[K,P,2]` (or `[B,K,P,2]`) from `p_start` to `p_end` by the face model; numpy or torch in, the same out.
-    With `keep_residual=False` every frame, endpoints included, is the model's projection: noise and edits the model cannot express are dropped."""
+    """The 3D-aware baseline: `k` frames `[K,P,2]` (or `[B,K,P,2]`) from `p_start` to `p_end` by the face model; numpy or torch in, the
+    same out. Endpoints come back exactly unless `residual="none"` (every frame is then the model's projection)."""
+    if residual not in RESIDUAL_MODES:
+        raise InputError(f"residual must be one of {RESIDUAL_MODES}, got {residual!r}")
     start, end, batched = check_endpoints(p_start, p_end, k)
     layout_for(start)
     fit = fit_faces(torch.stack([start, end], 1), share_identity=True, identity_prior=identity_prior, expression_prior=expression_prior)
@@ -299,7 +346,11 @@ def interpolate_3d(p_start,                     # first landmark set [P, 2] or [
     scale = torch.exp(mix(fit.scale.log()))
     shapes = model_shapes(fit.identity[:, :1].expand(-1, int(k), -1), mix(fit.expression))
     frames = model_points(project(shapes, rotation, scale, mix(fit.translation)), start.shape[-2])
-    if keep_residual:
+    if residual == "linear":
         frames = frames + mix(fit.residual)
+    elif residual == "denoised":
+        carried, _ = carried_residuals(fit, rotation, scale)
+        frames = frames + torch.einsum("bke,bkepi->bkpi", residual_weights(fit.residual, k), carried)
+    if residual != "none":
         frames[:, 0], frames[:, -1] = start, end
     return _like(frames, p_start, batched)

@@ -5,6 +5,7 @@
 # %% ../nbs/23_finetune.ipynb #c003
 from __future__ import annotations
 
+import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,10 +14,17 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from fastcore.basics import patch
 from fastcore.script import Param
 
-from .core import (CheckpointError, ConfigBase, ConfigError, InputError, Options, autocast, config_section,
-                              config_sections, get_device, get_logger, load_checkpoint, load_options, seed_everything)
+from .core import CheckpointError, ConfigError, InputError, autocast, get_device, get_logger, progress, seed_everything
+from .config import ConfigBase, Options, config_section, config_sections, load_options
+from .checkpoints import load_checkpoint
+from .landmarks import LAYOUTS
+from .losses import ReenactorLoss
+from .models import resolve_model, write_model_card
+from .reenactor import InferenceGenerator, Reenactor
+from .sketch import render_sketch
 
 # %% auto #0
 __all__ = ['FinetuneConfig', 'PersonPhotos', 'random_similarity', 'jitter_colors', 'augment', 'load_for_finetuning', 'finetune',
@@ -78,18 +86,23 @@ class PersonPhotos:
         points = lambda layout: torch.from_numpy(np.asarray(dataset.landmarks(layout)[rows], np.float32) * scale)
         return cls(images, points("68"), points(sketch_layout), sketch_layout, tuple(f"{dataset.root.name}:{r}" for r in rows))
 
-    @classmethod
-    def from_files(cls, paths, size: int, options: Options, sketch_layout: str = "68") -> "PersonPhotos":
-        "Photos (any image files) of one person: face found by data prep's detectors, aligned as `reenact` aligns its source."
-        from reenactbook.pipeline import as_layout, make_tracker, prepare_source
-        tracker = make_tracker(options)
-        faces = [prepare_source(str(p), size, sketch_layout, tracker=tracker) for p in paths]
-        images = torch.stack([torch.from_numpy(np.array(f.aligned.image)).permute(2, 0, 1) for f in faces]).float().div(255)
-        sketch = torch.stack([torch.as_tensor(np.asarray(f.aligned.landmarks, np.float32)) for f in faces])
-        points68 = torch.from_numpy(np.asarray(as_layout(sketch.numpy(), "68", "photo landmarks"), np.float32))
-        return cls(images, points68, sketch, sketch_layout, tuple(str(p) for p in paths))
-
 # %% ../nbs/23_finetune.ipynb #c010
+@patch(cls_method=True)
+def from_files(cls: PersonPhotos, paths, size: int, options: Options, sketch_layout: str = "68") -> PersonPhotos:
+    "Photos (any image files) of one person: face found by data prep's detectors, aligned as `reenact` aligns its source."
+    # the reenact pipeline's face tracking and source alignment, only for photo files: imported here so that
+    # finetune stays below pipeline in the package's layers
+    from reenactbook.compositing import prepare_source
+    from reenactbook.driving import as_layout
+    from reenactbook.pipeline import make_tracker
+    tracker = make_tracker(options)
+    faces = [prepare_source(str(p), size, sketch_layout, tracker=tracker) for p in paths]
+    images = torch.stack([torch.from_numpy(np.array(f.aligned.image)).permute(2, 0, 1) for f in faces]).float().div(255)
+    sketch = torch.stack([torch.as_tensor(np.asarray(f.aligned.landmarks, np.float32)) for f in faces])
+    points68 = torch.from_numpy(np.asarray(as_layout(sketch.numpy(), "68", "photo landmarks"), np.float32))
+    return cls(images, points68, sketch, sketch_layout, tuple(str(p) for p in paths))
+
+# %% ../nbs/23_finetune.ipynb #c012
 def random_similarity(n: int, config: FinetuneConfig, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
     "Per photo: a 2x3 matrix mapping normalised output coordinates to input coordinates, and whether it mirrors."
     u = lambda: torch.rand(n, generator=generator) * 2 - 1
@@ -104,7 +117,6 @@ def random_similarity(n: int, config: FinetuneConfig, generator: torch.Generator
 
 def _transform_points(points: torch.Tensor, matrix: torch.Tensor, flip: torch.Tensor, size: int, layout: str) -> torch.Tensor:
     "Landmarks (pixels) under the inverse of `matrix` (output <- input), with mirrored points renamed."
-    from reenactbook.landmarks import LAYOUTS
     normalised = (points + 0.5) / size * 2 - 1                       # align_corners=False pixel centres
     linear, offset = matrix[:, :, :2], matrix[:, :, 2]
     moved = torch.linalg.solve(linear, (normalised - offset[:, None]).transpose(1, 2)).transpose(1, 2)
@@ -131,7 +143,7 @@ def augment(photos: PersonPhotos, picks: torch.Tensor, config: FinetuneConfig, g
     return {"images": warped, "landmarks": _transform_points(photos.landmarks[picks], matrix, flip, photos.size, "68"),
             "sketch_landmarks": _transform_points(photos.sketch_landmarks[picks], matrix, flip, photos.size, photos.sketch_layout)}
 
-# %% ../nbs/23_finetune.ipynb #c014
+# %% ../nbs/23_finetune.ipynb #c016
 def _options_from_meta(meta: dict, where: str) -> Options:
     "The run options stored in a checkpoint's meta (sections it lacks take their defaults)."
     data = meta.get("options")
@@ -145,10 +157,8 @@ def _options_from_meta(meta: dict, where: str) -> Options:
 
 def load_for_finetuning(checkpoint, device) -> tuple:
     "(Reenactor with D, run options, checkpoint path) from a path or a model name."
-    from reenactbook.reenactor import Reenactor
     path = Path(checkpoint)
     if not path.exists():
-        from reenactbook.models import resolve_model
         path = Path(resolve_model(str(checkpoint), "reenactor").checkpoint)
     ck = load_checkpoint(path, "cpu")
     if ck.meta.get("kind") == "lsg":
@@ -165,10 +175,9 @@ def load_for_finetuning(checkpoint, device) -> tuple:
         get_logger(__name__).warning("%s holds no discriminator: fine-tuning starts D from scratch", path)
     return model.to(device), options, path
 
-# %% ../nbs/23_finetune.ipynb #c015
+# %% ../nbs/23_finetune.ipynb #c017
 def _pair_batch(photos: PersonPhotos, config: FinetuneConfig, generator: torch.Generator, device) -> dict:
     "One batch: sources and targets drawn from the photos, perturbed independently, sharing their colour jitter."
-    from reenactbook.landmarks import render_sketch
     n = config.batch_size
     picks = torch.randint(len(photos), (2, n), generator=generator)
     source, target = augment(photos, picks[0], config, generator), augment(photos, picks[1], config, generator)
@@ -179,16 +188,16 @@ def _pair_batch(photos: PersonPhotos, config: FinetuneConfig, generator: torch.G
     batch["target_sketch"] = render_sketch(batch["sketch_landmarks"], photos.size)
     return batch
 
+# %% ../nbs/23_finetune.ipynb #c019
 def finetune(model, options: Options, photos: PersonPhotos,
-             config: FinetuneConfig | None = None,  # default: the options' `finetune` section
-             device=None,                           # default: where the model is
-             seed: int = 0,
-             loss_networks: dict | None = None,     # stand-in pretrained networks for the losses (tests)
-             show_progress: bool = True) -> dict:
+             *,
+             config        = None,     # FinetuneConfig (default: the options' `finetune` section)
+             device        = None,     # default: where the model is
+             seed          = 0,        # seed of the augmentation draws
+             loss_networks = None,     # stand-in pretrained networks for the losses (tests)
+             show_progress = True,     # a progress bar
+             ) -> dict:
     "Adapt `model` (a `Reenactor` with D) to the person of `photos` in place; returns {steps, seconds, losses}."
-    from reenactbook.core import progress
-    from reenactbook.losses import ReenactorLoss
-    from reenactbook.reenactor import Reenactor
     config = config or (options.finetune if "finetune" in options else FinetuneConfig())
     device = get_device(device) if device is not None else next(model.parameters()).device
     if photos.size != model.config.image_size:
@@ -218,12 +227,18 @@ def finetune(model, options: Options, photos: PersonPhotos,
     last = {k: float(np.mean([float(h[k]) for h in history[-10:]])) for k in history[-1]}
     return {"steps": config.steps, "seconds": time.perf_counter() - started, "losses": last, "loss_terms": list(loss.terms)}
 
-# %% ../nbs/23_finetune.ipynb #c017
+# %% ../nbs/23_finetune.ipynb #c021
 @torch.no_grad()
-def identity_similarity(model, source: torch.Tensor, sketches: torch.Tensor, embedder, source_landmarks=None,
-                        sketch_landmarks=None, batch_size: int = 16) -> float:
+def identity_similarity(model,
+                        source: torch.Tensor,          # the source photo [1,3,S,S]
+                        sketches: torch.Tensor,        # driving sketches [N,C,S,S]
+                        embedder,                      # an identity embedder (`pretrained.get_identity_embedder`)
+                        *,
+                        source_landmarks = None,       # the source's landmarks, for embedders that crop with them
+                        sketch_landmarks = None,       # the sketches' landmarks, likewise
+                        batch_size       = 16,         # images per forward pass
+                        ) -> float:
     "Mean cosine similarity of identity embeddings between G(source, each sketch) and the source."
-    from reenactbook.reenactor import InferenceGenerator
     device = next(model.parameters()).device
     inputs = torch.cat([source.expand(len(sketches), -1, -1, -1), sketches], 1).to(device)
     generated = InferenceGenerator(model, device, batch_size=batch_size)(inputs).clamp(0, 1)
@@ -231,11 +246,16 @@ def identity_similarity(model, source: torch.Tensor, sketches: torch.Tensor, emb
     own, reference = embed(generated, sketch_landmarks), embed(source.to(device), source_landmarks)
     return float(F.cosine_similarity(own, reference.expand_as(own), dim=-1).mean())
 
-# %% ../nbs/23_finetune.ipynb #c019
-def save_finetuned(model, options: Options, out, name: str, base: Path, photos: PersonPhotos, result: dict,
-                   metrics: dict | None = None) -> Path:
+# %% ../nbs/23_finetune.ipynb #c023
+def save_finetuned(model, options: Options, out,
+                   *,
+                   name: str,                   # the model's name in its card
+                   base: Path,                  # the checkpoint it was adapted from
+                   photos: PersonPhotos,        # the photos it was adapted to
+                   result: dict,                # what `finetune` returned
+                   metrics: dict | None = None, # measured after fine-tuning, for the card
+                   ) -> Path:
     "Write the fine-tuned reenactor to `out` (.safetensors) with its model card; returns the checkpoint path."
-    from reenactbook.models import write_model_card
     out = Path(out)
     device = next(model.parameters()).device
     meta = {"kind": "reenactor", "options": options.to_dict(), "step": int(result["steps"]),
@@ -249,7 +269,7 @@ def save_finetuned(model, options: Options, out, name: str, base: Path, photos: 
                            "metrics": {k: float(v) for k, v in (metrics or {}).items()}})
     return out
 
-# %% ../nbs/23_finetune.ipynb #c023
+# %% ../nbs/23_finetune.ipynb #c027
 def finetune_cli(checkpoint: str,                      # the reenactor to adapt: a model name (`reenactbook models`) or a checkpoint path
                  source: Param("photos of the person (one or a few image files)", str, nargs="+"),
                  steps: int = 0,                       # optimiser steps (0: the profile's finetune.steps)
@@ -259,13 +279,12 @@ def finetune_cli(checkpoint: str,                      # the reenactor to adapt:
                  seed: int = 0,                        # seed of the augmentation draws
                  ) -> Path:
     "Adapt a trained reenactor to one new person from one or a few photos (few-shot identity fine-tuning)."
-    import re
     device = get_device(device)
     model, options, base = load_for_finetuning(checkpoint, device)
     config = options.finetune.updated({"steps": steps}) if steps else options.finetune
     photos = PersonPhotos.from_files(source, model.config.image_size, options, options.views.sketch_layout)
-    result = finetune(model, options, photos, config, device, seed)
+    result = finetune(model, options, photos, config=config, device=device, seed=seed)
     name = name or re.sub(r"[^A-Za-z0-9._+-]", "-", f"{base.stem if base.stem != 'reenactor' else base.parent.name}-ft-{Path(source[0]).stem}")
-    path = save_finetuned(model, options, out or Path("models") / f"{name}.safetensors", name, base, photos, result)
+    path = save_finetuned(model, options, out or Path("models") / f"{name}.safetensors", name=name, base=base, photos=photos, result=result)
     print(f"fine-tuned {base.name} on {len(photos)} photo(s): {result['steps']} steps in {result['seconds']:.0f} s -> {path} (model {name})")
     return path

@@ -6,14 +6,19 @@
 from __future__ import annotations
 
 import contextlib
+import copy
 from dataclasses import dataclass, field
-from typing import Any, Callable, ClassVar, Sequence
+from typing import Any, Callable, Sequence
 
 import torch
 import torch.nn.functional as F
+from fastcore.basics import patch
 from torch import nn
 
-from .core import ConfigBase, ConfigError, InputError, config_section, get_device, get_logger
+from .core import ConfigError, InputError, get_device, get_logger
+from .config import ConfigBase, config_section
+from .landmarks import LAYOUT_68
+from .pretrained import get_face_masker, get_identity_embedder, get_landmark_detector, get_perceptual_features
 from .reenactor import Reenactor
 
 # %% auto #0
@@ -36,6 +41,7 @@ LOSS_PRESETS: dict[str, tuple[str, ...]] = {
 }
 GAN_MODES = ("lsgan", "hinge", "bce")
 
+# %% ../nbs/21_losses.ipynb #c008
 @config_section("losses")
 @dataclass
 class LossConfig(ConfigBase):
@@ -71,20 +77,23 @@ class LossConfig(ConfigBase):
         if self.boundary_beta <= 0:
             raise ConfigError(f"losses.boundary_beta must be > 0, got {self.boundary_beta}")
 
-    def weight(self, term: str) -> float:
-        return float(getattr(self, f"weight_{term}"))
+# %% ../nbs/21_losses.ipynb #c010
+@patch
+def weight(self: LossConfig, term: str) -> float:
+    "The weight of `term`."
+    return float(getattr(self, f"weight_{term}"))
 
-    @property
-    def active_terms(self) -> tuple[str, ...]:
-        "The terms in use: the preset's (or `terms`), less those weighted 0, in `LOSS_TERMS` order."
-        chosen = set(self.terms) if self.terms else set(LOSS_PRESETS[self.preset])
-        return tuple(t for t in LOSS_TERMS if t in chosen and self.weight(t) > 0)
+@patch(as_prop=True)
+def active_terms(self: LossConfig) -> tuple[str, ...]:
+    "The terms in use: the preset's (or `terms`), less those weighted 0, in `LOSS_TERMS` order."
+    chosen = set(self.terms) if self.terms else set(LOSS_PRESETS[self.preset])
+    return tuple(t for t in LOSS_TERMS if t in chosen and self.weight(t) > 0)
 
 def with_preset(config: LossConfig, preset: str) -> LossConfig:
     "A copy of `config` using the Figure 6 column `preset` (clears an explicit `terms` list)."
     return config.updated({"preset": preset, "terms": []}, where="losses")
 
-# %% ../nbs/21_losses.ipynb #c010
+# %% ../nbs/21_losses.ipynb #c014
 def _scores(outputs) -> list[torch.Tensor]:
     "The score patch of each scale: the last element of each scale's list (or the tensors themselves)."
     return [o[-1] if isinstance(o, (list, tuple)) else o for o in outputs]
@@ -122,6 +131,7 @@ def discriminator_adversarial_loss(real_outputs: Sequence, fake_outputs: Sequenc
             raise ConfigError(f"unknown gan_mode {mode!r}; choose one of {GAN_MODES}")
     return real_total, fake_total
 
+# %% ../nbs/21_losses.ipynb #c016
 def feature_matching_loss(fake_outputs: Sequence[Sequence[torch.Tensor]], real_outputs: Sequence[Sequence[torch.Tensor]]) -> torch.Tensor:
     "pix2pixHD feature matching: sum over scales and intermediate layers of (1/n_scales)(4/n_layers) L1(fake, real)."
     total = 0.0
@@ -131,7 +141,7 @@ def feature_matching_loss(fake_outputs: Sequence[Sequence[torch.Tensor]], real_o
             total = total + (4.0 / layers / len(fake_outputs)) * F.l1_loss(f.float(), r.detach().float())
     return total
 
-# %% ../nbs/21_losses.ipynb #c013
+# %% ../nbs/21_losses.ipynb #c020
 PIX2PIXHD_VGG_WEIGHTS = (1 / 32, 1 / 16, 1 / 8, 1 / 4, 1.0)
 
 def perceptual_layer_weights(n_maps: int, weights: Sequence[float] = ()) -> list[float]:
@@ -149,13 +159,13 @@ def perceptual_loss(fake_features: Sequence[torch.Tensor], real_features: Sequen
     weights = perceptual_layer_weights(len(fake_features), weights)
     return sum(w * F.l1_loss(f.float(), r.detach().float()) for w, f, r in zip(weights, fake_features, real_features, strict=True))
 
-# %% ../nbs/21_losses.ipynb #c015
+# %% ../nbs/21_losses.ipynb #c024
 def identity_loss(generated_embedding: torch.Tensor, source_embedding: torch.Tensor) -> torch.Tensor:
     "Mean cosine distance 1 - cos(θ(G(x)), θ(F_s)) between embeddings [B, D] (normalised here, so any scale works)."
     cos = F.cosine_similarity(generated_embedding.float(), source_embedding.detach().float(), dim=-1)
     return (1 - cos).clamp_min(0).mean()  # rounding can make 1 - cos of identical vectors -1e-7
 
-# %% ../nbs/21_losses.ipynb #c018
+# %% ../nbs/21_losses.ipynb #c028
 def mask_loss(generated: torch.Tensor, target: torch.Tensor, mask: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
     "Mean over the batch of the L1 distance inside the foreground `mask` [B, 1, H, W], normalised by the mask area."
     if mask.ndim != 4 or mask.shape[1] != 1 or mask.shape[0] != generated.shape[0] or mask.shape[-2:] != generated.shape[-2:]:
@@ -166,18 +176,22 @@ def mask_loss(generated: torch.Tensor, target: torch.Tensor, mask: torch.Tensor,
     area = mask.sum(dim=(1, 2, 3)) * generated.shape[1]
     return (difference / (area + eps)).mean()
 
-# %% ../nbs/21_losses.ipynb #c021
+# %% ../nbs/21_losses.ipynb #c032
 def boundary_indices(parts: str | Sequence[str] = "jaw") -> list[int]:
     "Indices of the 68-point layout's `parts` (names of `landmarks.LAYOUT_68.parts`, a list or a comma-separated string)."
-    from reenactbook.landmarks import LAYOUT_68
     names = [p.strip() for p in parts.split(",")] if isinstance(parts, str) else list(parts)
     unknown = [n for n in names if n not in LAYOUT_68.parts]
     if unknown or not names:
         raise ConfigError(f"losses.boundary_part: unknown part(s) {unknown or names}; LAYOUT_68 parts: {sorted(LAYOUT_68.parts)}")
     return sorted({int(i) for n in names for i in LAYOUT_68.parts[n]})
 
-def boundary_loss(generated_landmarks: torch.Tensor, real_landmarks: torch.Tensor, image_size: tuple[int, int] | int,
-                  indices: Sequence[int] | torch.Tensor | None = None, beta: float = 0.01) -> torch.Tensor:
+def boundary_loss(generated_landmarks: torch.Tensor,                          # η(G(x)) [B, P, 2], pixels
+                  real_landmarks: torch.Tensor,                               # η(y) or the dataset's [B, P, 2], pixels (constants)
+                  image_size: tuple[int, int] | int,                          # (H, W) of the images, or one side
+                  indices: Sequence[int] | torch.Tensor | None = None,        # the points compared (None: all)
+                  *,
+                  beta: float = 0.01,                                         # smooth-L1 change point, in units of the image size
+                  ) -> torch.Tensor:
     "Smooth L1 between landmark sets [B, P, 2] (pixels) on `indices`, in units of the image size (H, W)."
     if generated_landmarks.shape != real_landmarks.shape or generated_landmarks.shape[-1] != 2:
         raise InputError(f"boundary loss: landmarks must both be [B, P, 2], got {tuple(generated_landmarks.shape)} "
@@ -191,7 +205,7 @@ def boundary_loss(generated_landmarks: torch.Tensor, real_landmarks: torch.Tenso
         return torch.stack([points[..., 0] / w, points[..., 1] / h], -1)
     return F.smooth_l1_loss(scaled(generated_landmarks), scaled(real_landmarks.detach()), beta=beta)
 
-# %% ../nbs/21_losses.ipynb #c024
+# %% ../nbs/21_losses.ipynb #c036
 @contextlib.contextmanager
 def frozen(module: nn.Module | None):
     "Within the block, `module`'s parameters collect no gradients (restored afterwards); gradients still flow through it."
@@ -230,17 +244,21 @@ def _network_modules(network) -> list[nn.Module]:
         return [network]
     return [v for v in vars(network).values() if isinstance(v, nn.Module)] if hasattr(network, "__dict__") else []
 
+# %% ../nbs/21_losses.ipynb #c038
 _NETWORK_OF_TERM = {"perceptual": "perceptual", "identity": "identity", "boundary": "landmarks", "mask": "masker"}
 
 class ReenactorLoss:
     "Every reenactor loss term of `config` for the G and D steps; each step returns (total, {term: detached scalar tensor})."
-    def __init__(self, config: LossConfig | None = None,
-                 models: Any | None = None,  # the `models` config section (pretrained.ModelsConfig): backends; None = all auto
-                 device: str | torch.device = "auto",  # where the pretrained networks run (the training device)
-                 identity_embedder: Callable | None = None,  # images [B,3,H,W] (, landmarks [B,68,2]) -> unit [B,D]
-                 perceptual_features: Callable | None = None,  # images -> list of feature maps
-                 landmark_detector: Any | None = None,  # `.landmarks_aligned(images) -> [B,68,2]` pixels, differentiable
-                 face_masker: Callable | None = None):  # (images, landmarks=None) -> [B,1,H,W] in [0,1]
+    def __init__(self,
+                 config: LossConfig | None = None,               # the terms and their weights
+                 *,
+                 models: Any | None = None,                      # the `models` section (pretrained.ModelsConfig): backends; None = all auto
+                 device: str | torch.device = "auto",            # where the pretrained networks run (the training device)
+                 identity_embedder: Callable | None = None,      # images [B,3,H,W] (, landmarks [B,68,2]) -> unit [B,D]
+                 perceptual_features: Callable | None = None,    # images -> list of feature maps
+                 landmark_detector: Any | None = None,           # `.landmarks_aligned(images) -> [B,68,2]` pixels, differentiable
+                 face_masker: Callable | None = None,            # (images, landmarks=None) -> [B,1,H,W] in [0,1]
+                 ):
         self.config = config or LossConfig()
         self.models, self.device = models, get_device(device)
         self.terms = self.config.active_terms
@@ -257,174 +275,199 @@ class ReenactorLoss:
     @classmethod
     def from_options(cls, options, device: str | torch.device = "auto", **networks) -> "ReenactorLoss":
         "The losses of a run: `options.losses` with the pretrained backends of `options.models`."
-        return cls(options.losses, getattr(options, "models", None), device, **networks)
-
-    def with_config(self, config: LossConfig) -> "ReenactorLoss":
-        "The losses of another config (an ablation preset, other weights) sharing this one's networks (more are built if needed)."
-        n = self.networks
-        other = type(self)(config, self.models, self.device, identity_embedder=n["identity"], perceptual_features=n["perceptual"],
-                           landmark_detector=n["landmarks"], face_masker=n["masker"])
-        other.compiled = {name: fn for name, fn in self.compiled.items() if name in other.networks and other.networks[name] is not None}
-        return other.set_network_precision(self.network_dtype, self.channels_last)
-
-    def compile(self, **options) -> "ReenactorLoss":
-        "torch.compile the calls of the loss networks in use (the trainer's GPU default); `options` go to `torch.compile`."
-        for name in {_NETWORK_OF_TERM[t] for t in self.terms if t in _NETWORK_OF_TERM}:
-            network = self._network(name)
-            self.compiled[name] = torch.compile(network.landmarks_aligned if name == "landmarks" else network, **options)
-        return self
-
-    def _call(self, name: str) -> Callable:
-        "What runs network `name`: its compiled call, else the network (the landmark network's `landmarks_aligned`)."
-        network = self._network(name)
-        return self.compiled.get(name) or (network.landmarks_aligned if name == "landmarks" else network)
-
-    def set_network_precision(self, dtype: torch.dtype = torch.float32, channels_last: bool = False) -> "ReenactorLoss":
-        "Hand the loss networks images in `dtype`, their convolutions cast to it once (in private copies: `pretrained` shares its instances)."
-        import copy
-        self.network_dtype, self.channels_last = dtype, channels_last
-        layout = torch.channels_last if channels_last else torch.contiguous_format
-        for name, network in self.networks.items():
-            if not any(not conv.weight.is_contiguous(memory_format=layout) or conv.weight.dtype != dtype for conv in _convolutions(network)):
-                continue
-            network = self.networks[name] = copy.deepcopy(network)
-            self.compiled.pop(name, None)
-            for conv in _convolutions(network):  # linear heads and norms keep the dtype their network gave them
-                conv.to(dtype=dtype, memory_format=layout if conv.weight.ndim == 4 else torch.preserve_format)
-        return self
-
-    def network_input(self, images: torch.Tensor) -> torch.Tensor:
-        "`images` as the loss networks take them: `network_dtype`, channels_last when asked (a no-op when they already are)."
-        images = images.to(self.network_dtype)
-        return images.contiguous(memory_format=torch.channels_last) if self.channels_last else images
-
-    def boundary_index_on(self, device: torch.device) -> torch.Tensor | None:
-        "The boundary points' index tensor on `device`, made once."
-        if self.boundary_index is None:
-            return None
-        if device not in self._index_on_device:
-            self._index_on_device[device] = torch.tensor(self.boundary_index, device=device)
-        return self._index_on_device[device]
+        return cls(options.losses, models=getattr(options, "models", None), device=device, **networks)
 
     @property
     def needs_discriminator(self) -> bool:
         "Whether D takes part in G's loss (adversarial or feature-matching terms active)."
         return "adversarial" in self.terms or "feature_matching" in self.terms
 
-    def _build(self, name: str):
-        "Build a pretrained network with the backend `models` names (auto when not given)."
-        from reenactbook import pretrained
-        m = self.models
-        backend = getattr(m, name, "auto") if m is not None else "auto"
-        if name == "identity":
-            return pretrained.get_identity_embedder(backend, self.device, differentiable=True)
-        if name == "perceptual":
-            return pretrained.get_perceptual_features(backend, self.device)
-        if name == "landmarks":
-            return pretrained.get_landmark_detector(backend, self.device, differentiable=True)
-        return pretrained.get_face_masker(backend, self.device, getattr(m, "mask_parts", "face") if m is not None else "face")
+# %% ../nbs/21_losses.ipynb #c040
+@patch
+def _build(self: ReenactorLoss, name: str):
+    "Build a pretrained network with the backend `models` names (auto when not given)."
+    models = self.models
+    backend = getattr(models, name, "auto") if models is not None else "auto"
+    if name == "identity":
+        return get_identity_embedder(backend, self.device, differentiable=True)
+    if name == "perceptual":
+        return get_perceptual_features(backend, self.device)
+    if name == "landmarks":
+        return get_landmark_detector(backend, self.device, differentiable=True)
+    return get_face_masker(backend, self.device, getattr(models, "mask_parts", "face") if models is not None else "face")
 
-    def _network(self, name: str):
-        "The pretrained network `name`: given, or built on first use; frozen."
-        network = self.networks[name]
-        if network is None:
-            network = self.networks[name] = self._build(name)
-            get_logger("losses").info(f"reenactor losses: {name} network {self.backends[name]}")
-        if name == "landmarks" and not getattr(network, "differentiable", True):
-            raise ConfigError(f"the boundary loss needs a differentiable landmark network, but backend "
-                              f"{getattr(network, 'backend', '?')!r} is not; choose a differentiable models.landmarks "
-                              "or drop the boundary term (losses.preset=+mask or losses.weight_boundary=0)")
-        return _freeze(network)
+@patch
+def _network(self: ReenactorLoss, name: str):
+    "The pretrained network `name`: given, or built on first use; frozen."
+    network = self.networks[name]
+    if network is None:
+        network = self.networks[name] = self._build(name)
+        get_logger("losses").info(f"reenactor losses: {name} network {self.backends[name]}")
+    if name == "landmarks" and not getattr(network, "differentiable", True):
+        raise ConfigError(f"the boundary loss needs a differentiable landmark network, but backend "
+                          f"{getattr(network, 'backend', '?')!r} is not; choose a differentiable models.landmarks "
+                          "or drop the boundary term (losses.preset=+mask or losses.weight_boundary=0)")
+    return _freeze(network)
 
-    @property
-    def backends(self) -> dict[str, str]:
-        "The backend of each pretrained network in use (for the training log and reports)."
-        return {name: str(getattr(net, "backend", getattr(net, "__name__", type(net).__name__)))
-                for name, net in self.networks.items() if net is not None}
+@patch(as_prop=True)
+def backends(self: ReenactorLoss) -> dict[str, str]:
+    "The backend of each pretrained network in use (for the training log and reports)."
+    return {name: str(getattr(net, "backend", getattr(net, "__name__", type(net).__name__)))
+            for name, net in self.networks.items() if net is not None}
 
-    def _check_batch(self, batch: dict, generated: torch.Tensor) -> None:
-        for key in ("source", "target_sketch", "target"):
-            if key not in batch:
-                raise InputError(f"reenactor batch: no '{key}' (keys: {sorted(batch)}); expected source, target_sketch, target "
-                                 "[B, 3, H, W] in [0, 1] as views.ReenactorPairs yields them")
-        if not isinstance(generated, torch.Tensor) or generated.shape != batch["target"].shape:
-            raise InputError(f"generated images {tuple(getattr(generated, 'shape', ()))} must have the target's shape "
-                             f"{tuple(batch['target'].shape)}")
+@patch
+def with_config(self: ReenactorLoss, config: LossConfig) -> ReenactorLoss:
+    "The losses of another config (an ablation preset, other weights) sharing this one's networks (more are built if needed)."
+    networks = self.networks
+    other = type(self)(config, models=self.models, device=self.device, identity_embedder=networks["identity"],
+                       perceptual_features=networks["perceptual"], landmark_detector=networks["landmarks"], face_masker=networks["masker"])
+    other.compiled = {name: fn for name, fn in self.compiled.items() if name in other.networks and other.networks[name] is not None}
+    return other.set_network_precision(self.network_dtype, self.channels_last)
 
-    def _embed(self, images: torch.Tensor, landmarks: torch.Tensor | None) -> torch.Tensor:
-        embed = self._call("identity")
-        images = self.network_input(images)
-        if landmarks is None or not self.config.identity_landmarks:
-            return embed(images).float()
-        return embed(images, landmarks.float()).float()
+# %% ../nbs/21_losses.ipynb #c042
+@patch
+def compile(self: ReenactorLoss, **options) -> ReenactorLoss:
+    "torch.compile the calls of the loss networks in use (the trainer's GPU default); `options` go to `torch.compile`."
+    for name in {_NETWORK_OF_TERM[t] for t in self.terms if t in _NETWORK_OF_TERM}:
+        network = self._network(name)
+        self.compiled[name] = torch.compile(network.landmarks_aligned if name == "landmarks" else network, **options)
+    return self
 
-    def generator_loss(self, batch: dict, generated: torch.Tensor, discriminator: Callable | None = None
-                       ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        "G's weighted total and its unweighted terms (`g_<term>`, `g_total`, detached) for generated = G([source, target_sketch])."
-        self._check_batch(batch, generated)
-        c, terms = self.config, {}
-        target = batch["target"]
-        if self.needs_discriminator:
-            if discriminator is None:
-                raise ConfigError(f"loss terms {self.terms} need the discriminator; pass it to generator_loss")
-            condition = Reenactor.inputs(batch["source"], batch["target_sketch"])
-            with frozen(discriminator):
-                fake_outputs = discriminator(condition, generated)
-            if "adversarial" in self.terms:
-                terms["adversarial"] = generator_adversarial_loss(fake_outputs, c.gan_mode)
-            if "feature_matching" in self.terms:
-                with torch.no_grad():
-                    real_outputs = discriminator(condition, target)
-                terms["feature_matching"] = feature_matching_loss(fake_outputs, real_outputs)
-        fake = self.network_input(generated) if set(self.terms) & {"perceptual", "identity", "boundary"} else None
-        if "perceptual" in self.terms:
-            features = self._call("perceptual")
-            with torch.no_grad():
-                real_features = features(self.network_input(target))
-            weights = c.perceptual_layer_weights or getattr(self.networks["perceptual"], "layer_weights", ())
-            terms["perceptual"] = perceptual_loss(features(fake), real_features, weights)
-        if "identity" in self.terms:
-            with torch.no_grad():
-                source_embedding = self._embed(batch["source"], batch.get("source_landmarks"))
-            terms["identity"] = identity_loss(self._embed(fake, batch.get("target_landmarks")), source_embedding)
-        if "mask" in self.terms:
-            terms["mask"] = mask_loss(generated, target, self.foreground_mask(batch))
-        if "boundary" in self.terms:
-            terms["boundary"] = self._boundary(batch, fake)
-        if not terms:
-            raise ConfigError("no reenactor loss term is active; check losses.preset / losses.terms / the weights")
-        total = sum(c.weight(t) * v for t, v in terms.items())
-        return total, _detached({**{f"g_{t}": v for t, v in terms.items()}, "g_total": total})
+@patch
+def _call(self: ReenactorLoss, name: str) -> Callable:
+    "What runs network `name`: its compiled call, else the network (the landmark network's `landmarks_aligned`)."
+    network = self._network(name)
+    return self.compiled.get(name) or (network.landmarks_aligned if name == "landmarks" else network)
 
-    def _boundary(self, batch: dict, fake: torch.Tensor) -> torch.Tensor:
-        "Eq. 8 on the boundary points: η(G(x)) against η(y) (or the batch's target landmarks), in fp32."
-        landmarks_aligned, c = self._call("landmarks"), self.config
-        if c.boundary_reference == "dataset":
-            if "target_landmarks" not in batch:
-                raise InputError("losses.boundary_reference=dataset needs batch['target_landmarks'] [B, 68, 2]")
-            real_landmarks = batch["target_landmarks"]
-        else:
-            with torch.no_grad():
-                real_landmarks = landmarks_aligned(self.network_input(batch["target"]))
-        generated_landmarks = landmarks_aligned(fake)
-        return boundary_loss(generated_landmarks, real_landmarks, tuple(fake.shape[-2:]), self.boundary_index_on(fake.device),
-                             c.boundary_beta)
+@patch
+def set_network_precision(self: ReenactorLoss, dtype: torch.dtype = torch.float32, channels_last: bool = False) -> ReenactorLoss:
+    "Hand the loss networks images in `dtype`, their convolutions cast to it once (in private copies: `pretrained` shares its instances)."
+    self.network_dtype, self.channels_last = dtype, channels_last
+    layout = torch.channels_last if channels_last else torch.contiguous_format
+    for name, network in self.networks.items():
+        if not any(not conv.weight.is_contiguous(memory_format=layout) or conv.weight.dtype != dtype for conv in _convolutions(network)):
+            continue
+        network = self.networks[name] = copy.deepcopy(network)
+        self.compiled.pop(name, None)
+        for conv in _convolutions(network):  # linear heads and norms keep the dtype their network gave them
+            conv.to(dtype=dtype, memory_format=layout if conv.weight.ndim == 4 else torch.preserve_format)
+    return self
 
-    def foreground_mask(self, batch: dict) -> torch.Tensor:
-        "M of eq. 7 for the real target (fp32): `batch['target_mask']`, else the face masker on `batch['target']` (no gradient)."
-        if "target_mask" in batch:
-            return batch["target_mask"].float()
+@patch
+def network_input(self: ReenactorLoss, images: torch.Tensor) -> torch.Tensor:
+    "`images` as the loss networks take them: `network_dtype`, channels_last when asked (a no-op when they already are)."
+    images = images.to(self.network_dtype)
+    return images.contiguous(memory_format=torch.channels_last) if self.channels_last else images
+
+# %% ../nbs/21_losses.ipynb #c044
+@patch
+def _check_batch(self: ReenactorLoss, batch: dict, generated: torch.Tensor) -> None:
+    for key in ("source", "target_sketch", "target"):
+        if key not in batch:
+            raise InputError(f"reenactor batch: no '{key}' (keys: {sorted(batch)}); expected source, target_sketch, target "
+                             "[B, 3, H, W] in [0, 1] as views.ReenactorPairs yields them")
+    if not isinstance(generated, torch.Tensor) or generated.shape != batch["target"].shape:
+        raise InputError(f"generated images {tuple(getattr(generated, 'shape', ()))} must have the target's shape "
+                         f"{tuple(batch['target'].shape)}")
+
+@patch
+def _adversarial_terms(self: ReenactorLoss, batch: dict, generated: torch.Tensor, discriminator: Callable | None) -> dict:
+    "The adversarial (eq. 5) and feature-matching terms of G's loss (those active)."
+    if not self.needs_discriminator:
+        return {}
+    if discriminator is None:
+        raise ConfigError(f"loss terms {self.terms} need the discriminator; pass it to generator_loss")
+    terms = {}
+    condition = Reenactor.inputs(batch["source"], batch["target_sketch"])
+    with frozen(discriminator):
+        fake_outputs = discriminator(condition, generated)
+    if "adversarial" in self.terms:
+        terms["adversarial"] = generator_adversarial_loss(fake_outputs, self.config.gan_mode)
+    if "feature_matching" in self.terms:
         with torch.no_grad():
-            landmarks = batch.get("target_landmarks")
-            return self._call("masker")(self.network_input(batch["target"]), None if landmarks is None else landmarks.float()).float()
+            real_outputs = discriminator(condition, batch["target"])
+        terms["feature_matching"] = feature_matching_loss(fake_outputs, real_outputs)
+    return terms
 
-    def discriminator_loss(self, batch: dict, generated: torch.Tensor, discriminator: Callable
-                           ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        "D's loss 0.5 (real + fake) on [x, y] and [x, G(x).detach()], with `d_real`, `d_fake`, `d_total` (detached)."
-        self._check_batch(batch, generated)
-        condition = Reenactor.inputs(batch["source"], batch["target_sketch"])
-        real_outputs = discriminator(condition, batch["target"])
-        fake_outputs = discriminator(condition, generated.detach())
-        real, fake = discriminator_adversarial_loss(real_outputs, fake_outputs, self.config.gan_mode)
-        total = 0.5 * (real + fake)
-        return total, _detached({"d_real": real, "d_fake": fake, "d_total": total})
+# %% ../nbs/21_losses.ipynb #c046
+@patch
+def _embed(self: ReenactorLoss, images: torch.Tensor, landmarks: torch.Tensor | None) -> torch.Tensor:
+    embed = self._call("identity")
+    images = self.network_input(images)
+    if landmarks is None or not self.config.identity_landmarks:
+        return embed(images).float()
+    return embed(images, landmarks.float()).float()
+
+@patch
+def generator_loss(self: ReenactorLoss, batch: dict, generated: torch.Tensor, discriminator: Callable | None = None
+                   ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    "G's weighted total and its unweighted terms (`g_<term>`, `g_total`, detached) for generated = G([source, target_sketch])."
+    self._check_batch(batch, generated)
+    config, target = self.config, batch["target"]
+    terms = self._adversarial_terms(batch, generated, discriminator)
+    fake = self.network_input(generated) if set(self.terms) & {"perceptual", "identity", "boundary"} else None
+    if "perceptual" in self.terms:
+        features = self._call("perceptual")
+        with torch.no_grad():
+            real_features = features(self.network_input(target))
+        weights = config.perceptual_layer_weights or getattr(self.networks["perceptual"], "layer_weights", ())
+        terms["perceptual"] = perceptual_loss(features(fake), real_features, weights)
+    if "identity" in self.terms:
+        with torch.no_grad():
+            source_embedding = self._embed(batch["source"], batch.get("source_landmarks"))
+        terms["identity"] = identity_loss(self._embed(fake, batch.get("target_landmarks")), source_embedding)
+    if "mask" in self.terms:
+        terms["mask"] = mask_loss(generated, target, self.foreground_mask(batch))
+    if "boundary" in self.terms:
+        terms["boundary"] = self._boundary(batch, fake)
+    if not terms:
+        raise ConfigError("no reenactor loss term is active; check losses.preset / losses.terms / the weights")
+    total = sum(config.weight(t) * v for t, v in terms.items())
+    return total, _detached({**{f"g_{t}": v for t, v in terms.items()}, "g_total": total})
+
+# %% ../nbs/21_losses.ipynb #c048
+@patch
+def boundary_index_on(self: ReenactorLoss, device: torch.device) -> torch.Tensor | None:
+    "The boundary points' index tensor on `device`, made once."
+    if self.boundary_index is None:
+        return None
+    if device not in self._index_on_device:
+        self._index_on_device[device] = torch.tensor(self.boundary_index, device=device)
+    return self._index_on_device[device]
+
+@patch
+def _boundary(self: ReenactorLoss, batch: dict, fake: torch.Tensor) -> torch.Tensor:
+    "Eq. 8 on the boundary points: η(G(x)) against η(y) (or the batch's target landmarks), in fp32."
+    landmarks_aligned, config = self._call("landmarks"), self.config
+    if config.boundary_reference == "dataset":
+        if "target_landmarks" not in batch:
+            raise InputError("losses.boundary_reference=dataset needs batch['target_landmarks'] [B, 68, 2]")
+        real_landmarks = batch["target_landmarks"]
+    else:
+        with torch.no_grad():
+            real_landmarks = landmarks_aligned(self.network_input(batch["target"]))
+    generated_landmarks = landmarks_aligned(fake)
+    return boundary_loss(generated_landmarks, real_landmarks, tuple(fake.shape[-2:]), self.boundary_index_on(fake.device),
+                         beta=config.boundary_beta)
+
+@patch
+def foreground_mask(self: ReenactorLoss, batch: dict) -> torch.Tensor:
+    "M of eq. 7 for the real target (fp32): `batch['target_mask']`, else the face masker on `batch['target']` (no gradient)."
+    if "target_mask" in batch:
+        return batch["target_mask"].float()
+    with torch.no_grad():
+        landmarks = batch.get("target_landmarks")
+        return self._call("masker")(self.network_input(batch["target"]), None if landmarks is None else landmarks.float()).float()
+
+# %% ../nbs/21_losses.ipynb #c050
+@patch
+def discriminator_loss(self: ReenactorLoss, batch: dict, generated: torch.Tensor, discriminator: Callable
+                       ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    "D's loss 0.5 (real + fake) on [x, y] and [x, G(x).detach()], with `d_real`, `d_fake`, `d_total` (detached)."
+    self._check_batch(batch, generated)
+    condition = Reenactor.inputs(batch["source"], batch["target_sketch"])
+    real_outputs = discriminator(condition, batch["target"])
+    fake_outputs = discriminator(condition, generated.detach())
+    real, fake = discriminator_adversarial_loss(real_outputs, fake_outputs, self.config.gan_mode)
+    total = 0.5 * (real + fake)
+    return total, _detached({"d_real": real, "d_fake": fake, "d_total": total})

@@ -5,36 +5,31 @@
 # %% ../nbs/10_lsg.ipynb #c002
 from __future__ import annotations
 
-import contextlib
-import csv
 import functools
-import hashlib
-import json
-import math
-import os
-import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import ClassVar
 
+import cv2
 import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from fastcore.basics import patch
 
-from .core import (file_lock, CheckpointError, ConfigBase, ConfigError, DataError, InputError, Options, autocast, cache_dir,
-                              config_section, get_device, get_logger, load_checkpoint, load_module_state, load_options,
-                              progress, rng_state, save_checkpoint, seed_everything, set_rng_state, write_json, write_text)
+from .core import CheckpointError, ConfigError, InputError, get_device
+from .config import ConfigBase, config_section
+from .checkpoints import load_checkpoint, load_module_state
+from .face_fit import fit_faces, interpolate_3d, model_points
+from .landmarks import WFLW98_TO_68
+from .sketch import render_sketch
+from .lsg_inputs import EYE_POINTS, _like_input, check_endpoints, eye_centre_scale
+from .face_model import face_model
 
 # %% auto #0
-__all__ = ['EYE_POINTS', 'DEGENERATE_EYES', 'LOSS_TERMS', 'STRENGTHS', 'WINDOW_STRIDES', 'MAX_STRIP_WIDTH', 'STRIP_SIZE',
-           'LSGConfig', 'check_endpoints', 'interocular', 'eye_direction', 'normalize_shape', 'pose_normalize',
-           'SequenceFrame', 'linear_interpolation', 'interpolation_base', 'denoise_endpoints', 'head_rotation',
-           'rotation_trajectory', 'LandmarkSequenceNet', 'RealnessDiscriminator', 'IdentityConsistencyDiscriminator',
-           'LandmarkIdentityClassifier', 'HiddenIdentityClassifier', 'generate_sequence', 'cpu_threads', 'LSGTrainer',
-           'plot_losses', 'lsg_dataset', 'lsg_windows', 'training_windows', 'train_lsg', 'LandmarkSequenceGenerator',
-           'pretrained_lsg', 'max_frames', 'sketch_strip', 'train_lsg_cli', 'lsg_cli']
+__all__ = ['LSGConfig', 'eye_direction', 'normalize_shape', 'pose_normalize', 'SequenceFrame', 'linear_interpolation',
+           'interpolation_base', 'denoise_endpoints', 'head_rotation', 'rotation_trajectory', 'sketch_strip',
+           'LandmarkSequenceNet', 'RealnessDiscriminator', 'IdentityConsistencyDiscriminator',
+           'LandmarkIdentityClassifier', 'HiddenIdentityClassifier', 'generate_sequence', 'LandmarkSequenceGenerator']
 
 # %% ../nbs/10_lsg.ipynb #c005
 @config_section("lsg")
@@ -56,7 +51,7 @@ class LSGConfig(ConfigBase):
     synthetic_fraction: float = 0.75        # ours: share of each batch from synthetic tracks when real windows are there too
     max_stride: int = 25                    # ours: largest frame stride of a training window (25 = one second at 25 fps)
     noise_probability: float = 0.5          # ours: chance that a training input endpoint gets Gaussian noise
-    noise_max: float = 0.08                 # ours: largest noise std, in inter-ocular distances
+    noise_max: float = 0.08                 # ours: largest noise std, in eye-centre distances (`lsg_inputs.eye_centre_scale`)
     manipulate_probability: float = 0.25    # ours: chance that the training end frame gets a random attribute manipulation
     manipulate_max: float = 1.0             # ours: largest |strength| of that manipulation (landmarks.manipulate: 1 = strong)
     lr: float = 2e-4                        # Adam learning rate (all networks)
@@ -78,82 +73,16 @@ class LSGConfig(ConfigBase):
             raise ConfigError(f"lsg.synthetic_fraction={self.synthetic_fraction} must be in [0, 1] and lsg.synthetic_identities >= 0")
         return self
 
-# %% ../nbs/10_lsg.ipynb #c007
-# eye landmarks (both eyes) of the layouts we know; the inter-ocular distance is the distance of the eye centres
-EYE_POINTS = {68: (list(range(36, 42)), list(range(42, 48))), 98: (list(range(60, 68)), list(range(68, 76)))}
-DEGENERATE_EYES = 0.005   # an eye distance below this share of the face's extent is refused as degenerate (a face turned 65 degrees away still has 0.8 %)
-
-def _as_points(points, name: str) -> torch.Tensor:
-    "A float32 tensor of landmark sets `[B,P,2]` from a NumPy or torch `[P,2]`/`[B,P,2]` input."
-    if isinstance(points, torch.Tensor):
-        tensor = points.detach().float()
-    else:
-        try:
-            tensor = torch.as_tensor(np.asarray(points, dtype=np.float32))
-        except (TypeError, ValueError) as e:
-            raise InputError(f"{name}: expected landmark coordinates [P,2] or [B,P,2], got {type(points).__name__} ({e})") from None
-    if tensor.ndim == 2:
-        tensor = tensor[None]
-    if tensor.ndim != 3 or tensor.shape[-1] != 2:
-        raise InputError(f"{name}: expected landmarks of shape [P,2] or [B,P,2], got {tuple(tensor.shape)}")
-    if not torch.isfinite(tensor).all():
-        bad = int((~torch.isfinite(tensor)).any(-1).sum())
-        raise InputError(f"{name}: {bad} landmark(s) are NaN or infinite; drop or re-detect those frames first")
-    return tensor
-
-def _check_face(points: torch.Tensor, name: str) -> None:
-    "Refuse degenerate landmark sets `[B,P,2]`: all points equal, or the eyes (nearly) on top of each other."
-    extent = (points.amax(-2) - points.amin(-2)).amax(-1)                  # [B]
-    if (extent <= 1e-6).any():
-        raise InputError(f"{name}: all {points.shape[1]} points are equal in {int((extent <= 1e-6).sum())} set(s) "
-                         "(an empty or zeroed landmark file?); give a detected face")
-    if points.shape[1] in EYE_POINTS and (interocular(points) < DEGENERATE_EYES * extent).any():
-        worst = float((interocular(points) / extent).min())
-        raise InputError(f"{name}: degenerate face, the eye centres are {worst:.1%} of the face's extent apart "
-                         f"(below {DEGENERATE_EYES:.1%}); check the landmark order and the detection")
-
-# %% ../nbs/10_lsg.ipynb #c008
-def check_endpoints(p_start, p_end, k: int, num_points: int | None = None, names: tuple[str, str] = ("p_start", "p_end")):
-    "Validate two endpoint landmark sets and `k`; returns them as `[B,P,2]` float32 tensors and whether the input was batched."
-    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 2:
-        raise InputError(f"k must be an integer >= 2 (the two endpoints plus the frames between them), got {k!r}")
-    start, end = _as_points(p_start, names[0]), _as_points(p_end, names[1])
-    batched = np.ndim(p_start) == 3 if not isinstance(p_start, torch.Tensor) else p_start.ndim == 3
-    if start.shape[1] != end.shape[1]:
-        raise InputError(f"{names[0]} has {start.shape[1]} points, {names[1]} {end.shape[1]}; both endpoints must use the same layout")
-    if start.shape[0] != end.shape[0]:
-        raise InputError(f"{names[0]} has a batch of {start.shape[0]}, {names[1]} of {end.shape[0]}; pass the same number of start and end sets")
-    if num_points is not None and start.shape[1] != num_points:
-        raise InputError(f"{names[0]}: this generator was trained on {num_points}-point landmarks, got {start.shape[1]} points "
-                         f"(convert WFLW 98-point sets with landmarks.wflw98_to_68)")
-    for points, name in ((start, names[0]), (end, names[1])):
-        _check_face(points, name)
-    return start, end, batched
-
-def _like_input(sequence: torch.Tensor, like, batched: bool):
-    "Return `sequence` [B,K,P,2] as the kind of `like` (NumPy or torch), without the batch dimension when the input had none."
-    sequence = sequence if batched else sequence[0]
-    return sequence if isinstance(like, torch.Tensor) else sequence.detach().cpu().numpy()
-
 # %% ../nbs/10_lsg.ipynb #c009
-def interocular(points: torch.Tensor) -> torch.Tensor:
-    "Distance between the eye centres of landmark sets `[..., P, 2]` (68 or 98 points), shape `[...]`."
-    num_points = points.shape[-2]
-    if num_points not in EYE_POINTS:
-        raise InputError(f"no eye points known for {num_points}-point landmarks; use the 68 or 98 point layouts")
-    right, left = EYE_POINTS[num_points]
-    return (points[..., right, :].mean(-2) - points[..., left, :].mean(-2)).norm(dim=-1)
-
-# %% ../nbs/10_lsg.ipynb #c010
 def eye_direction(points: torch.Tensor) -> torch.Tensor:
     "Unit vectors `[..., 2]` from the right eye's centre to the left eye's (image x for an upright face)."
     right, left = EYE_POINTS[points.shape[-2]]
     return F.normalize(points[..., left, :].mean(-2) - points[..., right, :].mean(-2), dim=-1, eps=1e-12)
 
 def normalize_shape(points: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
-    "Landmark sets `[..., P, 2]` centred on their centroid and divided by their inter-ocular distance (differentiable)."
+    "Landmark sets `[..., P, 2]` centred on their centroid and divided by their eye-centre distance (`eye_centre_scale`) (differentiable)."
     centre = points.mean(-2, keepdim=True)
-    return (points - centre) / interocular(points).clamp_min(eps)[..., None, None]
+    return (points - centre) / eye_centre_scale(points).clamp_min(eps)[..., None, None]
 
 def _rotate(points: torch.Tensor, direction: torch.Tensor) -> torch.Tensor:
     "Rotate points `[..., P, 2]` by the angle of unit vectors `direction` `[..., 2]`."
@@ -165,7 +94,7 @@ def pose_normalize(points: torch.Tensor) -> torch.Tensor:
     direction = eye_direction(points) * torch.tensor([1.0, -1.0], device=points.device)   # the inverse rotation
     return _rotate(normalize_shape(points), direction)
 
-# %% ../nbs/10_lsg.ipynb #c011
+# %% ../nbs/10_lsg.ipynb #c010
 @dataclass
 class SequenceFrame:
     "The similarity frame of a sequence, from its two endpoints `[B,P,2]`: centre `[B,1,1,2]`, scale `[B,1,1,1]`, roll direction `[B,1,2]`."
@@ -176,7 +105,7 @@ class SequenceFrame:
     @classmethod
     def of(cls, start: torch.Tensor, end: torch.Tensor, eps: float = 1e-6) -> "SequenceFrame":
         centre = 0.5 * (start.mean(-2) + end.mean(-2))
-        scale = (0.5 * (interocular(start) + interocular(end))).clamp_min(eps)
+        scale = (0.5 * (eye_centre_scale(start) + eye_centre_scale(end))).clamp_min(eps)
         direction = F.normalize(eye_direction(start) + eye_direction(end) + 1e-9, dim=-1)
         return cls(centre[:, None, None, :], scale[:, None, None, None], direction[:, None, :])
 
@@ -188,7 +117,7 @@ class SequenceFrame:
         "Displacements `[B,K,P,2]` in this frame -> pixels."
         return _rotate(shift, self.direction) * self.scale
 
-# %% ../nbs/10_lsg.ipynb #c012
+# %% ../nbs/10_lsg.ipynb #c011
 def _interpolate(start: torch.Tensor, end: torch.Tensor, k: int) -> torch.Tensor:
     "f_up: `[B,P,2]` x 2 -> `[B,K,P,2]`, exactly `start` at frame 0 and `end` at frame K-1."
     w = torch.linspace(0, 1, k, device=start.device, dtype=start.dtype)
@@ -207,28 +136,21 @@ def interpolation_base(start: torch.Tensor, end: torch.Tensor, k: int, base: str
         return _interpolate(start, end, k)
     if base != "3d":
         raise ConfigError(f"lsg.base={base!r}: choose 'linear' or '3d'")
-    try:
-        from reenactbook.face_fit import interpolate_3d
-    except ImportError:
-        raise ConfigError("lsg.base='3d' needs reenactbook.face_fit.interpolate_3d, which this installation lacks; use lsg.base=linear") from None
     frames = interpolate_3d(start.detach().float(), end.detach().float(), k).to(start)
     frames[:, 0], frames[:, -1] = start, end
     return frames
 
 def denoise_endpoints(start: torch.Tensor, end: torch.Tensor, keep: float) -> tuple[torch.Tensor, torch.Tensor]:
     "Refinement's geometric first step: both endpoints `[B,P,2]` as the face model fitted to them with one identity, plus `keep` x what the model leaves unexplained."
-    from reenactbook.face_fit import fit_faces, model_points
     fit = fit_faces(torch.stack([start, end], 1).detach().float(), share_identity=True)
     projection = model_points(fit.projection(), start.shape[-2]).to(start)
     denoised = projection + keep * (torch.stack([start, end], 1) - projection)
     return denoised[:, 0], denoised[:, 1]
 
-# %% ../nbs/10_lsg.ipynb #c014
+# %% ../nbs/10_lsg.ipynb #c013
 @functools.lru_cache(maxsize=2)
 def _mean_face_inverse(num_points: int) -> tuple[torch.Tensor, list[int]]:
     "The pseudo-inverse `[3,68]` of the centred 3D mean face and the 68-point indices into a `num_points` layout."
-    from reenactbook.synthetic import face_model
-    from reenactbook.landmarks import WFLW98_TO_68
     mean = torch.as_tensor(face_model().mean, dtype=torch.float64)
     index = list(range(68)) if num_points == 68 else [int(i) for i in WFLW98_TO_68]
     return torch.linalg.pinv(mean - mean.mean(0)).float(), index
@@ -242,7 +164,7 @@ def head_rotation(points: torch.Tensor) -> torch.Tensor:
     rows = (u @ vh).float()                                                          # orthonormal rows
     return torch.stack([rows[:, 0], rows[:, 1], torch.linalg.cross(rows[:, 0], rows[:, 1])], 1)
 
-# %% ../nbs/10_lsg.ipynb #c015
+# %% ../nbs/10_lsg.ipynb #c014
 def _quaternion(rotation: torch.Tensor) -> torch.Tensor:
     "Unit quaternions `[B,4]` (w, x, y, z) of rotation matrices `[B,3,3]`."
     m = rotation
@@ -264,7 +186,27 @@ def rotation_trajectory(start: torch.Tensor, end: torch.Tensor, k: int) -> torch
     w1 = torch.where(small, t, (t * angle).sin() / sin)
     return F.normalize(w0 * q0[:, None] + w1 * q1[:, None], dim=-1)
 
-# %% ../nbs/10_lsg.ipynb #c019
+# %% ../nbs/10_lsg.ipynb #c018
+def sketch_strip(sequences: list, size: int = 128, margin: float = 0.1, labels: list[str] | None = None) -> np.ndarray:
+    "One row of sketches per landmark sequence `[K,P,2]`, all fitted into a common `size` px square, with `labels` left of the rows: uint8 image."
+    arrays = [np.asarray(s.detach().cpu() if isinstance(s, torch.Tensor) else s, np.float32) for s in sequences]
+    every = np.concatenate([a.reshape(-1, 2) for a in arrays])
+    low, high = every.min(0), every.max(0)
+    scale = size * (1 - 2 * margin) / (float((high - low).max()) or 1.0)
+    offset = (size - (high - low) * scale) / 2
+    rows = [torch.cat(list(render_sketch(torch.from_numpy((a - low) * scale + offset), size)), dim=-1) for a in arrays]
+    image = torch.cat(rows, dim=-2).clamp(0, 1).mul(255).round().byte().permute(1, 2, 0).cpu().numpy()
+    if labels:
+        if len(labels) != len(arrays):
+            raise InputError(f"sketch_strip: {len(labels)} labels for {len(arrays)} rows")
+        column = np.full((image.shape[0], size, 3), 255, np.uint8)
+        for i, label in enumerate(labels):
+            cv2.putText(column, str(label)[:12], (4, i * size + size // 2 + 5), cv2.FONT_HERSHEY_SIMPLEX, 0.35 * size / 100 + 0.1,
+                        (0, 0, 0), 1, cv2.LINE_AA)
+        image = np.concatenate([column, image], 1)
+    return image
+
+# %% ../nbs/10_lsg.ipynb #c022
 def _mlp(inputs: int, hidden: int, outputs: int) -> nn.Sequential:
     return nn.Sequential(nn.Linear(inputs, hidden), nn.LeakyReLU(0.2), nn.Linear(hidden, hidden), nn.LeakyReLU(0.2), nn.Linear(hidden, outputs))
 
@@ -291,7 +233,7 @@ class LandmarkSequenceNet(nn.Module):
         decoded, _ = self.decoder(states)
         return self.to_shift(decoded).reshape(batch, k, points, 2), states
 
-# %% ../nbs/10_lsg.ipynb #c020
+# %% ../nbs/10_lsg.ipynb #c023
 class RealnessDiscriminator(nn.Module):
     "D1: is a single landmark set real or generated? Logits `[B]` from sets `[B,P,2]` (pixels; shape-normalised inside)."
     def __init__(self, num_points: int = 68, hidden: int = 256):
@@ -330,7 +272,7 @@ class HiddenIdentityClassifier(nn.Module):
     def forward(self, states: torch.Tensor) -> torch.Tensor:
         return self.net(states.mean(1))
 
-# %% ../nbs/10_lsg.ipynb #c022
+# %% ../nbs/10_lsg.ipynb #c025
 def generate_sequence(net: LandmarkSequenceNet, start: torch.Tensor, end: torch.Tensor, k: int, base: str = "linear",
                       refine: bool = False, strength: tuple[float, ...] = (1.0, 1.0, 1.0)) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     "Eq. 1 on endpoint tensors `[B,P,2]`: (sequence `[B,K,P,2]` pixels, shift `[B,K,P,2]` normalised, hidden states `[B,K,2H]`)."
@@ -347,394 +289,7 @@ def generate_sequence(net: LandmarkSequenceNet, start: torch.Tensor, end: torch.
     shift = shift * mask[None, :, None, None]
     return upsampled + frame.outward_shift(shift.float()), shift, states
 
-# %% ../nbs/10_lsg.ipynb #c026
-LOSS_TERMS = ("d1", "d2", "s1_real", "g_d1", "g_d2", "g_s1", "g_s2", "reconstruction", "g_total")
-
-@contextlib.contextmanager
-def cpu_threads(threads: int):
-    "Run a block with `threads` torch CPU threads (0: leave the setting alone), then restore the previous count."
-    previous = torch.get_num_threads()
-    if threads > 0:
-        torch.set_num_threads(threads)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(previous)
-
-def _bce(logits: torch.Tensor, target: float | torch.Tensor) -> torch.Tensor:
-    target = torch.full_like(logits, float(target)) if not isinstance(target, torch.Tensor) else target.to(logits.dtype)
-    return F.binary_cross_entropy_with_logits(logits.float(), target.float())
-
-def _manipulate_rows(points: torch.Tensor, which: torch.Tensor, choices: torch.Tensor, strengths: torch.Tensor) -> torch.Tensor:
-    "Change the rows `which` of `points` [B,P,2] by a random `landmarks.manipulate` attribute (`choices` in [0, 1)) of signed `strengths`."
-    from reenactbook.landmarks import ATTRIBUTES, manipulate
-    out = points.clone()
-    attribute_index = (choices * len(ATTRIBUTES)).long().clamp_max(len(ATTRIBUTES) - 1)
-    for a, attribute in enumerate(ATTRIBUTES):
-        rows = torch.nonzero(which & (attribute_index == a)).flatten()
-        if len(rows):
-            changed = manipulate(points[rows].detach().cpu().double().numpy(), attribute, strengths[rows].cpu().double().numpy())
-            out[rows] = torch.as_tensor(np.asarray(changed, np.float32), device=points.device)
-    return out
-
-# %% ../nbs/10_lsg.ipynb #c027
-class LSGTrainer:
-    "The LSG training state: G_l, S_2, D_1, D_2, S_1, their optimisers, the real windows on the device and the step."
-    def __init__(self, options: Options, windows: torch.Tensor | None, labels: torch.Tensor | None, identities: list[str],
-                 device: str | torch.device | None = None):
-        cfg = self.config = options.lsg.validate()
-        self.options, self.device = options, get_device(device or options.run.device)
-        windows = torch.zeros(0, cfg.k, 68, 2) if windows is None else windows
-        labels = torch.zeros(0, dtype=torch.long) if labels is None else labels
-        if windows.ndim != 4 or windows.shape[-1] != 2:
-            raise InputError(f"training windows must be [N,K,P,2], got {tuple(windows.shape)}")
-        if windows.shape[1] != cfg.k:
-            raise ConfigError(f"lsg.k={cfg.k} but the training windows have {windows.shape[1]} frames")
-        if len(windows) != len(labels) or (len(windows) < 2 and cfg.synthetic_identities == 0):
-            raise DataError(f"need at least 2 training windows with one label each (or lsg.synthetic_identities > 0), "
-                            f"got {len(windows)} windows and {len(labels)} labels")
-        if cfg.synthetic_identities and windows.shape[2] != 68:
-            raise ConfigError(f"synthetic tracks have 68 points, the real windows {windows.shape[2]}; set lsg.synthetic_identities=0")
-        self.identities, self.k, self.num_points = list(identities), cfg.k, int(windows.shape[2])
-        num_identities = max(cfg.synthetic_identities + len(self.identities), 1)
-        seed_everything(options.run.seed, options.run.deterministic)
-        self.generator = LandmarkSequenceNet(self.num_points, cfg.hidden, cfg.layers).to(self.device)
-        self.s2 = HiddenIdentityClassifier(2 * cfg.hidden, num_identities, cfg.head_hidden).to(self.device)
-        self.d1 = RealnessDiscriminator(self.num_points, cfg.head_hidden).to(self.device)
-        self.d2 = IdentityConsistencyDiscriminator(self.num_points, cfg.head_hidden).to(self.device)
-        self.s1 = LandmarkIdentityClassifier(self.num_points, num_identities, cfg.head_hidden).to(self.device)
-        adam = lambda params: torch.optim.Adam(params, lr=cfg.lr, betas=(cfg.beta1, cfg.beta2))
-        self.optim_g = adam([*self.generator.parameters(), *self.s2.parameters()])
-        self.optim_d = adam([*self.d1.parameters(), *self.d2.parameters()])
-        self.optim_s1 = adam(self.s1.parameters())
-        self.windows, self.labels = windows.float().to(self.device), labels.long().to(self.device)
-        order = torch.argsort(labels.long().cpu(), stable=True)
-        counts = torch.bincount(labels.long().cpu(), minlength=max(len(self.identities), 1))
-        self._by_identity, self._counts, self._offsets = order.to(self.device), counts.to(self.device), (torch.cumsum(counts, 0) - counts).to(self.device)
-        self.sampler = torch.Generator().manual_seed(int(options.run.seed))
-        self.step, self.sums, self.sum_steps = 0, {}, 0
-        self.strength = (1.0, 1.0, 1.0)             # validated strengths (in-between, endpoints, kept fit residual), set by `calibrate`
-
-    def _rand(self, *shape) -> torch.Tensor:
-        return torch.rand(shape, generator=self.sampler).to(self.device)
-
-# %% ../nbs/10_lsg.ipynb #c028
-@patch
-def _synthetic(self: LSGTrainer, count: int):
-    "`count` synthetic true windows `[n,K,68,2]`, labels and same-person partner frames, drawn for this step."
-    from reenactbook.synthetic import sample_tracks
-    cfg, seed = self.config, int(self.options.run.seed) * 1_000_003 + self.step
-    tracks = sample_tracks(count, self.k, seed=seed, identities=cfg.synthetic_identities, max_stride=cfg.max_stride)
-    partners = sample_tracks(count, 2, seed=seed + 500_000, people=tracks.people, max_stride=cfg.max_stride)
-    as_tensor = lambda a: torch.from_numpy(a).to(self.device)
-    return as_tensor(tracks.landmarks), as_tensor(tracks.people), as_tensor(partners.landmarks[:, 1])
-
-@patch
-def _batch(self: LSGTrainer):
-    "True windows `[B,K,P,2]`, identity labels `[B]` and a same-identity partner frame `[B,P,2]` of each: synthetic, then real."
-    cfg, batch = self.config, self.config.batch_size
-    share = cfg.synthetic_fraction if len(self.windows) else 1.0
-    count = int(round(batch * share)) if cfg.synthetic_identities else 0
-    parts = [self._synthetic(count)] if count else []
-    if batch - count:
-        index = torch.randint(len(self.windows), (batch - count,), generator=self.sampler).to(self.device)
-        labels = self.labels[index]
-        pick = (self._rand(len(index)) * self._counts[labels]).long().clamp_max(self._counts[labels] - 1)
-        partner = self._by_identity[self._offsets[labels] + pick]
-        frame = torch.randint(self.k, (len(index),), generator=self.sampler).to(self.device)
-        parts.append((self.windows[index], labels + cfg.synthetic_identities, self.windows[partner, frame]))
-    return [torch.cat(column) for column in zip(*parts)]
-
-@patch
-def _augment(self: LSGTrainer, start: torch.Tensor, end: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    "Corrupt training inputs: Gaussian noise on each endpoint, attribute manipulation of the end frame."
-    cfg, batch = self.config, start.shape[0]
-    scale = SequenceFrame.of(start, end).scale[:, 0]                 # [B,1,1]
-    noisy = []
-    for points in (start, end):
-        sigma = self._rand(batch) * cfg.noise_max * (self._rand(batch) < cfg.noise_probability).float()
-        noise = torch.randn(points.shape, generator=self.sampler).to(self.device)
-        noisy.append(points + noise * sigma[:, None, None] * scale)
-    start, end = noisy
-    manipulate = self._rand(batch) < cfg.manipulate_probability
-    choices, strengths = self._rand(batch), (self._rand(batch) * 2 - 1) * cfg.manipulate_max
-    if cfg.manipulate_probability > 0 and manipulate.any():
-        end = _manipulate_rows(end, manipulate, choices, strengths)
-    return start, end
-
-# %% ../nbs/10_lsg.ipynb #c029
-@patch
-def train_step(self: LSGTrainer) -> dict[str, float]:
-    "One step of D_1 + D_2, S_1, then G_l + S_2; returns every loss term."
-    cfg, k, device, amp = self.config, self.k, self.device, self.options.run.amp
-    target, labels, partner = self._batch()
-    batch = len(target)
-    start, end = self._augment(target[:, 0], target[:, -1])
-    frame = torch.randint(k, (batch,), generator=self.sampler).to(device)
-    rows, other = torch.arange(batch, device=device), torch.roll(torch.arange(batch, device=device), 1)
-    anchor, real_frames = target[:, 0], target[rows, frame]        # one random frame per window for D_1, D_2, S_1 (see above)
-    with autocast(device, amp):
-        sequence, shift, states = generate_sequence(self.generator, start, end, k, cfg.base, refine=True)
-    fake_frames = sequence[rows, frame]
-    self.optim_d.zero_grad(set_to_none=True)                       # D_1 and D_2
-    with autocast(device, amp):
-        loss_d1 = _bce(self.d1(real_frames), 1.0) + _bce(self.d1(fake_frames.detach()), 0.0)
-        loss_d2 = (_bce(self.d2(anchor, partner), 1.0) + _bce(self.d2(anchor, target[other, frame]), (labels[other] == labels).float())
-                   + _bce(self.d2(anchor, fake_frames.detach()), 0.0))
-    (loss_d1 + loss_d2).backward()
-    self.optim_d.step()
-    self.optim_s1.zero_grad(set_to_none=True)                      # S_1 on true frames
-    with autocast(device, amp):
-        loss_s1 = F.cross_entropy(self.s1(real_frames).float(), labels)
-    loss_s1.backward()
-    self.optim_s1.step()
-    self.optim_g.zero_grad(set_to_none=True)                       # G_l and S_2: eq. 2 plus reconstruction
-    with autocast(device, amp):
-        g_d1 = _bce(self.d1(fake_frames), 1.0)
-        g_d2 = _bce(self.d2(anchor, fake_frames), 1.0)
-        g_s1 = F.cross_entropy(self.s1(fake_frames).float(), labels)
-        g_s2 = F.cross_entropy(self.s2(states).float(), labels)
-    reconstruction = ((sequence - target) / SequenceFrame.of(target[:, 0], target[:, -1]).scale).abs().mean()
-    g_total = (cfg.lambda_d1 * g_d1 + cfg.lambda_d2 * g_d2 + cfg.lambda_s1 * g_s1 + cfg.lambda_s2 * g_s2
-               + cfg.lambda_reconstruction * reconstruction)
-    g_total.backward()
-    self.optim_g.step()
-    self.step += 1
-    values = dict(zip(LOSS_TERMS, (loss_d1, loss_d2, loss_s1, g_d1, g_d2, g_s1, g_s2, reconstruction, g_total)))
-    values = {name: float(v.detach()) for name, v in values.items()}
-    if not all(math.isfinite(v) for v in values.values()):
-        raise DataError(f"LSG training diverged at step {self.step}: {values}; lower lsg.lr or check the training landmarks for outliers")
-    return values
-
-# %% ../nbs/10_lsg.ipynb #c030
-@patch
-def state(self: LSGTrainer) -> dict:
-    "Everything needed to continue exactly: networks, optimisers, RNG states, partial log sums."
-    return {"generator": self.generator.state_dict(), "s2": self.s2.state_dict(), "d1": self.d1.state_dict(),
-            "d2": self.d2.state_dict(), "s1": self.s1.state_dict(), "optim_g": self.optim_g.state_dict(),
-            "optim_d": self.optim_d.state_dict(), "optim_s1": self.optim_s1.state_dict(),
-            "sampler": self.sampler.get_state(), "rng": rng_state()}
-
-@patch
-def meta(self: LSGTrainer) -> dict:
-    return {"kind": "lsg", "step": self.step, "options": self.options.to_dict(), "num_points": self.num_points,
-            "k": self.k, "identities": self.identities, "log_sums": self.sums, "log_sum_steps": self.sum_steps,
-            "strength": list(self.strength)}
-
-@patch
-def save(self: LSGTrainer, path: str | Path) -> Path:
-    "Write the training state to one safetensors checkpoint (atomic)."
-    return save_checkpoint(path, self.state(), self.meta())
-
-@patch
-def load_state(self: LSGTrainer, path: str | Path) -> LSGTrainer:
-    "Restore the state saved by `save` into this trainer (same options)."
-    checkpoint = load_checkpoint(path, self.device)
-    meta = checkpoint.meta
-    if meta.get("kind") != "lsg":
-        raise CheckpointError(f"{path}: not an LSG checkpoint (kind {meta.get('kind')!r})")
-    for name in ("generator", "s2", "d1", "d2", "s1"):
-        load_module_state(getattr(self, name), checkpoint.state[name], path)
-    for name in ("optim_g", "optim_d", "optim_s1"):
-        getattr(self, name).load_state_dict(checkpoint.state[name])
-    self.sampler.set_state(checkpoint.state["sampler"].cpu())
-    set_rng_state(checkpoint.state["rng"])
-    self.step, self.sums, self.sum_steps = int(meta["step"]), dict(meta.get("log_sums", {})), int(meta.get("log_sum_steps", 0))
-    self.strength = tuple(float(v) for v in meta.get("strength", (1.0, 1.0, 1.0)))
-    return self
-
 # %% ../nbs/10_lsg.ipynb #c031
-@patch
-def fit(self: LSGTrainer, out_dir: str | Path, steps: int | None = None, show_progress: bool = True) -> Path:
-    "Train up to `steps` (default `lsg.steps`), logging to `out_dir/losses.csv` and checkpointing to `out_dir/lsg.safetensors`."
-    cfg, out_dir = self.config, Path(out_dir)
-    steps = int(cfg.steps if steps is None else steps)
-    checkpoint, log_path = out_dir / "lsg.safetensors", out_dir / "losses.csv"
-    out_dir.mkdir(parents=True, exist_ok=True)
-    _truncate_log(log_path, self.step)
-    bar = progress(total=steps, initial=self.step, desc="LSG") if show_progress else None
-    with cpu_threads(cfg.cpu_threads if self.device.type == "cpu" else 0):
-        self._loop(steps, checkpoint, log_path, bar, time.time())
-    if bar is not None:
-        bar.close()
-    if self.step >= cfg.steps:
-        self.calibrate()
-        self.save(checkpoint)
-    elif not checkpoint.exists():
-        self.save(checkpoint)
-    plot_losses(log_path, out_dir / "losses.png")
-    return checkpoint
-
-@patch
-def _loop(self: LSGTrainer, steps: int, checkpoint: Path, log_path: Path, bar, start_time: float) -> None:
-    cfg = self.config
-    while self.step < steps:
-        values = self.train_step()
-        for name, value in values.items():
-            self.sums[name] = self.sums.get(name, 0.0) + value
-        self.sum_steps += 1
-        if self.step % cfg.log_every == 0 or self.step == cfg.steps:  # a run stopped early keeps its partial sums in the checkpoint
-            _append_log(log_path, self.step, {n: self.sums[n] / self.sum_steps for n in LOSS_TERMS}, time.time() - start_time)
-            self.sums, self.sum_steps = {}, 0
-        if self.step % cfg.checkpoint_every == 0 or self.step == steps:
-            self.save(checkpoint)
-        if bar is not None:
-            bar.update(1)
-            if self.step % cfg.log_every == 0:
-                bar.set_postfix(reconstruction=f"{values['reconstruction']:.4f}", d1=f"{values['d1']:.3f}")
-
-# %% ../nbs/10_lsg.ipynb #c032
-def _append_log(path: Path, step: int, values: dict[str, float], seconds: float) -> None:
-    new = not path.exists()
-    with open(path, "a", newline="") as f:
-        writer = csv.writer(f)
-        if new:
-            writer.writerow(["step", *values, "seconds"])
-        writer.writerow([step, *(f"{v:.6g}" for v in values.values()), f"{seconds:.2f}"])
-
-def _truncate_log(path: Path, step: int) -> None:
-    "Drop log rows after `step` (and torn lines) so that a resumed run continues the log exactly."
-    if not path.exists():
-        return
-    lines = path.read_text().splitlines()
-    if not lines:
-        return path.unlink()
-    width = len(lines[0].split(","))
-    keep = [lines[0]] + [l for l in lines[1:] if len(l.split(",")) == width and int(l.split(",")[0]) <= step]
-    write_text(path, "\n".join(keep) + "\n")
-
-# %% ../nbs/10_lsg.ipynb #c033
-def plot_losses(log_path: str | Path, png_path: str | Path) -> Path | None:
-    "Loss curves of a `losses.csv`: adversarial terms, support tasks and reconstruction, against the training step."
-    import io
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    import pandas as pd
-    log_path = Path(log_path)
-    if not log_path.exists():
-        return None
-    table = pd.read_csv(log_path)
-    groups = {"adversarial (eq. 2: D1, D2)": ["d1", "d2", "g_d1", "g_d2"],
-              "support tasks (eq. 3, 4: S1, S2)": ["s1_real", "g_s1", "g_s2"],
-              "reconstruction and total (G_l)": ["reconstruction", "g_total"]}
-    fig, axes = plt.subplots(1, 3, figsize=(15, 4))
-    for ax, (title, names) in zip(axes, groups.items()):
-        for name in names:
-            if name in table:
-                ax.plot(table["step"], table[name], label=name)
-        ax.set(title=title, xlabel="training step", ylabel="loss (mean over the log interval)")
-        ax.legend(fontsize=8)
-        ax.grid(alpha=0.3)
-    fig.tight_layout()
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=90)
-    plt.close(fig)
-    from reenactbook.core import write_bytes
-    return write_bytes(png_path, buffer.getvalue())
-
-# %% ../nbs/10_lsg.ipynb #c035
-STRENGTHS = (0.0, 0.25, 0.5, 0.75, 1.0)
-
-def _identity_error(base: torch.Tensor, full: torch.Tensor, target: torch.Tensor):
-    "f(strength) -> mean distance of the face model's identity fitted to the in-between frames of base + strength x (full - base) from the true frames'."
-    from reenactbook.face_fit import fit_faces
-    if base.shape[2] not in (68, 98) or base.shape[1] < 3:
-        return lambda strength: 0.0
-    truth = fit_faces(target[:, 1:-1].float()).identity
-    return lambda strength: (fit_faces((base + strength * (full - base))[:, 1:-1].float()).identity - truth).norm(dim=-1).mean().item()
-
-@patch
-@torch.no_grad()
-def calibrate(self: LSGTrainer, windows: int = 512) -> tuple[float, float]:
-    "Choose the strengths (in-between, endpoints, kept fit residual) from `STRENGTHS` on unseen people; sets and returns `self.strength`."
-    from reenactbook.synthetic import sample_tracks
-    cfg, k, state = self.config, self.k, self.sampler.get_state()
-    if cfg.synthetic_identities and self.num_points == 68:
-        tracks = sample_tracks(windows, k, seed=int(self.options.run.seed) + 777, identities=100_000,
-                               people_seed=int(self.options.run.seed) + 1, max_stride=cfg.max_stride)
-        target = torch.from_numpy(tracks.landmarks).to(self.device)
-    else:
-        target = self.windows[torch.randperm(len(self.windows), generator=self.sampler)[:windows].to(self.device)]
-    start, end = self._augment(target[:, 0], target[:, -1])
-    self.sampler.set_state(state)                                   # validation draws leave the training stream alone
-    base = interpolation_base(start, end, k, cfg.base)
-    full = generate_sequence(self.generator.eval(), start, end, k, cfg.base, refine=True)[0]
-    self.generator.train()
-    scale = SequenceFrame.of(target[:, 0], target[:, -1]).scale
-    error = lambda a, frames: (((base + a * (full - base)) - target)[:, frames] / scale).abs().mean().item()
-    inner, ends = slice(1, k - 1), [0, k - 1]
-    identity = _identity_error(base, full, target)
-    allowed = [a for a in STRENGTHS if identity(a) <= identity(0.0)]     # never trade who the face is for accuracy
-    chosen = (min(allowed, key=lambda a: error(a, inner)), min(STRENGTHS, key=lambda a: error(a, ends)))
-    refined = lambda keep: (generate_sequence(self.generator, start, end, k, cfg.base, True, (*chosen, keep))[0] - target) / scale
-    keep = min(STRENGTHS[::-1], key=lambda keep: refined(keep).abs().mean().item())   # ties: keep more of the input
-    self.strength = (*chosen, keep)
-    get_logger(__name__).info("LSG validated on unseen people: residual strength %.2f in between (L1 %.4f vs base %.4f), %.2f at refined "
-                              "endpoints; refinement keeps %.2f of the face model's fit residual", chosen[0], error(chosen[0], inner),
-                              error(0.0, inner), chosen[1], keep)
-    return self.strength
-
-# %% ../nbs/10_lsg.ipynb #c037
-WINDOW_STRIDES = (1, 2, 3, 5, 8, 12, 18, 25)   # strides of the real training windows (up to lsg.max_stride)
-
-def lsg_dataset(options: Options):
-    "The prepared dataset the LSG trains on: `run.data_root`, or the tiny synthetic dataset for the tiny profile."
-    from reenactbook.dataset import FaceDataset
-    if options.run.data_root:
-        return FaceDataset(options.run.data_root)
-    if options.run.profile == "tiny":
-        from reenactbook.synthetic import tiny_dataset
-        return tiny_dataset()
-    raise ConfigError(f"profile {options.run.profile!r} needs a prepared dataset: pass run.data_root=PATH "
-                      "(made by `reenactbook prep` or `reenactbook synth`)")
-
-def lsg_windows(dataset, options: Options, split: str = "train"):
-    "The `views.LandmarkWindows` of `split` with the run's K, stride and hop."
-    from reenactbook.views import LandmarkWindows
-    return LandmarkWindows.from_options(dataset, options, split)
-
-# %% ../nbs/10_lsg.ipynb #c038
-def training_windows(dataset, options: Options, split: str = "train") -> tuple[torch.Tensor, torch.Tensor, list[str]]:
-    "Real windows `[N,K,P,2]`, labels `[N]` and identity names of `split`, at every stride of `WINDOW_STRIDES` up to `lsg.max_stride` the clips allow."
-    from reenactbook.views import LandmarkWindows
-    identities = sorted(dataset.index["identity"].iloc[dataset.rows(split)].unique())
-    strides = sorted({options.views.window_stride, *(s for s in WINDOW_STRIDES if s <= options.lsg.max_stride)})
-    xs, ys = [], []
-    for stride in strides:
-        try:
-            windows = LandmarkWindows(dataset, options.lsg.k, stride, split, options.views.window_hop, "68", identities)
-        except DataError:
-            continue                                   # clips too short for this stride
-        x, y = windows.tensors()
-        xs.append(x); ys.append(y)
-    if not xs:
-        raise DataError(f"{dataset.root}: no window of {options.lsg.k} frames in split {split!r}; use a smaller lsg.k")
-    return torch.cat(xs), torch.cat(ys), identities
-
-def train_lsg(options: Options, out_dir: str | Path | None = None, dataset=None, resume: bool = True,
-              steps: int | None = None, show_progress: bool = True) -> Path:
-    "Train (or resume) an LSG as `options` say; returns the checkpoint path."
-    out_dir = Path(out_dir or options.run.out_dir)
-    dataset = dataset if dataset is not None else lsg_dataset(options)
-    x, y, identities = training_windows(dataset, options, "train")
-    trainer = LSGTrainer(options, x, y, identities)
-    checkpoint = out_dir / "lsg.safetensors"
-    if resume and checkpoint.exists():
-        trainer.load_state(checkpoint)
-        get_logger(__name__).info("resuming LSG training from %s at step %d", checkpoint, trainer.step)
-    elif checkpoint.exists():
-        checkpoint.unlink()
-        (out_dir / "losses.csv").unlink(missing_ok=True)
-    options.save(out_dir)
-    get_logger(__name__).info("LSG: %d real training windows of %d frames (%d identities) + synthetic tracks of %d people, device %s",
-                              len(x), options.lsg.k, len(identities), options.lsg.synthetic_identities, trainer.device)
-    return trainer.fit(out_dir, steps, show_progress)
-
-# %% ../nbs/10_lsg.ipynb #c040
-#| export
-
-# %% ../nbs/10_lsg.ipynb #c041
 def _checkpoint_kind_error(path, kind) -> CheckpointError:
     "The error for a checkpoint of another kind, named as such."
     if kind == "reenactor-training":
@@ -742,7 +297,7 @@ def _checkpoint_kind_error(path, kind) -> CheckpointError:
                                "and give `lsg` a checkpoint written by `reenactbook train-lsg`")
     return CheckpointError(f"{path}: not an LSG checkpoint (kind {kind!r}); train one with `reenactbook train-lsg`")
 
-# %% ../nbs/10_lsg.ipynb #c042
+# %% ../nbs/10_lsg.ipynb #c032
 class LandmarkSequenceGenerator(nn.Module):
     "A trained G_l for inference: `lsg(p_start, p_end, k)` -> landmark sequences `[B,K,P,2]`."
     def __init__(self, num_points: int = 68, hidden: int = 128, layers: int = 1, k: int = 8, identities: list[str] | None = None,
@@ -774,144 +329,29 @@ class LandmarkSequenceGenerator(nn.Module):
     def device(self) -> torch.device:
         return next(self.parameters()).device
 
-    @torch.no_grad()
-    def forward(self, p_start, p_end, k: int | None = None, refine_endpoints: bool | None = None,
-                names: tuple[str, str] = ("p_start", "p_end")):
-        "Landmark sequences from `p_start` to `p_end` ([P,2] or [B,P,2], pixels): `[B,K,P,2]` (or `[K,P,2]`), same kind as the input."
-        k = self.k if k is None else k
-        refine = self.refine_endpoints if refine_endpoints is None else bool(refine_endpoints)
-        start, end, batched = check_endpoints(p_start, p_end, k, self.net.num_points, names)
-        sequence = generate_sequence(self.net, start.to(self.device), end.to(self.device), int(k), self.base, refine, self.strength)[0].float()
-        if isinstance(p_start, torch.Tensor):
-            sequence = sequence.to(p_start.device)
-        return _like_input(sequence, p_start, batched)
+# %% ../nbs/10_lsg.ipynb #c034
+@patch
+@torch.no_grad()
+def forward(self: LandmarkSequenceGenerator, p_start, p_end,
+            k                = None,                   # frames, endpoints included (default: the trained K)
+            refine_endpoints = None,                   # also refine the endpoints (default: the checkpoint's lsg.refine_endpoints)
+            names            = ("p_start", "p_end"),   # what to call the endpoints in errors (file names in the CLI)
+            ):
+    "Landmark sequences from `p_start` to `p_end` ([P,2] or [B,P,2], pixels): `[B,K,P,2]` (or `[K,P,2]`), same kind as the input."
+    k = self.k if k is None else k
+    refine = self.refine_endpoints if refine_endpoints is None else bool(refine_endpoints)
+    start, end, batched = check_endpoints(p_start, p_end, k, self.net.num_points, names)
+    sequence = generate_sequence(self.net, start.to(self.device), end.to(self.device), int(k), self.base, refine, self.strength)[0].float()
+    if isinstance(p_start, torch.Tensor):
+        sequence = sequence.to(p_start.device)
+    return _like_input(sequence, p_start, batched)
 
-    def lsg(self, p_start, p_end, k: int | None = None, refine_endpoints: bool | None = None):
-        "The LSG of the paper: `k` (default: the trained K) identity-preserving frames from `p_start` to `p_end`."
-        return self(p_start, p_end, k, refine_endpoints)
+@patch
+def lsg(self: LandmarkSequenceGenerator, p_start, p_end, k: int | None = None, refine_endpoints: bool | None = None):
+    "The LSG of the paper: `k` (default: the trained K) identity-preserving frames from `p_start` to `p_end`."
+    return self(p_start, p_end, k, refine_endpoints)
 
-    def __repr__(self):
-        return (f"LandmarkSequenceGenerator({self.net.num_points} points, K={self.k}, base {self.base}, "
-                f"refine_endpoints={self.refine_endpoints}, residual strength {self.strength}, step {self.step}, from {self.source})")
-
-# %% ../nbs/10_lsg.ipynb #c046
-def _options_key(options: Options) -> str:
-    "A short hash of the options a trained LSG depends on."
-    relevant = {"lsg": options.lsg.to_dict(), "window_stride": options.views.window_stride, "window_hop": options.views.window_hop,
-                "seed": options.run.seed, "data_root": options.run.data_root, "profile": options.run.profile, "version": 2}
-    return hashlib.sha256(json.dumps(relevant, sort_keys=True).encode()).hexdigest()[:12]
-
-def _checkpoint_step(path: Path) -> int:
-    "The step recorded in a checkpoint's JSON side file (-1 when absent or unreadable)."
-    try:
-        return int(json.loads(path.with_suffix(".json").read_text())["meta"]["step"])
-    except (OSError, KeyError, ValueError, TypeError):
-        return -1
-
-def pretrained_lsg(profile: str = "tiny", overrides: list[str] | dict | None = None, device: str = "auto") -> LandmarkSequenceGenerator:
-    "A trained LSG for `profile` (+ `overrides`): loaded from the cache, or trained into it first."
-    options = load_options(profile, overrides)
-    folder = cache_dir("models", f"lsg-{profile}-{_options_key(options)}")
-    checkpoint = folder / "lsg.safetensors"
-    if _checkpoint_step(checkpoint) < options.lsg.steps:
-        with file_lock(folder.with_name(folder.name + ".lock")):  # one process trains a cache entry; the others then load it
-            if _checkpoint_step(checkpoint) < options.lsg.steps:
-                get_logger(__name__).info("no cached %s LSG with these options; training one into %s", profile, folder)
-                train_lsg(options, folder, resume=True)
-    return LandmarkSequenceGenerator.from_checkpoint(checkpoint, device)
-
-# %% ../nbs/10_lsg.ipynb #c048
-MAX_STRIP_WIDTH = 65_535   # px: the widest image the usual viewers and PNG tools open
-
-def max_frames(size: int = 128, rows: int = 2) -> int:
-    "The largest K the `lsg` command accepts: what a strip of `rows` rows at `size` px fits in width and in a quarter of the available memory."
-    try:
-        available = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    except (ValueError, OSError, AttributeError):
-        available = 2 ** 31
-    per_frame = rows * 3 * size * size * 4 * 4 + 4096          # float sketches and their temporaries, plus one .pts file
-    return max(2, min(MAX_STRIP_WIDTH // size - 1, int(available // 4 // per_frame)))   # minus the label column
-
-def sketch_strip(sequences: list, size: int = 128, margin: float = 0.1, labels: list[str] | None = None) -> np.ndarray:
-    "One row of sketches per landmark sequence `[K,P,2]`, all fitted into a common `size` px square, with `labels` left of the rows: uint8 image."
-    import cv2
-    from reenactbook.landmarks import render_sketch
-    arrays = [np.asarray(s.detach().cpu() if isinstance(s, torch.Tensor) else s, np.float32) for s in sequences]
-    every = np.concatenate([a.reshape(-1, 2) for a in arrays])
-    low, high = every.min(0), every.max(0)
-    scale = size * (1 - 2 * margin) / (float((high - low).max()) or 1.0)
-    offset = (size - (high - low) * scale) / 2
-    rows = [torch.cat(list(render_sketch(torch.from_numpy((a - low) * scale + offset), size)), dim=-1) for a in arrays]
-    image = torch.cat(rows, dim=-2).clamp(0, 1).mul(255).round().byte().permute(1, 2, 0).cpu().numpy()
-    if labels:
-        if len(labels) != len(arrays):
-            raise InputError(f"sketch_strip: {len(labels)} labels for {len(arrays)} rows")
-        column = np.full((image.shape[0], size, 3), 255, np.uint8)
-        for i, label in enumerate(labels):
-            cv2.putText(column, str(label)[:12], (4, i * size + size // 2 + 5), cv2.FONT_HERSHEY_SIMPLEX, 0.35 * size / 100 + 0.1,
-                        (0, 0, 0), 1, cv2.LINE_AA)
-        image = np.concatenate([column, image], 1)
-    return image
-
-# %% ../nbs/10_lsg.ipynb #c051
-from fastcore.script import Param
-
-def train_lsg_cli(profile: str = "tiny", # options profile: tiny | sample | paper
-                  overrides: Param("section.option=value ...", str, nargs="*") = None,
-                  out: str = None, # output folder (default: run.out_dir, or runs/lsg-PROFILE)
-                  fresh: bool = False, # start over instead of resuming from OUT/lsg.safetensors
-                 ):
-    "Train the landmark sequence generator (LSG); writes lsg.safetensors, options.json, losses.csv and losses.png."
-    options = load_options(profile, overrides)
-    if out is None:
-        out = options.run.out_dir if options.run.out_dir != "runs/default" else f"runs/lsg-{profile}"
-    start = time.time()
-    checkpoint = train_lsg(options, out, resume=not fresh)
-    print(f"LSG checkpoint: {checkpoint} ({time.time() - start:.0f} s); loss curves: {Path(out) / 'losses.png'}")
-    return checkpoint
-
-def _read_endpoint(path: str) -> np.ndarray:
-    "68 landmarks from a .pts file; a 98-point (WFLW) file is converted with `landmarks.wflw98_to_68`, with a note."
-    from reenactbook.landmarks import read_pts, wflw98_to_68
-    points = np.asarray(read_pts(path), np.float32)
-    if len(points) == 98:
-        print(f"note: {path} has 98 points (WFLW); using its 68-point (iBUG) subset (landmarks.wflw98_to_68)")
-        points = np.asarray(wflw98_to_68(points), np.float32)
-    return points
-
-# %% ../nbs/10_lsg.ipynb #c052
-STRIP_SIZE = 128   # px per sketch in the `lsg` command's strip
-
-def lsg_cli(start: str = None, # .pts file of the first landmark set p_s1 (68 points, or 98 WFLW points: converted)
-            end: str = None, # .pts file of the last landmark set p_sK
-            k: int = 8, # frames in the sequence, endpoints included (at most `max_frames`, from memory and strip width)
-            checkpoint: str = None, # LSG checkpoint (default: the cached tiny model, trained on first use)
-            out: str = "lsg_out", # output folder
-            refine: bool = False, # also refine the given endpoints (Figure 7: noisy or edited endpoints)
-            device: str = "auto", # auto | cpu | cuda
-           ):
-    "Generate a landmark sequence between two .pts files: sequence.npy, frame_NN.pts and a labelled sketch strip (LSG above LI)."
-    from reenactbook.landmarks import write_pts
-    from reenactbook.core import atomic_write
-    from PIL import Image
-    if not start or not end:
-        raise InputError("give both --start and --end (.pts landmark files)")
-    p_start, p_end = _read_endpoint(start), _read_endpoint(end)
-    check_endpoints(p_start, p_end, k, names=(start, end))
-    limit = max_frames(STRIP_SIZE, 2)
-    if k > limit:
-        raise InputError(f"--k {k} is above the limit of {limit} frames here (the strip would be {(k + 1) * STRIP_SIZE} px wide "
-                         f"and its sketches need about {k * 2 * 3 * STRIP_SIZE ** 2 * 16 / 2 ** 30:.1f} GB); use a smaller --k")
-    model = LandmarkSequenceGenerator.from_checkpoint(checkpoint, device) if checkpoint else pretrained_lsg("tiny", device=device)
-    sequence = model(p_start, p_end, k, refine, names=(start, end))
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    with atomic_write(out / "sequence.npy") as f:
-        np.save(f, sequence)
-    for i, frame in enumerate(sequence):
-        write_pts(out / f"frame_{i:02d}.pts", frame)
-    strip = sketch_strip([sequence, linear_interpolation(p_start, p_end, k)], STRIP_SIZE, labels=["LSG", "LI"])
-    with atomic_write(out / "strip.png") as f:
-        Image.fromarray(strip).save(f, format="PNG")
-    print(f"{len(sequence)} frames of {sequence.shape[1]} points -> {out}/sequence.npy, frame_*.pts, strip.png (rows: LSG, LI)")
-    return sequence
+@patch
+def __repr__(self: LandmarkSequenceGenerator):
+    return (f"LandmarkSequenceGenerator({self.net.num_points} points, K={self.k}, base {self.base}, "
+            f"refine_endpoints={self.refine_endpoints}, residual strength {self.strength}, step {self.step}, from {self.source})")

@@ -15,10 +15,13 @@ import torch.nn.functional as F
 
 from .core import DataError, InputError, get_logger, progress, seed_everything
 from .face_fit import fit_faces, interpolate_3d
-from .landmarks import ATTRIBUTES, interocular_distance, jerk, manipulate, nme, one_euro_filter
-from .lsg import (LandmarkSequenceGenerator, _mlp, cpu_threads, linear_interpolation, lsg_windows,
-                             normalize_shape, train_lsg)
-from .metrics import FeatureStatistics, frechet_distance
+from .landmarks import interocular_distance, nme
+from .alignment import ATTRIBUTES, manipulate
+from .smoothing import jerk, one_euro_filter
+from .lsg import LandmarkSequenceGenerator, _mlp, linear_interpolation, normalize_shape
+from .lsg_train import lsg_windows, train_lsg
+from .training_loop import cpu_threads
+from .fid import FeatureStatistics, frechet_distance
 
 # %% auto #0
 __all__ = ['MANIPULATED_ATTRIBUTES', 'NOISE_PIXELS', 'YAW_BINS', 'IdentityJudge', 'train_identity_judge', 'shape_frechet',
@@ -211,7 +214,7 @@ def synthetic_tracks(people: int = 40,         # unseen people drawn from the fa
                      turn: float = 0.0,        # up to this many degrees of added side-to-side head turning (0.4 Hz; each person draws a share)
                      size: int = 256) -> Tracks:
     "Talking-head landmark tracks of `people` unseen synthetic people (`synthetic.sample_motion`), aligned as the pipeline aligns faces."
-    from reenactbook.synthetic import build_rig, face_model, pose_geometry, sample_identity, sample_motion
+    from reenactbook.face_model import build_rig, face_model, pose_geometry, sample_identity, sample_motion
     model = face_model()
     def video(person, index):
         identity, motion = sample_identity(seed, person), sample_motion(seed, person, index, frames)
@@ -417,7 +420,7 @@ def _reference_rows(truth, swapped, truth_identity, embed, means, people) -> lis
 # %% ../nbs/12_lsg_eval.ipynb #c025
 def _stream_smoothers(lsg, k: int, fps: float, sigma: float) -> dict:
     "name -> f(track [T,68,2]) -> smoothed [T,68,2]."
-    from reenactbook.pipeline import keyframes, make_bridge, smooth
+    from reenactbook.driving import keyframes, make_bridge, smooth
     run = lambda stream_fn: lambda track: np.stack([p for p, _ in stream_fn(((p, "raw") for p in track))])
     smoothers = {"raw": lambda track: track,
                  "One-Euro": lambda track: one_euro_filter(track, fps),

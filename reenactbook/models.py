@@ -16,14 +16,16 @@ from pathlib import Path
 
 import torch
 
-from .core import (CheckpointError, CheckpointMismatchError, ConfigError, InputError, cache_dir, checkpoint_meta,
-                              get_device, get_logger, load_checkpoint, load_module_state, read_json, write_json, write_text)
+from .core import (CheckpointError, CheckpointMismatchError, ConfigError, InputError, cache_dir, get_device, get_logger,
+                              read_json, write_json, write_text)
+from .checkpoints import checkpoint_meta, load_checkpoint, load_module_state
 
 # %% auto #0
 __all__ = ['MODEL_KINDS', 'KIND_NAMES', 'PROFILE_RANK', 'MAIN_PRESETS', 'NAME_PATTERN', 'GENERIC_STEMS', 'CARD_TYPES',
-           'checkpoint_kind', 'kind_mismatch', 'card_paths', 'default_name', 'card_from_checkpoint', 'check_card',
-           'card_markdown', 'write_model_card', 'ModelEntry', 'model_dirs', 'read_model', 'find_models', 'best_model',
-           'no_model_message', 'resolve_model', 'load_reenactor', 'load_lsg', 'model_rows', 'models_cli']
+           'NETWORK_NAMES', 'checkpoint_kind', 'kind_mismatch', 'card_paths', 'default_name', 'card_from_checkpoint',
+           'check_card', 'card_markdown', 'write_model_card', 'ModelEntry', 'model_dirs', 'read_model', 'find_models',
+           'best_model', 'no_model_message', 'resolve_model', 'load_model', 'load_reenactor', 'load_lsg', 'model_rows',
+           'models_cli']
 
 # %% ../nbs/07_models.ipynb #c005
 MODEL_KINDS = ("reenactor", "lsg")
@@ -79,6 +81,7 @@ def _run_record(folder: Path) -> dict:
         pass
     return record
 
+# %% ../nbs/07_models.ipynb #c010
 def card_from_checkpoint(checkpoint, meta: dict | None = None) -> dict:
     "The model card a checkpoint implies (no card file needed): name, kind, profile, size, steps, data, metrics, created."
     checkpoint = Path(checkpoint)
@@ -98,7 +101,7 @@ def card_from_checkpoint(checkpoint, meta: dict | None = None) -> dict:
         card["num_points"], card["k"] = int(meta.get("num_points") or 68), int(meta.get("k") or 0)
     return {**card, **_run_record(checkpoint.parent)} if checkpoint.stem in GENERIC_STEMS else card
 
-# %% ../nbs/07_models.ipynb #c010
+# %% ../nbs/07_models.ipynb #c012
 CARD_TYPES = {"name": str, "kind": str, "profile": str, "image_size": int, "num_points": int, "steps": int, "seconds": (int, float),
               "device": str, "data": dict, "protocol": str, "metrics": dict, "created": str, "checkpoint": str}
 
@@ -120,6 +123,7 @@ def check_card(card: dict, where: str = "model card") -> dict:
         raise ConfigError(f"{where}: metrics must map names to numbers, got {bad}")
     return card
 
+# %% ../nbs/07_models.ipynb #c014
 def card_markdown(card: dict) -> str:
     "The human-readable model card."
     size = f"{card['image_size']} px" if card.get("image_size") else f"{card.get('num_points')} points"
@@ -150,7 +154,7 @@ def write_model_card(checkpoint, card: dict) -> Path:
     write_text(md_path, card_markdown(card))
     return write_json(json_path, card)
 
-# %% ../nbs/07_models.ipynb #c012
+# %% ../nbs/07_models.ipynb #c018
 @dataclass
 class ModelEntry:
     "A trained model the registry found: its checkpoint, its card (written or implied) and the checkpoint's meta."
@@ -174,6 +178,7 @@ class ModelEntry:
         size = f"{self.size} px" if self.kind == "reenactor" else f"{self.size} points"
         return f"{self.name} ({self.kind}, profile {self.profile}, {size}, {self.card.get('steps', 0)} steps)"
 
+# %% ../nbs/07_models.ipynb #c020
 def model_dirs() -> list[Path]:
     "The folders searched for trained models, in order (see above); missing ones included."
     env = [Path(p).expanduser() for p in os.environ.get("REENACTBOOK_MODELS", "").split(os.pathsep) if p]
@@ -199,6 +204,7 @@ def read_model(checkpoint) -> ModelEntry:
             get_logger(__name__).warning("%s; listing the model from its checkpoint", e)
     return ModelEntry(checkpoint, card_from_checkpoint(checkpoint, meta), meta, False)
 
+# %% ../nbs/07_models.ipynb #c022
 def _candidates(folder: Path):
     for path in [*sorted(folder.glob("*.safetensors")), *sorted(folder.glob("*/*.safetensors"))]:
         if path.parent.name != "checkpoints" and not path.name.startswith("."):
@@ -228,7 +234,7 @@ def best_model(entries: list[ModelEntry]) -> ModelEntry | None:
     "The best of `entries` (see `ModelEntry.rank`); the first in search order wins a tie."
     return max(reversed(entries), key=ModelEntry.rank) if entries else None
 
-# %% ../nbs/07_models.ipynb #c016
+# %% ../nbs/07_models.ipynb #c026
 def no_model_message(kind: str) -> str:
     "What to do when no model of `kind` is found."
     folders = ", ".join(str(p) for p in model_dirs())
@@ -239,6 +245,26 @@ def no_model_message(kind: str) -> str:
 def _looks_like_path(spec: str) -> bool:
     return spec.endswith(".safetensors") or os.sep in spec or Path(spec).exists()
 
+def _entry_at(path: Path, kind: str) -> ModelEntry:
+    "The model of a checkpoint file, or the best of `kind` in a run folder."
+    if path.is_dir():
+        entry = best_model(find_models(kind, [path]))
+        if entry is None:
+            raise InputError(f"{path}: a folder without a trained {kind} (looked for *.safetensors in it and its subfolders)")
+        return entry
+    if not path.is_file():
+        raise InputError(f"{path}: no such checkpoint file; `reenactbook models` lists the trained models")
+    return read_model(path)
+
+def _entry_named(name: str, kind: str) -> ModelEntry:
+    "The model called `name` (of `kind` when several share the name)."
+    matches = [e for e in find_models() if e.name == name]
+    if not matches:
+        names = ", ".join(e.name for e in find_models(kind)) or "none"
+        raise InputError(f"no model named {name!r} ({kind}s found: {names}); `reenactbook models` lists them, or give a checkpoint path")
+    return next((e for e in matches if e.kind == kind), matches[0])
+
+# %% ../nbs/07_models.ipynb #c028
 def resolve_model(spec=None, kind: str = "reenactor", *, quiet: bool = False) -> ModelEntry:
     "The `ModelEntry` for a model name, a checkpoint path, or None (the best available); logs which model it picked (for a path: at debug level)."
     if kind not in MODEL_KINDS:
@@ -248,22 +274,8 @@ def resolve_model(spec=None, kind: str = "reenactor", *, quiet: bool = False) ->
         entry = best_model(find_models(kind))
         if entry is None:
             raise ConfigError(no_model_message(kind))
-    elif _looks_like_path(spec):
-        path = Path(spec).expanduser()
-        if path.is_dir():
-            entry = best_model(find_models(kind, [path]))
-            if entry is None:
-                raise InputError(f"{path}: a folder without a trained {kind} (looked for *.safetensors in it and its subfolders)")
-        elif not path.is_file():
-            raise InputError(f"{path}: no such checkpoint file; `reenactbook models` lists the trained models")
-        else:
-            entry = read_model(path)
     else:
-        matches = [e for e in find_models() if e.name == spec]
-        if not matches:
-            names = ", ".join(e.name for e in find_models(kind)) or "none"
-            raise InputError(f"no model named {spec!r} ({kind}s found: {names}); `reenactbook models` lists them, or give a checkpoint path")
-        entry = next((e for e in matches if e.kind == kind), matches[0])
+        entry = _entry_at(Path(spec).expanduser(), kind) if _looks_like_path(spec) else _entry_named(spec, kind)
     if entry.card["kind"] != kind:
         raise kind_mismatch(entry.checkpoint, entry.card["kind"], kind, entry.meta)
     if not quiet:  # a path was chosen by the user: said at debug level only
@@ -271,7 +283,17 @@ def resolve_model(spec=None, kind: str = "reenactor", *, quiet: bool = False) ->
         get_logger(__name__).log(level, "using %s %s", kind, f"{entry.describe()} from {entry.checkpoint}")
     return entry
 
-# %% ../nbs/07_models.ipynb #c019
+# %% ../nbs/07_models.ipynb #c031
+NETWORK_NAMES = {"reenactor": "a Reenactor", "lsg": "a LandmarkSequenceGenerator"}
+
+def _network_class(kind: str) -> type:
+    "The network class of `kind`."
+    if kind == "reenactor":
+        from reenactbook.reenactor import Reenactor  # networks sit above the registry (nb 20): imported by the loader only
+        return Reenactor
+    from reenactbook.lsg import LandmarkSequenceGenerator  # networks sit above the registry (nb 10): imported by the loader only
+    return LandmarkSequenceGenerator
+
 def _generator_state(checkpoint: Path, meta: dict) -> dict:
     "Generator weights of a training checkpoint: the EMA average when there is one."
     state = load_checkpoint(checkpoint).state
@@ -279,55 +301,65 @@ def _generator_state(checkpoint: Path, meta: dict) -> dict:
         return {k[len("module."):]: v for k, v in state["ema"].items() if k.startswith("module.")}
     return state["generator"]
 
+def _read_network(entry: ModelEntry, kind: str, device: torch.device) -> torch.nn.Module:
+    "The network of a registry entry, on `device`; a checkpoint that does not fit its class is a `CheckpointMismatchError`."
+    network = _network_class(kind)
+    try:
+        if kind == "lsg":
+            return network.from_checkpoint(entry.checkpoint, device)
+        if entry.meta.get("kind") == "reenactor-training":
+            from reenactbook.reenactor import reenactor_config_from_meta  # see _network_class
+            model = network(reenactor_config_from_meta(entry.meta, entry.checkpoint), discriminator=False)
+            load_module_state(model.generator, _generator_state(entry.checkpoint, entry.meta), entry.checkpoint)
+        else:
+            model = network.from_checkpoint(entry.checkpoint, "cpu", discriminator=False)
+        return model.to(device).eval().requires_grad_(False)
+    except CheckpointMismatchError:
+        raise
+    except CheckpointError as e:
+        raise CheckpointMismatchError(str(e)) from None
+
+# %% ../nbs/07_models.ipynb #c033
 def _labelled(model: torch.nn.Module, card: dict, meta: dict, source=None) -> torch.nn.Module:
     model.card, model.meta, model.source = card, meta, source if source is not None else getattr(model, "source", None)
     return model
 
-def load_reenactor(spec=None, device: str | torch.device = "cpu"):
-    "A `Reenactor` (generator only, eval mode, on `device`) from a model name, a checkpoint path, None (the best available) or a `Reenactor`."
-    from reenactbook.reenactor import Reenactor, reenactor_config_from_meta
-    device = get_device(device)
-    if isinstance(spec, Reenactor):
-        card = getattr(spec, "card", None) or {"name": "in-memory reenactor", "kind": "reenactor", "image_size": spec.config.image_size}
-        return _labelled(spec.to(device).eval(), card, getattr(spec, "meta", {}))
-    if isinstance(spec, torch.nn.Module):
-        raise InputError(f"a {type(spec).__name__} was given where a reenactor is needed (a Reenactor, a model name or a checkpoint path)")
-    entry = resolve_model(spec, "reenactor")
-    try:
-        if entry.meta.get("kind") == "reenactor-training":
-            model = Reenactor(reenactor_config_from_meta(entry.meta, entry.checkpoint), discriminator=False)
-            load_module_state(model.generator, _generator_state(entry.checkpoint, entry.meta), entry.checkpoint)
-        else:
-            model = Reenactor.from_checkpoint(entry.checkpoint, "cpu", discriminator=False)
-    except CheckpointMismatchError:
-        raise
-    except CheckpointError as e:
-        raise CheckpointMismatchError(str(e)) from None
-    return _labelled(model.to(device).eval().requires_grad_(False), entry.card, entry.meta, entry.checkpoint)
+def _in_memory_card(model, kind: str) -> dict:
+    if kind == "reenactor":
+        return {"name": "in-memory reenactor", "kind": kind, "image_size": model.config.image_size}
+    return {"name": "in-memory LSG", "kind": kind, "num_points": model.net.num_points}
 
-def load_lsg(spec=None, device: str | torch.device = "cpu", *, profile: str = "tiny"):
-    "A `LandmarkSequenceGenerator` (eval mode, on `device`) from a model name, a checkpoint path, None (the best available), 'pretrained' (`lsg.pretrained_lsg(profile)`, trained into the cache when missing) or an LSG."
-    from reenactbook.lsg import LandmarkSequenceGenerator, pretrained_lsg
-    device = get_device(device)
-    if isinstance(spec, LandmarkSequenceGenerator):
-        card = getattr(spec, "card", None) or {"name": "in-memory LSG", "kind": "lsg", "num_points": spec.net.num_points}
-        return _labelled(spec.to(device).eval(), card, getattr(spec, "meta", {}))
+def load_model(spec    = None,           # a model name, a checkpoint file or run folder, None or 'best' (the best available), a model object; an LSG also 'pretrained'
+               kind    = "reenactor",    # reenactor | lsg
+               device  = "cpu",          # where the network goes ('auto', 'cpu', 'cuda', a torch.device)
+               *,
+               profile = "tiny",         # 'pretrained' LSG: the profile of `lsg.pretrained_lsg` (trained into the cache when missing)
+               ) -> torch.nn.Module:
+    "The one model loader: a network of `kind` in eval mode on `device`, labelled with its `.card`, `.meta` and `.source` (checkpoint path)."
+    if kind not in MODEL_KINDS:
+        raise ConfigError(f"model kind {kind!r}: choose one of {MODEL_KINDS}")
+    network, device = _network_class(kind), get_device(device)
+    if isinstance(spec, network):
+        return _labelled(spec.to(device).eval(), getattr(spec, "card", None) or _in_memory_card(spec, kind), getattr(spec, "meta", {}))
     if isinstance(spec, torch.nn.Module):
-        raise InputError(f"a {type(spec).__name__} was given where an LSG is needed (a LandmarkSequenceGenerator, a model name or a checkpoint path)")
-    if str(spec) == "pretrained":
+        raise InputError(f"a {type(spec).__name__} was given where {KIND_NAMES[kind]} is needed ({NETWORK_NAMES[kind]}, a model name or a checkpoint path)")
+    if kind == "lsg" and str(spec) == "pretrained":
+        from reenactbook.lsg_train import pretrained_lsg  # see _network_class
         model = pretrained_lsg(profile, device=str(device))
         entry = read_model(model.source)
         return _labelled(model, entry.card, entry.meta, entry.checkpoint)
-    entry = resolve_model(spec, "lsg")
-    try:
-        model = LandmarkSequenceGenerator.from_checkpoint(entry.checkpoint, device)
-    except CheckpointMismatchError:
-        raise
-    except CheckpointError as e:
-        raise CheckpointMismatchError(str(e)) from None
-    return _labelled(model, entry.card, entry.meta, entry.checkpoint)
+    entry = resolve_model(spec, kind)
+    return _labelled(_read_network(entry, kind, device), entry.card, entry.meta, entry.checkpoint)
 
-# %% ../nbs/07_models.ipynb #c022
+def load_reenactor(spec=None, device: str | torch.device = "cpu") -> torch.nn.Module:
+    "`load_model(spec, 'reenactor', device)`: a `Reenactor`, generator only."
+    return load_model(spec, "reenactor", device)
+
+def load_lsg(spec=None, device: str | torch.device = "cpu", *, profile: str = "tiny") -> torch.nn.Module:
+    "`load_model(spec, 'lsg', device, profile=profile)`: a `LandmarkSequenceGenerator`."
+    return load_model(spec, "lsg", device, profile=profile)
+
+# %% ../nbs/07_models.ipynb #c036
 def model_rows(entries: list[ModelEntry]) -> list[dict]:
     "Table rows of `entries`: name, kind, profile, size, steps, data, key metrics, card, path."
     rows = []

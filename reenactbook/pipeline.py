@@ -5,39 +5,38 @@
 # %% ../nbs/40_pipeline.ipynb #c002
 from __future__ import annotations
 
-import contextlib
-import json
-import math
-import re
-import sys
-import tempfile
 import time
 from collections import Counter, deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from fractions import Fraction
 from pathlib import Path
-from typing import Callable, ClassVar, Iterator
+from typing import Callable, Iterator
 
 import numpy as np
 import torch
+from fastcore.basics import patch
 from fastcore.script import Param
 
-from .core import (ConfigBase, ConfigError, DataError, InputError, Options, atomic_write, config_section,
-                              get_device, get_logger, load_options, progress)
+from .compositing import Compositor, SourceFace, VideoWriter, check_output, prepare_source, resize_faces
+from .config import ConfigBase, Options, config_section, load_options
+from .core import ConfigError, InputError, get_device, get_logger
+from .driving import (MODES, Driver, MotionTransfer, StageTimer, batches, fill_gaps, inbetween, keyframes, make_bridge,
+                                 open_driver, smooth)
+from .sketch import render_sketch
+from .models import load_model
+from .face_track import FaceTracker
+from .pretrained import get_face_detector, get_landmark_detector
+from .geometry import photo_tensor
+from .progress import Progress
+from .reenactor import InferenceGenerator, Reenactor
 
 # %% auto #0
-__all__ = ['MODES', 'FILLS', 'CONTAINERS', 'PipelineConfig', 'sketch_layout_of', 'SourceFace', 'make_tracker',
-           'observation_points', 'as_layout', 'prepare_source', 'MotionTransfer', 'transfer_landmarks', 'StageTimer',
-           'ReenactmentSession', 'face_mask', 'match_colors', 'color_stats', 'Compositor', 'seam_contrast', 'Driver',
-           'video_info', 'open_driver', 'make_bridge', 'fill_gaps', 'smooth', 'inbetween', 'keyframes', 'batches',
-           'check_output', 'VideoWriter', 'FrameProgress', 'ReenactmentResult', 'reenact_video', 'reenact',
-           'reenact_cli']
+__all__ = ['FILLS', 'PipelineConfig', 'load_models', 'sketch_layout_of', 'fill_method', 'make_tracker', 'tracker_factory',
+           'ReenactmentSession', 'landmark_stream', 'stream_frames', 'ReenactmentResult', 'prepare_session',
+           'reenact_video', 'reenact', 'reenact_cli']
 
 # %% ../nbs/40_pipeline.ipynb #c006
-MODES = ("relative", "absolute")
 FILLS = ("auto", "hold", "linear", "lsg")
-CONTAINERS = {".mp4": "mp4", ".m4v": "mp4", ".mov": "mov", ".mkv": "matroska"}
 
 @config_section("pipeline")
 @dataclass
@@ -68,22 +67,37 @@ class PipelineConfig(ConfigBase):
     fast: bool = True             # on CUDA: bf16, channels_last, torch.compile (reenactor.InferenceGenerator); False: plain fp32, eager
     progress_every: float = 10.0  # seconds between progress log lines when stderr is not a terminal (a bar on a terminal)
 
-    def check(self) -> "PipelineConfig":
-        "Raise `ConfigError` for values that cannot work."
-        if self.mode not in MODES: raise ConfigError(f"pipeline.mode={self.mode!r}: choose one of {MODES}")
-        if self.fill not in FILLS: raise ConfigError(f"pipeline.fill={self.fill!r}: choose one of {FILLS}")
-        if self.sketch_layout not in ("auto", "68", "98"): raise ConfigError(f"pipeline.sketch_layout={self.sketch_layout!r}: choose auto, 68 or 98")
-        if self.smoothing < 0: raise ConfigError(f"pipeline.smoothing={self.smoothing}: a sigma in frames, >= 0")
-        for name in ("batch_size", "frame_rate_factor"):
-            if getattr(self, name) < 1: raise ConfigError(f"pipeline.{name}={getattr(self, name)}: must be at least 1")
-        for name in ("max_gap", "lsg_keyframes", "detect_every", "max_frames", "face_size"):
-            if getattr(self, name) < 0: raise ConfigError(f"pipeline.{name}={getattr(self, name)}: must be >= 0")
-        if self.fps <= 0: raise ConfigError(f"pipeline.fps={self.fps}: must be > 0")
-        if not 0 <= self.crf <= 51: raise ConfigError(f"pipeline.crf={self.crf}: must be 0..51")
-        if not 0 < self.feather <= 0.25: raise ConfigError(f"pipeline.feather={self.feather}: a fraction of the crop in (0, 0.25]")
-        return self
+# %% ../nbs/40_pipeline.ipynb #c008
+@patch
+def check(self: PipelineConfig) -> PipelineConfig:
+    "Raise `ConfigError` for values that cannot work."
+    if self.mode not in MODES: raise ConfigError(f"pipeline.mode={self.mode!r}: choose one of {MODES}")
+    if self.fill not in FILLS: raise ConfigError(f"pipeline.fill={self.fill!r}: choose one of {FILLS}")
+    if self.sketch_layout not in ("auto", "68", "98"): raise ConfigError(f"pipeline.sketch_layout={self.sketch_layout!r}: choose auto, 68 or 98")
+    if self.smoothing < 0: raise ConfigError(f"pipeline.smoothing={self.smoothing}: a sigma in frames, >= 0")
+    for name in ("batch_size", "frame_rate_factor"):
+        if getattr(self, name) < 1: raise ConfigError(f"pipeline.{name}={getattr(self, name)}: must be at least 1")
+    for name in ("max_gap", "lsg_keyframes", "detect_every", "max_frames", "face_size"):
+        if getattr(self, name) < 0: raise ConfigError(f"pipeline.{name}={getattr(self, name)}: must be >= 0")
+    if self.fps <= 0: raise ConfigError(f"pipeline.fps={self.fps}: must be > 0")
+    if not 0 <= self.crf <= 51: raise ConfigError(f"pipeline.crf={self.crf}: must be 0..51")
+    if not 0 < self.feather <= 0.25: raise ConfigError(f"pipeline.feather={self.feather}: a fraction of the crop in (0, 0.25]")
+    return self
 
-# %% ../nbs/40_pipeline.ipynb #c009
+# %% ../nbs/40_pipeline.ipynb #c012
+def load_models(options: Options,              # the run's options: pipeline.checkpoint, pipeline.lsg, run.device, run.profile
+                *,
+                reenactor = None,              # a Reenactor, model name or checkpoint path (None: pipeline.checkpoint, else the best available)
+                lsg       = None,              # an LSG, model name or checkpoint path (None: pipeline.lsg; '' there: no LSG)
+                ) -> tuple:
+    "The reenactor and the LSG (or None) of a reenactment, by `models.load_model`."
+    device = get_device(options.run.device)
+    reenactor = load_model(reenactor if reenactor is not None else (options.pipeline.checkpoint or None), "reenactor", device)
+    spec = lsg if lsg is not None else options.pipeline.lsg
+    if isinstance(spec, str) and spec == "":
+        return reenactor, None
+    return reenactor, load_model(spec, "lsg", device, profile=options.run.profile)
+
 def sketch_layout_of(meta: dict, options: Options) -> str:
     "The layout p_t is drawn in: `pipeline.sketch_layout`, else the checkpoint's training options, else `views.sketch_layout`."
     if options.pipeline.sketch_layout != "auto":
@@ -91,22 +105,18 @@ def sketch_layout_of(meta: dict, options: Options) -> str:
     trained = ((meta.get("options") or {}).get("views") or {}).get("sketch_layout")
     return str(trained or (options.views.sketch_layout if "views" in options else "68"))
 
-# %% ../nbs/40_pipeline.ipynb #c011
-@dataclass
-class SourceFace:
-    "The source photo, prepared once: the photo, its landmarks, and the aligned crop (as data prep aligns)."
-    image: np.ndarray         # uint8 HxWx3, the photo
-    landmarks: np.ndarray     # [P, 2] float, photo pixels
-    aligned: object           # landmarks.Aligned: crop image SxSx3, crop landmarks [P, 2], matrix photo -> crop
-    faces: int = 1            # faces the detector saw (the largest was kept)
+def fill_method(config: PipelineConfig, lsg, layout: str) -> str:
+    "`pipeline.fill` with `auto` decided (lsg when there is an LSG, else hold); refuses an LSG that is missing or of another layout."
+    fill = config.fill if config.fill != "auto" else ("lsg" if lsg is not None else "hold")
+    if lsg is None and (fill == "lsg" or config.lsg_keyframes):
+        raise ConfigError("pipeline.fill=lsg and pipeline.lsg_keyframes need an LSG: pass lsg=NAME or PATH (CLI: --lsg; 'best' for the best available)")
+    if lsg is not None and lsg.net.num_points != int(layout):
+        raise ConfigError(f"the LSG was trained on {lsg.net.num_points}-point landmarks but the sketches are drawn in layout {layout}")
+    return fill
 
-    @property
-    def size(self) -> int: return int(self.aligned.image.shape[0])
-
-def make_tracker(options: Options, face_detector=None, landmark_detector=None):
+# %% ../nbs/40_pipeline.ipynb #c014
+def make_tracker(options: Options, face_detector=None, landmark_detector=None) -> FaceTracker:
     "A `prep.FaceTracker` with data prep's detectors (`prep.face_detector`, `prep.landmark_detector`) unless given."
-    from reenactbook.prep import FaceTracker
-    from reenactbook.pretrained import get_face_detector, get_landmark_detector
     prep = options.prep
     if options.pipeline.detect_every:
         prep = prep.updated({"detect_every": options.pipeline.detect_every})
@@ -115,133 +125,27 @@ def make_tracker(options: Options, face_detector=None, landmark_detector=None):
     landmark_detector = landmark_detector or get_landmark_detector(prep.landmark_detector, device)
     return FaceTracker(face_detector, landmark_detector, prep)
 
-def observation_points(face, layout: str, what: str = "face") -> np.ndarray:
-    "The `layout` landmarks [P, 2] of a `prep.FaceObservation`."
-    if layout == "98":
-        if face.landmarks98 is None:
-            raise ConfigError(f"{what}: the reenactor draws 98-point sketches but the landmark model gives 68 points; "
-                              "use prep.landmark_detector=pfld (or pipeline.sketch_layout=68 for a 68-point reenactor)")
-        return np.asarray(face.landmarks98, np.float64)
-    return np.asarray(face.landmarks68, np.float64)
+def tracker_factory(options: Options, face_detector=None, landmark_detector=None) -> Callable[[], FaceTracker]:
+    "() -> the one tracker of a run, made on first use (landmark drivers with given source landmarks never load a detector)."
+    made = []
+    def tracker() -> FaceTracker:
+        if not made:
+            made.append(make_tracker(options, face_detector, landmark_detector))
+        return made[0]
+    return tracker
 
-def as_layout(points, layout: str, what: str) -> np.ndarray:
-    "Landmarks [..., P, 2] in `layout` (98-point sets are reduced to 68 with `wflw98_to_68`; 68 cannot become 98)."
-    from reenactbook.landmarks import wflw98_to_68
-    points = np.asarray(points, np.float64)
-    if points.ndim < 2 or points.shape[-1] != 2 or points.shape[-2] not in (68, 98):
-        raise InputError(f"{what}: landmarks must have shape [..., 68, 2] or [..., 98, 2], got {points.shape}")
-    if str(points.shape[-2]) == layout:
-        return points
-    if layout == "68":
-        return np.asarray(wflw98_to_68(points), np.float64)
-    raise InputError(f"{what}: 68-point landmarks, but the reenactor draws 98-point sketches (pipeline.sketch_layout=98); "
-                     "give 98-point (WFLW) landmarks")
-
-def prepare_source(image, size: int, layout: str = "68", landmarks=None, tracker=None, name: str = "source image") -> SourceFace:
-    "Read (a path) or take (an array) the source photo, find its face (unless `landmarks` are given) and align it to `size` x `size`."
-    from reenactbook.landmarks import align_face, read_pts
-    from reenactbook.prep import read_image, to_rgb8
-    if isinstance(image, (str, Path)):
-        name = str(image)
-        image = read_image(image)
-    else:
-        image = to_rgb8(np.asarray(image))
-    faces = 1
-    if landmarks is None:
-        if tracker is None:
-            raise ConfigError("prepare_source needs source landmarks or a face tracker (make_tracker)")
-        tracker.reset()
-        try:
-            face = tracker(image)
-        except InputError:
-            face = None
-        if face is None:
-            raise InputError(f"{name}: no face found in the source image; use a photo with one clear, roughly frontal face "
-                             "(or give its landmarks with source_landmarks=.pts)")
-        points, faces = observation_points(face, layout, name), int(face.faces)
-        if faces > 1:
-            get_logger(__name__).info("%s: %d faces; reenacting the largest", name, faces)
-    else:
-        points = read_pts(landmarks) if isinstance(landmarks, (str, Path)) else landmarks
-        points = as_layout(points, layout, f"{name} landmarks")
-        if points.ndim != 2:
-            raise InputError(f"{name} landmarks: one face [P, 2], got shape {points.shape}")
-    aligned = align_face(image, points, size=size)
-    return SourceFace(image, points, aligned, faces)
-
-# %% ../nbs/40_pipeline.ipynb #c015
-class MotionTransfer:
-    "Driving landmarks (driving-image pixels) -> landmarks p_t in the source crop, relative or absolute (see above)."
-    def __init__(self, source, size: int, mode: str = "relative", stabilize: bool = True, reference=None):
-        if mode not in MODES:
-            raise ConfigError(f"mode {mode!r}: choose one of {MODES}")
-        self.source = np.asarray(source, np.float64)
-        self.size, self.mode, self.stabilize = int(size), mode, bool(stabilize)
-        self.reference = None
-        if reference is not None:
-            self.set_reference(reference)
-
-    def set_reference(self, points) -> None:
-        "Use `points` [P, 2] (driving pixels) as d_0."
-        from reenactbook.landmarks import alignment_matrix, transform_points
-        points = np.asarray(points, np.float64)
-        self.reference_matrix = alignment_matrix(points, self.size)
-        self.reference = transform_points(points, self.reference_matrix)
-
-    def _aligned(self, points: np.ndarray) -> np.ndarray:
-        from reenactbook.landmarks import alignment_matrix, transform_points
-        if not self.stabilize:
-            return transform_points(points, self.reference_matrix)
-        return np.stack([transform_points(p, alignment_matrix(p, self.size)) for p in points])
-
-    def __call__(self, driving) -> np.ndarray:
-        "p_t [T, P, 2] (float64) for driving landmarks [T, P, 2] or [P, 2]; the first call sets d_0 unless a reference was given."
-        driving = np.asarray(driving, np.float64)
-        single = driving.ndim == 2
-        driving = driving[None] if single else driving
-        if driving.shape[-2:] != self.source.shape:
-            raise InputError(f"driving landmarks {driving.shape[1:]} and source landmarks {self.source.shape} differ in layout")
-        if self.reference is None:
-            self.set_reference(driving[0])
-        aligned = self._aligned(driving)
-        out = aligned if self.mode == "absolute" else self.source + (aligned - self.reference)
-        return out[0] if single else out
-
-def transfer_landmarks(driving, source, size: int, mode: str = "relative", stabilize: bool = True, reference=None) -> np.ndarray:
-    "p_t [T, P, 2] in the source crop for driving landmarks [T, P, 2]; d_0 = `reference` or the first driving frame."
-    return MotionTransfer(source, size, mode, stabilize, reference)(driving)
-
-# %% ../nbs/40_pipeline.ipynb #c019
-class StageTimer:
-    "Seconds spent per pipeline stage (decode, detect, sketch, generate, paste back, encode, ...), summed over calls."
-    def __init__(self):
-        self.seconds: Counter = Counter()
-
-    @contextlib.contextmanager
-    def __call__(self, stage: str):
-        start = time.perf_counter()
-        try:
-            yield
-        finally:
-            self.seconds[stage] += time.perf_counter() - start
-
-    def iterate(self, iterable, stage: str):
-        "Yield from `iterable`, timing each `next` as `stage`."
-        iterator = iter(iterable)
-        while True:
-            with self(stage):
-                try:
-                    item = next(iterator)
-                except StopIteration:
-                    return
-            yield item
-
+# %% ../nbs/40_pipeline.ipynb #c018
 class ReenactmentSession:
     "The model side of reenactment: the source face prepared once; `frames(landmarks) -> images`."
-    def __init__(self, reenactor, source: SourceFace, layout: str = "68", sketch_thickness: float | None = None,
-                 device: str | torch.device | None = None, fast: bool | None = None, batch_size: int = 16):
-        from reenactbook.pretrained import photo_tensor
-        from reenactbook.reenactor import InferenceGenerator
+    def __init__(self, reenactor,                          # a Reenactor (models.load_model)
+                 source: SourceFace,                       # the prepared source photo (compositing.prepare_source)
+                 layout: str = "68",                       # the sketch layout: '68' or '98'
+                 *,
+                 sketch_thickness: float | None = None,    # line width of p_t (None: landmarks.sketch_thickness's default)
+                 device: str | torch.device | None = None, # None: the reenactor's device
+                 fast: bool | None = None,                 # None: bf16 + compile on CUDA; False: plain fp32
+                 batch_size: int = 16,                     # frames per generator call
+                 ):
         self.device = get_device(device or next(reenactor.parameters()).device)
         self.reenactor = reenactor.to(self.device).eval()
         self.source, self.layout = source, str(layout)
@@ -256,508 +160,107 @@ class ReenactmentSession:
         self.generate = InferenceGenerator(self.reenactor.generator, self.device, batch_size=batch_size, fast=fast)
         self.timer = StageTimer()
 
-    def sketches(self, landmarks) -> torch.Tensor:
-        "p_t [B, 3, S, S] in [0, 1] on the device for landmarks [B, P, 2] (or [P, 2]) in source-crop pixels."
-        from reenactbook.landmarks import render_sketch
-        points = landmarks
-        if self.device.type != "cpu":
-            points = torch.as_tensor(np.asarray(landmarks, np.float32) if not isinstance(landmarks, torch.Tensor) else landmarks,
-                                     dtype=torch.float32).to(self.device, non_blocking=True)
-        with self.timer("sketch"):
-            return render_sketch(points, self.size, self.sketch_thickness, self.layout, device=self.device)
-
-    @torch.inference_mode()
-    def frames(self, landmarks) -> torch.Tensor:
-        "Reenacted faces [B, 3, S, S] in [0, 1] on the device: G([F_s, p_t]) for landmarks [B, P, 2] in source-crop pixels."
-        from reenactbook.reenactor import Reenactor
-        sketch = self.sketches(landmarks)
-        with self.timer("generate"):
-            return self.generate(Reenactor.inputs(self.source_tensor, sketch))
-
-    def frames_uint8(self, landmarks) -> np.ndarray:
-        "Reenacted faces as uint8 [B, S, S, 3] RGB on the CPU."
-        images = self.frames(landmarks)
-        with self.timer("generate"):  # the copy waits for the device
-            return images.mul(255).round_().clamp_(0, 255).to(torch.uint8).permute(0, 2, 3, 1).contiguous().cpu().numpy()
-
     def __repr__(self):
         return f"ReenactmentSession({self.size} px, layout {self.layout}, device {self.device})"
 
-# %% ../nbs/40_pipeline.ipynb #c023
-def face_mask(points, size: int, feather: float = 0.06) -> np.ndarray:
-    "A soft mask float32 [size, size] in [0, 1] of the face with landmarks `points` [N, 2] (crop pixels): hull with forehead, grown, feathered, zero at the crop's edges."
-    import cv2
-    points = np.asarray(points, np.float64).reshape(-1, 2)
-    centre = points.mean(0)
-    upper = points[points[:, 1] < centre[1]]
-    forehead = upper - np.array([0.0, 0.5]) * (centre[1] - upper[:, 1:2])
-    hull = cv2.convexHull(np.round(np.concatenate([points, forehead]) * 4).astype(np.int32))
-    mask = np.zeros((size, size), np.float32)
-    cv2.fillConvexPoly(mask, hull, 1.0, cv2.LINE_AA, 2)
-    width = max(1.0, feather * size)
-    mask = cv2.dilate(mask, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * int(width) + 1,) * 2))
-    mask = cv2.GaussianBlur(mask, (0, 0), width)
-    ramp = np.clip((np.minimum(np.arange(size), np.arange(size)[::-1]) + 0.5) / (2 * width), 0, 1).astype(np.float32)
-    return mask * ramp[:, None] * ramp[None, :]
+# %% ../nbs/40_pipeline.ipynb #c020
+@patch
+def sketches(self: ReenactmentSession, landmarks) -> torch.Tensor:
+    "p_t [B, 3, S, S] in [0, 1] on the device for landmarks [B, P, 2] (or [P, 2]) in source-crop pixels."
+    points = landmarks
+    if self.device.type != "cpu":
+        points = torch.as_tensor(np.asarray(landmarks, np.float32) if not isinstance(landmarks, torch.Tensor) else landmarks,
+                                 dtype=torch.float32).to(self.device, non_blocking=True)
+    with self.timer("sketch"):
+        return render_sketch(points, self.size, thickness=self.sketch_thickness, layout=self.layout, device=self.device)
 
-def match_colors(face: np.ndarray, reference_stats: tuple, mask: np.ndarray) -> np.ndarray:
-    "uint8 `face` [S, S, 3] with its Lab mean and spread inside `mask` moved to `reference_stats` (`color_stats` of the photo's face)."
-    import cv2
-    lab = cv2.cvtColor(face, cv2.COLOR_RGB2LAB).astype(np.float32)
-    mean, spread = color_stats(lab, mask)
-    ratio = np.clip(reference_stats[1] / np.maximum(spread, 1e-3), 0.2, 2.0)
-    lab = (lab - mean) * ratio + reference_stats[0]
-    return cv2.cvtColor(np.clip(lab + 0.5, 0, 255).astype(np.uint8), cv2.COLOR_LAB2RGB)
+@patch
+@torch.inference_mode()
+def frames(self: ReenactmentSession, landmarks) -> torch.Tensor:
+    "Reenacted faces [B, 3, S, S] in [0, 1] on the device: G([F_s, p_t]) for landmarks [B, P, 2] in source-crop pixels."
+    sketch = self.sketches(landmarks)
+    with self.timer("generate"):
+        return self.generate(Reenactor.inputs(self.source_tensor, sketch))
 
-def color_stats(lab: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    "Mean and standard deviation per channel of a float Lab image [S, S, 3], weighted by `mask` [S, S]."
-    weights = mask.reshape(-1, 1) / max(float(mask.sum()), 1e-6)
-    values = lab.reshape(-1, 3)
-    mean = (weights * values).sum(0)
-    return mean, np.sqrt((weights * (values - mean) ** 2).sum(0))
+@patch
+def frames_uint8(self: ReenactmentSession, landmarks) -> np.ndarray:
+    "Reenacted faces as uint8 [B, S, S, 3] RGB on the CPU."
+    images = self.frames(landmarks)
+    with self.timer("generate"):  # the copy waits for the device
+        return images.mul(255).round_().clamp_(0, 255).to(torch.uint8).permute(0, 2, 3, 1).contiguous().cpu().numpy()
 
-# %% ../nbs/40_pipeline.ipynb #c025
-class Compositor:
-    "Paste generated faces back into the source photo: colour-matched, upsampled to `face_size` (0: the face's size in the photo), feathered along the face."
-    def __init__(self, source: SourceFace, face_size: int = 0, feather: float = 0.06, color_match: bool = True):
-        import cv2
-        from reenactbook.landmarks import invert_transform
-        self.source, self.feather, self.color_match = source, float(feather), bool(color_match)
-        self.crop = source.size
-        matrix = np.asarray(source.aligned.matrix, np.float64)[:2]             # photo -> crop
-        footprint = self.crop / np.sqrt(abs(np.linalg.det(matrix[:, :2])))   # the crop's side in photo pixels
-        self.face_size = int(face_size) or int(min(2048, max(self.crop, round(footprint))))
-        back = np.asarray(invert_transform(matrix), np.float64)[:2]           # crop -> photo
-        corners = np.array([[0, 0], [self.crop, 0], [0, self.crop], [self.crop, self.crop]], np.float64) @ back[:, :2].T + back[:, 2]
-        h, w = source.image.shape[:2]
-        x0, y0 = np.clip(np.floor(corners.min(0)).astype(int), 0, [w, h])
-        x1, y1 = np.clip(np.ceil(corners.max(0)).astype(int) + 1, 0, [w, h])
-        self.box = (int(x0), int(y0), int(x1), int(y1))
-        scale = self.crop / self.face_size                                      # face_size px -> crop px
-        self.to_box = np.concatenate([back[:, :2] * scale, (back[:, 2] - [x0, y0])[:, None]], 1)  # face_size px -> box px
-        self.background = source.image[y0:y1, x0:x1].astype(np.float32)
-        source_mask = face_mask(source.aligned.landmarks, self.crop, self.feather)
-        self.reference = color_stats(cv2.cvtColor(np.ascontiguousarray(source.aligned.image), cv2.COLOR_RGB2LAB).astype(np.float32), source_mask)
-        self.last_alpha = None
-
-    def face(self, face: np.ndarray, points) -> tuple[np.ndarray, np.ndarray]:
-        "The face [F, F, 3] float32 and its mask [F, F] at `face_size`, colour-matched, for frame landmarks `points` (crop pixels)."
-        import cv2
-        mask = face_mask(np.concatenate([self.source.aligned.landmarks, np.asarray(points, np.float64)]), self.crop, self.feather)
-        if self.color_match:
-            face = match_colors(face, self.reference, mask)
-        if self.face_size != self.crop:
-            flags = cv2.INTER_CUBIC if self.face_size > self.crop else cv2.INTER_AREA
-            face = cv2.resize(face, (self.face_size,) * 2, interpolation=flags)
-            mask = cv2.resize(mask, (self.face_size,) * 2, interpolation=cv2.INTER_LINEAR)
-        return face.astype(np.float32), mask
-
-    def __call__(self, faces: np.ndarray, points) -> np.ndarray:
-        "Faces uint8 [B, S, S, 3] with their landmarks [B, P, 2] (crop pixels) pasted into the photo: uint8 [B, H, W, 3]."
-        import cv2
-        x0, y0, x1, y1 = self.box
-        out = np.repeat(self.source.image[None], len(faces), axis=0)
-        for i, (face, p) in enumerate(zip(faces, points)):
-            face, mask = self.face(face, p)
-            warped = cv2.warpAffine(face, self.to_box, (x1 - x0, y1 - y0), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-            alpha = cv2.warpAffine(mask, self.to_box, (x1 - x0, y1 - y0), flags=cv2.INTER_LINEAR, borderValue=0)[..., None]
-            out[i, y0:y1, x0:x1] = np.clip(alpha * warped + (1 - alpha) * self.background + 0.5, 0, 255).astype(np.uint8)
-            self.last_alpha = alpha[..., 0]
-        return out
-
-def seam_contrast(image: np.ndarray, photo: np.ndarray, alpha: np.ndarray, scale: float = 1.0) -> float:
-    "How visible a paste's edge is: the gradient of what it changed (`image` - `photo`, blurred by 2 model pixels, `scale` photo pixels each, so detail does not count) where it fades in (0.02 < alpha < 0.98), over that inside it (alpha >= 0.98)."
-    import cv2
-    change = cv2.GaussianBlur(np.asarray(image, np.float32) - np.asarray(photo, np.float32), (0, 0), 2.0 * max(scale, 1.0))
-    gradient = sum(np.abs(cv2.Sobel(change, cv2.CV_32F, *order)) for order in ((1, 0), (0, 1))).sum(-1)
-    edge, inside = (alpha > 0.02) & (alpha < 0.98), alpha >= 0.98
-    return float(gradient[edge].mean() / max(gradient[inside].mean(), 1e-6))
-
-# %% ../nbs/40_pipeline.ipynb #c029
-@dataclass
-class Driver:
-    "A driving source: what it is, its frame rate and length (when known), and its stream of driving-pixel landmarks."
-    kind: str                  # video | landmarks | pts | images
-    name: str                  # the path, or 'array'
-    fps: Fraction
-    frames: int | None         # frame count when known
-    observations: Iterator     # (landmarks [P, 2] float64 or None, origin)
-
-def video_info(path: str | Path) -> tuple[Fraction, int | None, tuple[int, int]]:
-    "Frame rate, frame count (None when the header has none) and (width, height) of a video's first video stream."
-    import av
-    path = Path(path)
-    try:
-        with av.open(str(path)) as container:
-            if not container.streams.video:
-                raise InputError(f"{path}: has no video stream")
-            stream = container.streams.video[0]
-            rate = stream.average_rate or stream.guessed_rate or Fraction(25)
-            return Fraction(rate), (int(stream.frames) or None), (stream.codec_context.width, stream.codec_context.height)
-    except (av.error.FFmpegError, OSError, ValueError, UnicodeDecodeError) as e:
-        raise InputError(f"{path}: not a readable video ({type(e).__name__}: {e})") from None
-
-def _number_key(path: Path):
-    digits = re.findall(r"\d+", path.stem)
-    return (int(digits[-1]) if digits else -1, path.name)
-
-def _tracked_points(tracker, frames: list, layout: str, min_sharpness: float, what: str, timer: StageTimer) -> Iterator:
-    "Landmarks of each frame of a chunk with `tracker` (batched detection when it detects every frame)."
-    from reenactbook.prep import sharpness
-    detections = [None] * len(frames)
-    if tracker.config.detect_every == 1 and len(frames) > 1:
-        with timer("detect"):
-            detections = tracker.detect(frames)
-    for frame, detection in zip(frames, detections):
-        with timer("detect"):
-            try:
-                face = tracker(frame, detection)
-                if face is not None and not face.detected and sharpness(frame, face.landmarks68) < min_sharpness:
-                    tracker.reset()              # a flat box: the face is gone (a cut, a black frame); look again
-                    face = tracker(frame)
-            except InputError:                   # the landmark model refused the box: the face is lost
-                tracker.reset()
-                face = None
-        yield (None, "no face") if face is None else (observation_points(face, layout, what), "detected")
-
-def _video_observations(path: Path, tracker, layout: str, config: PipelineConfig, timer: StageTimer, notes: list) -> Iterator:
-    from reenactbook.prep import ClipProblem, iter_video_frames
-    tracker.reset()
-    chunk = []
-    try:
-        for _, frame in timer.iterate(iter_video_frames(path, max_frames=config.max_frames), "decode"):
-            chunk.append(frame)
-            if len(chunk) == config.batch_size:
-                yield from _tracked_points(tracker, chunk, layout, config.min_sharpness, str(path), timer)
-                chunk = []
-    except ClipProblem as e:  # a broken video: reenact the frames before the break
-        notes.append(f"{path}: {e}; the frames before were used")
-        get_logger(__name__).warning("%s: %s; reenacting the frames before", path, e)
-    yield from _tracked_points(tracker, chunk, layout, config.min_sharpness, str(path), timer)
-
-def _image_observations(paths: list[Path], tracker, layout: str, config: PipelineConfig, timer: StageTimer) -> Iterator:
-    from reenactbook.prep import read_image
-    tracker.reset()
-    for start in range(0, len(paths), config.batch_size):
-        chunk = []
-        for path in paths[start:start + config.batch_size]:
-            with timer("decode"):
-                chunk.append(read_image(path))
-        yield from _tracked_points(tracker, chunk, layout, config.min_sharpness, str(paths[start]), timer)
-
-def _array_observations(array, layout: str, what: str) -> Iterator:
-    for row in array:
-        row = np.asarray(row, np.float64)
-        if not np.isfinite(row).all():
-            yield None, "missing (NaN)"
-        else:
-            yield as_layout(row, layout, what), "given"
-
-def _pts_observations(paths: list[Path], layout: str) -> Iterator:
-    from reenactbook.landmarks import read_pts
-    for path in paths:
-        try:
-            points = read_pts(path)
-        except DataError:
-            yield None, "unreadable .pts"
-            continue
-        if points.shape not in ((68, 2), (98, 2)):
-            yield None, "unreadable .pts"
-            continue
-        yield as_layout(points, layout, str(path)), "given"
-
-def open_driver(driving, layout: str, config: PipelineConfig, tracker_factory: Callable | None = None,
-                timer: StageTimer | None = None, notes: list | None = None) -> Driver:
-    "A `Driver` for a video, `.npy`, folder of `.pts` or images, or an array [T, P, 2]; `tracker_factory()` gives the face tracker for videos and images."
-    from reenactbook.prep import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS
-    timer = timer or StageTimer()
-    notes = [] if notes is None else notes
-    limit = config.max_frames or None
-    def tracker():
-        if tracker_factory is None:
-            raise ConfigError("reading faces from a video or images needs a face tracker (make_tracker)")
-        return tracker_factory()
-    if isinstance(driving, (np.ndarray, torch.Tensor)):
-        array = driving.detach().cpu().numpy() if isinstance(driving, torch.Tensor) else driving
-        if array.ndim != 3:
-            raise InputError(f"driving landmarks: an array [T, P, 2], got shape {array.shape}")
-        array = array[:limit]
-        return Driver("landmarks", "array", Fraction(config.fps).limit_denominator(1001), len(array),
-                      _array_observations(array, layout, "driving landmarks"))
-    path = Path(driving)
-    if not path.exists():
-        raise InputError(f"{path}: no such driving video, .npy or folder of .pts")
-    fps = Fraction(config.fps).limit_denominator(1001)
-    if path.is_dir():
-        files = sorted((p for p in path.iterdir() if not p.name.startswith(".")), key=_number_key)
-        pts = [p for p in files if p.suffix.lower() == ".pts"]
-        images = [p for p in files if p.suffix.lower() in IMAGE_EXTENSIONS]
-        if pts:
-            pts = pts[:limit]
-            return Driver("pts", str(path), fps, len(pts), _pts_observations(pts, layout))
-        if images:
-            images = images[:limit]
-            return Driver("images", str(path), fps, len(images), _image_observations(images, tracker(), layout, config, timer))
-        raise InputError(f"{path}: a folder without .pts files or images")
-    suffix = path.suffix.lower()
-    if suffix == ".npy":
-        try:
-            array = np.load(path, mmap_mode="r", allow_pickle=False)
-        except (ValueError, OSError) as e:
-            raise InputError(f"{path}: not a readable .npy array ({e})") from None
-        if array.ndim != 3:
-            raise InputError(f"{path}: driving landmarks must be an array [T, P, 2], got shape {array.shape}")
-        array = array[:limit]
-        return Driver("landmarks", str(path), fps, len(array), _array_observations(array, layout, str(path)))
-    if suffix == ".pts":
-        return Driver("pts", str(path), fps, 1, _pts_observations([path], layout))
-    if suffix in VIDEO_EXTENSIONS:
-        rate, count, _ = video_info(path)
-        count = min(count, limit) if count and limit else (count or limit)
-        return Driver("video", str(path), rate, count, _video_observations(path, tracker(), layout, config, timer, notes))
-    raise InputError(f"{path}: not a video ({', '.join(VIDEO_EXTENSIONS)}), .npy, .pts or folder of .pts/images")
-
-# %% ../nbs/40_pipeline.ipynb #c031
-def make_bridge(lsg=None) -> Callable:
-    "bridge(start [B, P, 2], end [B, P, 2], k) -> [B, k, P, 2]: the LSG's sequences, or linear interpolation without one."
-    from reenactbook.lsg import linear_interpolation
-    if lsg is None:
-        return lambda start, end, k: np.asarray(linear_interpolation(np.asarray(start, np.float64), np.asarray(end, np.float64), k), np.float64)
-    return lambda start, end, k: np.asarray(lsg.lsg(np.asarray(start, np.float32), np.asarray(end, np.float32), k), np.float64)
-
-def fill_gaps(stream, method: str = "hold", max_gap: int = 50, bridge: Callable | None = None) -> Iterator:
-    "Give every frame of a stream landmarks: bridge missing runs between good frames (`linear`/`lsg`, up to `max_gap`) or hold (see above)."
-    if method not in ("hold", "linear", "lsg"):
-        raise ConfigError(f"fill method {method!r}: choose hold, linear or lsg")
-    bridge = bridge or make_bridge()
-    last, missing = None, 0
+# %% ../nbs/40_pipeline.ipynb #c024
+def _transferred(stream, transfer: MotionTransfer, timer: StageTimer) -> Iterator:
     for points, origin in stream:
-        if points is None:
-            missing += 1
-            continue
-        if missing:
-            if last is None:
-                yield from ((points, "held") for _ in range(missing))
-            elif method != "hold" and missing <= max_gap:
-                sequence = bridge(last[None], points[None], missing + 2)[0]
-                yield from ((p, method) for p in sequence[1:-1])
-            else:
-                yield from ((last, "held") for _ in range(missing))
-            missing = 0
+        if points is not None:
+            with timer("transfer"):
+                points = transfer(points)
         yield points, origin
-        last = points
-    if last is None:
-        raise InputError("no face in any driving frame: nothing to reenact (check the driving video or landmarks)")
-    yield from ((last, "held") for _ in range(missing))
 
-def smooth(stream, sigma: float) -> Iterator:
-    "A centred Gaussian filter (sigma in frames) over a stream of landmarks; the window is cut and renormalised at the ends."
-    if sigma <= 0:
-        yield from stream
-        return
-    radius = max(1, int(math.ceil(3 * sigma)))
-    weights = np.exp(-0.5 * (np.arange(-radius, radius + 1) / sigma) ** 2)
-    window: deque = deque()
-    first = 0     # stream index of window[0]
-    nxt = 0       # next index to emit
-    def emit(i):
-        lo, hi = max(first, i - radius), min(first + len(window) - 1, i + radius)
-        w = weights[lo - i + radius: hi - i + radius + 1]
-        points = np.stack([window[j - first][0] for j in range(lo, hi + 1)])
-        return np.tensordot(w / w.sum(), points, axes=1), window[i - first][1]
+def _counting(stream, counts: Counter) -> Iterator:
     for item in stream:
-        window.append(item)
-        while first + len(window) - 1 >= nxt + radius:
-            yield emit(nxt)
-            nxt += 1
-            while nxt - first > radius:
-                window.popleft()
-                first += 1
-    while nxt < first + len(window):
-        yield emit(nxt)
-        nxt += 1
+        counts[item[1]] += 1
+        yield item
 
-def inbetween(stream, factor: int, bridge: Callable | None = None, batch: int = 16, origin: str = "in-between") -> Iterator:
-    "`factor - 1` frames between consecutive frames (their landmarks from `bridge`, in batches of `batch` pairs)."
-    if factor <= 1:
-        yield from stream
-        return
-    bridge = bridge or make_bridge()
-    pending: list = []
-    def flush(pairs):
-        sequences = bridge(np.stack([p for p, _ in pending[:pairs]]), np.stack([p for p, _ in pending[1:pairs + 1]]), factor + 1)
-        for i in range(pairs):
-            yield pending[i]
-            yield from ((p, origin) for p in sequences[i, 1:-1])
-    for item in stream:
-        pending.append(item)
-        if len(pending) > batch:
-            yield from flush(batch)
-            del pending[:batch]
-    if len(pending) > 1:
-        yield from flush(len(pending) - 1)
-    if pending:
-        yield pending[-1]
+# %% ../nbs/40_pipeline.ipynb #c026
+def landmark_stream(driver: Driver,                # the driving source (driving.open_driver)
+                    source: SourceFace,            # the prepared source: its crop landmarks s and size
+                    config: PipelineConfig,        # mode, stabilize, max_gap, smoothing, key frames, in-betweens, batch size
+                    *,
+                    lsg      = None,               # the LSG bridging gaps and making key frames / in-betweens (None: linear)
+                    fill     = "hold",             # fill_method(config, lsg, layout)
+                    timer    = None,               # StageTimer
+                    found    = None,               # Counter of driving frames by origin
+                    made     = None,               # Counter of output frames by origin
+                    ) -> Iterator:
+    "The landmarks p_t (source-crop pixels) of every output frame, with their origin."
+    timer, found, made = timer or StageTimer(), found if found is not None else Counter(), made if made is not None else Counter()
+    interpolate = make_bridge(lsg)
+    def bridge(start, end, k):
+        with timer("lsg" if lsg is not None else "interpolate"):
+            return interpolate(start, end, k)
+    transfer = MotionTransfer(source.aligned.landmarks, source.size, mode=config.mode, stabilize=config.stabilize)
+    stream = _transferred(_counting(driver.observations, found), transfer, timer)
+    stream = smooth(fill_gaps(stream, fill, max_gap=config.max_gap, bridge=bridge), config.smoothing)
+    stream = keyframes(stream, config.lsg_keyframes, bridge, batch=config.batch_size)
+    stream = inbetween(stream, config.frame_rate_factor, bridge, batch=config.batch_size,
+                       origin=f"in-between {'lsg' if lsg is not None else 'linear'}")
+    return _counting(stream, made)
 
-def keyframes(stream, every: int, bridge: Callable, batch: int = 16, origin: str = "lsg key frames") -> Iterator:
-    "Keep every `every`-th frame (and the last) as a key frame; the frames between (and the keys, refined) come from `bridge`."
-    if every <= 0:
-        yield from stream
-        return
-    pending: list = []
-    last_end = None
-    def windows(count, length):
-        nonlocal last_end
-        sequences = bridge(np.stack([pending[w * length][0] for w in range(count)]),
-                           np.stack([pending[(w + 1) * length][0] for w in range(count)]), length + 1)
-        for w in range(count):
-            yield sequences[w, 0], pending[w * length][1]
-            yield from ((p, origin) for p in sequences[w, 1:length])
-        last_end = (sequences[count - 1, -1], pending[count * length][1])
-    for item in stream:
-        pending.append(item)
-        if len(pending) > batch * every:
-            yield from windows(batch, every)
-            del pending[:batch * every]
-    if not pending:
-        return
-    full = (len(pending) - 1) // every
-    if full:
-        yield from windows(full, every)
-        del pending[:full * every]
-    if len(pending) > 1:
-        yield from windows(1, len(pending) - 1)
-    yield last_end if last_end is not None else pending[-1]
-
-def batches(stream, size: int) -> Iterator[tuple[np.ndarray, list[str]]]:
-    "Landmarks [B, P, 2] (float32) and their origins, `size` frames at a time."
-    points, origins = [], []
-    for p, origin in stream:
-        points.append(p)
-        origins.append(origin)
-        if len(points) == size:
-            yield np.stack(points).astype(np.float32), origins
-            points, origins = [], []
-    if points:
-        yield np.stack(points).astype(np.float32), origins
-
-# %% ../nbs/40_pipeline.ipynb #c037
-def check_output(path: str | Path) -> Path:
-    "Refuse, before any work, an output path whose folder cannot be made or written, or whose container is unknown."
-    path = Path(path)
-    if path.suffix.lower() not in CONTAINERS:
-        raise InputError(f"{path}: the output must be a video file ending in {', '.join(CONTAINERS)}")
-    if path.is_dir():
-        raise InputError(f"{path}: is a folder; give the output video's file name")
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryFile(dir=path.parent):
-            pass
-    except OSError as e:
-        raise InputError(f"{path}: cannot write the output here ({e.strerror or e}); choose a writable folder") from None
-    return path
-
-class VideoWriter:
-    "Encode uint8 RGB frames [B, H, W, 3] into a video file with PyAV; the file appears when `close` succeeds."
-    def __init__(self, path: str | Path, fps, width: int, height: int, codec: str = "libx264", crf: int = 18, preset: str = "veryfast"):
-        import av
-        self.path = check_output(path)
-        self.width, self.height, self.frames = int(width), int(height), 0
-        if codec not in av.codecs_available:
-            get_logger(__name__).info("encoder %s is not available here; writing mpeg4", codec)
-            codec = "mpeg4"
-        self.codec, self.container = codec, None
-        self._files = contextlib.ExitStack()
-        handle = self._files.enter_context(atomic_write(self.path))
+# %% ../nbs/40_pipeline.ipynb #c028
+def stream_frames(stream: Iterator,                 # (landmarks, origin) items, landmark_stream
+                  session: ReenactmentSession,      # the model side
+                  writer: VideoWriter,              # the encoder
+                  *,
+                  compose: Callable,                # (faces uint8 [B, S, S, 3], landmarks [B, P, 2]) -> frames uint8 [B, H, W, 3]
+                  batch_size: int = 16,             # frames per generator call
+                  progress = None,                  # progress.Progress (or None)
+                  ) -> int:
+    "Generate, compose and encode every frame of `stream`; returns the frames written."
+    timer = session.timer
+    def write(faces, points):
+        with timer("paste back"):
+            frames = compose(faces, points)
+        with timer("encode"):
+            writer.write(frames)
+    with ThreadPoolExecutor(1) as pool:
+        pending: deque = deque()
         try:
-            self.container = av.open(handle, mode="w", format=CONTAINERS[self.path.suffix.lower()])
-            rate = Fraction(fps).limit_denominator(1001) if not isinstance(fps, Fraction) else fps
-            self.stream = self.container.add_stream(codec, rate=rate)
-            self.stream.width, self.stream.height = self.width, self.height
-            odd = self.width % 2 or self.height % 2
-            self.stream.pix_fmt = "yuv444p" if odd and codec.startswith("libx264") else "yuv420p"
-            if codec.startswith("libx264"):
-                self.stream.options = {"crf": str(int(crf)), "preset": preset}
-            else:
-                self.stream.bit_rate = int(self.width * self.height * float(rate) * 0.25)
+            for points, _ in batches(stream, batch_size):
+                pending.append(pool.submit(write, session.frames_uint8(points), points))
+                while len(pending) > 2:
+                    pending.popleft().result()
+                if progress is not None:
+                    progress.update(len(points))
+            while pending:
+                pending.popleft().result()
         except BaseException:
-            self.abort()
+            for future in pending:
+                future.cancel()
             raise
+    return writer.frames
 
-    def write(self, frames: np.ndarray) -> None:
-        "Encode frames uint8 [B, H, W, 3] (or one [H, W, 3])."
-        import av
-        frames = np.asarray(frames)
-        frames = frames[None] if frames.ndim == 3 else frames
-        if frames.shape[1:] != (self.height, self.width, 3) or frames.dtype != np.uint8:
-            raise InputError(f"frames must be uint8 [B, {self.height}, {self.width}, 3], got {frames.dtype} {frames.shape}")
-        try:
-            for frame in frames:
-                for packet in self.stream.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")):
-                    self.container.mux(packet)
-                self.frames += 1
-        except av.error.FFmpegError as e:
-            raise ConfigError(f"{self.path}: the {self.codec} encoder failed ({e}); check pipeline.codec, pipeline.preset and pipeline.crf") from None
-        except OSError as e:
-            raise DataError(f"{self.path}: writing the video failed ({e.strerror or e}); free some space or choose another folder") from None
-
-    def close(self) -> Path:
-        "Flush the encoder, finish the file and move it into place."
-        try:
-            for packet in self.stream.encode():
-                self.container.mux(packet)
-            self.container.close()
-        except OSError as e:
-            self.abort()
-            raise DataError(f"{self.path}: writing the video failed ({e.strerror or e}); free some space or choose another folder") from None
-        self._files.close()
-        return self.path
-
-    def abort(self) -> None:
-        "Drop the unfinished file."
-        if self.container is not None:
-            with contextlib.suppress(Exception):
-                self.container.close()
-        error = RuntimeError("aborted")
-        self._files.__exit__(type(error), error, None)
-
-    def __enter__(self): return self
-    def __exit__(self, kind, value, traceback):
-        self.close() if kind is None else self.abort()
-
-# %% ../nbs/40_pipeline.ipynb #c039
-class FrameProgress:
-    "Frames done and frames/s: a tqdm bar on a terminal, else a log line every `every` seconds (and one at the end)."
-    def __init__(self, total: int | None, desc: str = "reenact", every: float = 10.0, enabled: bool = True, stream=None):
-        self.total, self.desc, self.every, self.done = total, desc, float(every), 0
-        stream = stream if stream is not None else sys.stderr
-        self.bar = progress(total=total, unit="frame", desc=desc) if enabled and stream.isatty() else None
-        self.log = get_logger(__name__) if enabled and self.bar is None else None
-        self.start = self.last = time.perf_counter()
-
-    def update(self, frames: int) -> None:
-        self.done += frames
-        if self.bar is not None:
-            self.bar.update(frames)
-        elif self.log is not None and time.perf_counter() - self.last >= self.every:
-            self.last = time.perf_counter()
-            self.log.info("%s: %s", self.desc, self.status())
-
-    def status(self) -> str:
-        "'120/400 frames (30%), 12.3 frames/s, 23 s left' (what is known)."
-        rate = self.done / max(time.perf_counter() - self.start, 1e-9)
-        if not self.total:
-            return f"{self.done} frames, {rate:.1f} frames/s"
-        left = (self.total - self.done) / rate if rate > 0 else float("inf")
-        return f"{self.done}/{self.total} frames ({100 * self.done / self.total:.0f}%), {rate:.1f} frames/s, {left:.0f} s left"
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.close()
-        elif self.log is not None:
-            self.log.info("%s: done, %s", self.desc, self.status())
-
-# %% ../nbs/40_pipeline.ipynb #c040
+# %% ../nbs/40_pipeline.ipynb #c030
 @dataclass
 class ReenactmentResult:
     "What `reenact_video` did."
@@ -784,178 +287,130 @@ class ReenactmentResult:
                 f"{self.frames_read} driving frames ({found}); landmarks: {made}; {self.seconds:.1f} s "
                 f"({self.frames_per_second:.1f} frames/s)" + "".join(f"; {n}" for n in self.notes))
 
-def _resolve(options, profile: str, overrides) -> Options:
-    if options is None:
-        return load_options(profile, overrides)
-    if not isinstance(options, Options):
-        raise ConfigError(f"options must be run Options (core.load_options), got {type(options).__name__}")
-    return options.with_overrides(overrides) if overrides else options
-
-def _transferred(stream, transfer: MotionTransfer, timer: StageTimer) -> Iterator:
-    for points, origin in stream:
-        if points is not None:
-            with timer("transfer"):
-                points = transfer(points)
-        yield points, origin
-
-def _counting(stream, counts: Counter) -> Iterator:
-    for item in stream:
-        counts[item[1]] += 1
-        yield item
-
-def _models(checkpoint, lsg, config: PipelineConfig, options: Options, device):
-    "The reenactor (from the argument or `pipeline.checkpoint`; the best available when neither names one) and the LSG or None."
-    from reenactbook.models import load_lsg, load_reenactor
-    reenactor = load_reenactor(checkpoint if isinstance(checkpoint, torch.nn.Module) else (config.checkpoint or None), device)
-    spec = lsg if lsg is not None and not isinstance(lsg, (str, Path)) else config.lsg
-    lsg_model = None if isinstance(spec, str) and spec == "" else load_lsg(None if spec == "best" else spec, device, profile=options.run.profile)
-    return reenactor, lsg_model
-
-def _warn_small(reenactor, source: SourceFace, config: PipelineConfig) -> str | None:
-    "A note when the reenactor draws faces smaller than 256 px (its faces will be upsampled and soft)."
+# %% ../nbs/40_pipeline.ipynb #c032
+def _small_model_note(reenactor, source: SourceFace, config: PipelineConfig) -> str | None:
+    "A warning when the reenactor draws faces smaller than 256 px (its faces will be upsampled and soft)."
     size = reenactor.config.image_size
     if size >= 256:
         return None
-    shown = f"upsampled to {Compositor(source, config.face_size).face_size} px in the photo" if config.paste_back else (
+    shown = f"upsampled to {Compositor(source, face_size=config.face_size).face_size} px in the photo" if config.paste_back else (
         f"written at {config.face_size} px" if config.face_size else f"written at {size} px")
     return (f"the reenactor '{reenactor.card.get('name')}' draws {size} px faces ({shown}): expect soft faces; "
             "a model of 256 px or more (profile paper) gives sharp ones")
 
-def reenact_video(source_image, driving, out, checkpoint=None, mode: str | None = None, smoothing: float | None = None, lsg=None,
-                  paste_back: bool | None = None, batch_size: int | None = None, *, source_landmarks=None, options: Options | None = None,
-                  profile: str = "tiny", overrides=None, face_detector=None, landmark_detector=None, show_progress: bool = True
-                 ) -> ReenactmentResult:
-    "Reenact `source_image` (path or uint8 array) by `driving` (video, .npy, .pts folder or array [T, P, 2]) into the video `out`; see `reenact`."
-    start = time.perf_counter()
-    changes = {f"pipeline.{k}": v for k, v in dict(mode=mode, smoothing=smoothing, paste_back=paste_back, batch_size=batch_size).items()
-               if v is not None}
-    if checkpoint is not None and not isinstance(checkpoint, torch.nn.Module):
-        changes["pipeline.checkpoint"] = str(checkpoint)
-    if isinstance(lsg, (str, Path)):
-        changes["pipeline.lsg"] = str(lsg)
-    options = _resolve(options, profile, overrides).with_overrides(changes)
-    config = options.pipeline.check()
-    out = check_output(out)
-    device = get_device(options.run.device)
-    log = get_logger(__name__)
-    reenactor, lsg_model = _models(checkpoint, lsg, config, options, device)
-    model = f"{reenactor.card.get('name')}" + (f" ({reenactor.source})" if getattr(reenactor, "source", None) else "")
+def _composer(source: SourceFace, config: PipelineConfig) -> tuple[Callable, int, int]:
+    "compose(faces, landmarks) -> output frames, and the output's width and height: pasted into the photo, or the crop."
+    if config.paste_back:
+        height, width = source.image.shape[:2]
+        return Compositor(source, face_size=config.face_size, feather=config.feather, color_match=config.color_match), width, height
+    crop = config.face_size or source.size
+    return (lambda faces, points: resize_faces(faces, crop)), crop, crop
+
+# %% ../nbs/40_pipeline.ipynb #c034
+def prepare_session(source_image,                  # the source photo: a path or uint8 HxWx3
+                    options: Options,              # the run's options
+                    *,
+                    reenactor         = None,      # a Reenactor, model name or checkpoint path (None: pipeline.checkpoint, else the best)
+                    lsg               = None,      # an LSG, model name or checkpoint path (None: pipeline.lsg)
+                    source_landmarks  = None,      # the photo's landmarks [P, 2] or a .pts file (skips face detection)
+                    tracker           = None,      # () -> the run's face tracker (tracker_factory)
+                    ) -> tuple:
+    "The session, the LSG (or None), the fill method and notes of a reenactment."
+    config = options.pipeline
+    reenactor, lsg = load_models(options, reenactor=reenactor, lsg=lsg)
     layout = sketch_layout_of(reenactor.meta, options)
-    fill = config.fill if config.fill != "auto" else ("lsg" if lsg_model is not None else "hold")
-    if lsg_model is None and (fill == "lsg" or config.lsg_keyframes):
-        raise ConfigError("pipeline.fill=lsg and pipeline.lsg_keyframes need an LSG: pass lsg=NAME or PATH (CLI: --lsg; 'best' for the best available)")
-    if lsg_model is not None and lsg_model.net.num_points != int(layout):
-        raise ConfigError(f"the LSG was trained on {lsg_model.net.num_points}-point landmarks but the sketches are drawn in layout {layout}")
-    tracker = None
-    def get_tracker():
-        nonlocal tracker
-        if tracker is None:
-            tracker = make_tracker(options, face_detector, landmark_detector)
-        return tracker
-    # the source, once
-    size = reenactor.config.image_size
-    source = prepare_source(source_image, size, layout, source_landmarks,
-                            None if source_landmarks is not None else get_tracker())
-    session = ReenactmentSession(reenactor, source, layout, options.landmarks.sketch_thickness or None, device,
-                                 None if config.fast else False, config.batch_size)
-    timer, notes = session.timer, []
-    small = _warn_small(reenactor, source, config)
+    fill = fill_method(config, lsg, layout)
+    tracker = tracker or tracker_factory(options)
+    source = prepare_source(source_image, reenactor.config.image_size, layout, landmarks=source_landmarks,
+                            tracker=None if source_landmarks is not None else tracker())
+    session = ReenactmentSession(reenactor, source, layout, sketch_thickness=options.landmarks.sketch_thickness or None,
+                                 device=get_device(options.run.device), fast=None if config.fast else False, batch_size=config.batch_size)
+    small = _small_model_note(reenactor, source, config)
     if small:
-        log.warning(small)
-        notes.append(f"{size} px model")
-    driver = open_driver(driving, layout, config, get_tracker, timer, notes)
-    # the landmark stream
-    interpolate = make_bridge(lsg_model)
-    def bridge(start, end, k):
-        with timer("lsg" if lsg_model is not None else "interpolate"):
-            return interpolate(start, end, k)
+        get_logger(__name__).warning(small)
+    return session, lsg, fill, [f"{reenactor.config.image_size} px model"] if small else []
+
+# %% ../nbs/40_pipeline.ipynb #c036
+def reenact_video(source_image,                    # the source photo: a path or uint8 HxWx3
+                  driving,                         # a video, .npy, .pts, folder of .pts or images, or landmarks [T, P, 2]
+                  out,                             # the output video (.mp4, .m4v, .mov, .mkv)
+                  options: Options | None = None,  # the run's options; `pipeline` says how (None: load_options("tiny"))
+                  *,
+                  reenactor         = None,        # a Reenactor, model name or checkpoint path (None: pipeline.checkpoint, else the best)
+                  lsg               = None,        # an LSG, model name or checkpoint path (None: pipeline.lsg)
+                  source_landmarks  = None,        # the photo's landmarks [P, 2] or a .pts file (skips face detection)
+                  face_detector     = None,        # source and driving faces (None: prep.face_detector)
+                  landmark_detector = None,        # (None: prep.landmark_detector)
+                  show_progress     = True,        # a bar on a terminal, log lines elsewhere
+                  ) -> ReenactmentResult:
+    "Reenact `source_image` by `driving` into the video `out` (see above)."
+    start, log = time.perf_counter(), get_logger(__name__)
+    options = options if options is not None else load_options("tiny")
+    if not isinstance(options, Options):
+        raise ConfigError(f"options must be run Options (core.load_options), got {type(options).__name__}")
+    config, out = options.pipeline.check(), check_output(out)
+    tracker = tracker_factory(options, face_detector, landmark_detector)
+    session, lsg, fill, notes = prepare_session(source_image, options, reenactor=reenactor, lsg=lsg, source_landmarks=source_landmarks,
+                                                tracker=tracker)
+    driver = open_driver(driving, session.layout, tracker_factory=tracker, fps=config.fps, max_frames=config.max_frames,
+                         batch_size=config.batch_size, min_sharpness=config.min_sharpness, timer=session.timer, notes=notes)
     found, made = Counter(), Counter()
-    transfer = MotionTransfer(source.aligned.landmarks, size, config.mode, config.stabilize)
-    stream = _counting(driver.observations, found)
-    stream = _transferred(stream, transfer, timer)
-    stream = fill_gaps(stream, fill, config.max_gap, bridge)
-    stream = smooth(stream, config.smoothing)
-    stream = keyframes(stream, config.lsg_keyframes, bridge, config.batch_size)
-    stream = inbetween(stream, config.frame_rate_factor, bridge, config.batch_size, f"in-between {'lsg' if lsg_model is not None else 'linear'}")
-    stream = _counting(stream, made)
-    # the loop
-    fps = driver.fps * config.frame_rate_factor
-    compositor = Compositor(source, config.face_size, config.feather, config.color_match) if config.paste_back else None
-    crop = config.face_size or size
-    height, width = source.image.shape[:2] if config.paste_back else (crop, crop)
-    total = driver.frames * config.frame_rate_factor if driver.frames else None
-    log.info("reenacting %s by %s with the reenactor %s: %s frames, %dx%d", getattr(source_image, "name", source_image) if isinstance(source_image, (str, Path)) else "the source photo",
-             driver.name, model, total or "?", width, height)
-    setup_seconds = time.perf_counter() - start
-    loop_start = time.perf_counter()
-    def write(faces, points):
-        with timer("paste back"):
-            frames = compositor(faces, points) if compositor is not None else _resized(faces, crop)
-        with timer("encode"):
-            writer.write(frames)
-    bar = FrameProgress(total, "reenact", config.progress_every, show_progress)
-    try:
-        with VideoWriter(out, fps, width, height, config.codec, config.crf, config.preset) as writer, ThreadPoolExecutor(1) as pool:
-            pending: deque = deque()
-            try:
-                for points, _ in batches(stream, config.batch_size):
-                    faces = session.frames_uint8(points)
-                    pending.append(pool.submit(write, faces, points))
-                    while len(pending) > 2:
-                        pending.popleft().result()
-                    bar.update(len(points))
-                while pending:
-                    pending.popleft().result()
-            except BaseException:
-                for future in pending:
-                    future.cancel()
-                raise
-    finally:
-        bar.close()
-    seconds = time.perf_counter() - loop_start
-    result = ReenactmentResult(out, sum(found.values()), writer.frames, float(fps), (width, height), dict(found), dict(made),
-                               seconds, dict(timer.seconds), setup_seconds, notes, model)
+    stream = landmark_stream(driver, session.source, config, lsg=lsg, fill=fill, timer=session.timer, found=found, made=made)
+    compose, width, height = _composer(session.source, config)
+    fps, total = driver.fps * config.frame_rate_factor, driver.frames * config.frame_rate_factor if driver.frames else None
+    model = session.reenactor.card.get("name") + (f" ({session.reenactor.source})" if getattr(session.reenactor, "source", None) else "")
+    log.info("reenacting %s by %s with the reenactor %s: %s frames, %dx%d", getattr(source_image, "name", source_image)
+             if isinstance(source_image, (str, Path)) else "the source photo", driver.name, model, total or "?", width, height)
+    setup_seconds, loop_start = time.perf_counter() - start, time.perf_counter()
+    with Progress(total, desc="reenact", unit="frame", every=config.progress_every, enabled=show_progress) as bar, \
+         VideoWriter(out, fps, width=width, height=height, codec=config.codec, crf=config.crf, preset=config.preset) as writer:
+        written = stream_frames(stream, session, writer, compose=compose, batch_size=config.batch_size, progress=bar)
+    result = ReenactmentResult(out, sum(found.values()), written, float(fps), (width, height), dict(found), dict(made),
+                               time.perf_counter() - loop_start, dict(session.timer.seconds), setup_seconds, notes, model)
     log.info(result.summary())
     return result
 
-def _resized(faces: np.ndarray, size: int) -> np.ndarray:
-    "Faces uint8 [B, S, S, 3] at `size` px (bicubic up, area down)."
-    import cv2
-    if faces.shape[1] == size:
-        return faces
-    flags = cv2.INTER_CUBIC if size > faces.shape[1] else cv2.INTER_AREA
-    return np.stack([cv2.resize(f, (size, size), interpolation=flags) for f in faces])
+# %% ../nbs/40_pipeline.ipynb #c038
+def reenact(source_image,                 # the source photo: a path or uint8 HxWx3
+            driving,                      # a video, .npy, .pts, folder, or landmarks [T, P, 2]
+            out,                          # the output video
+            reenactor = None,             # a Reenactor, model name or checkpoint path (None: the best available)
+            *,
+            lsg       = None,             # an LSG, model name or checkpoint path (None: none, unless pipeline lsg= names one)
+            profile   = "tiny",           # the options profile the pipeline options start from
+            source_landmarks = None,      # the photo's landmarks (skips face detection)
+            face_detector    = None,      # source and driving faces (None: prep.face_detector)
+            landmark_detector= None,      # (None: prep.landmark_detector)
+            show_progress    = True,      # a bar on a terminal, log lines elsewhere
+            **pipeline,                   # pipeline options by name, e.g. mode="absolute", smoothing=1.0, paste_back=False
+            ) -> Path:
+    "Reenact a source photo by a driving video or landmark sequence into the video `out`; returns its path."
+    options = load_options(profile, {f"pipeline.{name}": value for name, value in pipeline.items()})
+    return reenact_video(source_image, driving, out, options, reenactor=reenactor, lsg=lsg, source_landmarks=source_landmarks,
+                         face_detector=face_detector, landmark_detector=landmark_detector, show_progress=show_progress).path
 
-def reenact(source_image, driving, out, checkpoint=None, mode: str | None = None, smoothing: float | None = None, lsg=None,
-            paste_back: bool | None = None, batch_size: int | None = None, **kwargs) -> Path:
-    """Reenact a source photo by a driving video or landmark sequence into the video `out`; returns its path.
-    `checkpoint`: a model name, checkpoint path or `Reenactor` (None: `pipeline.checkpoint`, else the best available model);
-    `mode` relative | absolute, `smoothing` (sigma in frames), `lsg` (an LSG, its name or checkpoint: bridges missing faces),
-    `paste_back` (into the source photo; False: the aligned crop), `batch_size`: None takes the `pipeline` options; keyword arguments as `reenact_video`."""
-    return reenact_video(source_image, driving, out, checkpoint, mode, smoothing, lsg, paste_back, batch_size, **kwargs).path
-
-# %% ../nbs/40_pipeline.ipynb #c046
-def reenact_cli(source: str = None,  # the source photo (any image file)
-                driving: str = None,  # driving video, .npy landmarks [T, P, 2], or a folder of .pts files
-                out: str = "reenacted.mp4",  # output video (.mp4)
-                checkpoint: str = None,  # reenactor: a model name (`reenactbook models`) or checkpoint path; default: the best available
-                size: int = None,  # pixels of the face region (upsampled before pasting back; with --crop the video's size); default: its size in the photo
-                crop: bool = False,  # write the aligned face crop instead of the whole photo
-                mode: str = None,  # relative (source + driving motion) | absolute (driving landmarks); default pipeline.mode
-                smoothing: float = None,  # sigma in frames of a temporal Gaussian over the landmarks (0 = off)
-                lsg: str = None,  # LSG (name or checkpoint; 'best': the best available) to bridge missing faces and make in-between frames
-                batch_size: int = None,  # frames per generator call
+# %% ../nbs/40_pipeline.ipynb #c042
+def reenact_cli(source: str = None,            # the source photo (any image file)
+                driving: str = None,           # driving video, .npy landmarks [T, P, 2], or a folder of .pts files
+                out: str = "reenacted.mp4",    # output video (.mp4)
+                checkpoint: str = None,        # reenactor: a model name (`reenactbook models`) or checkpoint path; default: the best available
+                size: int = None,              # pixels of the face region (upsampled before pasting back; with --crop the video's size); default: its size in the photo
+                crop: bool = False,            # write the aligned face crop instead of the whole photo
+                mode: str = None,              # relative (source + driving motion) | absolute (driving landmarks); default pipeline.mode
+                smoothing: float = None,       # sigma in frames of a temporal Gaussian over the landmarks (0 = off)
+                lsg: str = None,               # LSG (name or checkpoint; 'best': the best available) to bridge missing faces and make in-between frames
+                batch_size: int = None,        # frames per generator call
                 source_landmarks: str = None,  # .pts landmarks of the source photo (skips face detection)
-                no_fast: bool = False,  # on CUDA: plain fp32, no torch.compile (default: bf16, channels_last, compiled)
-                profile: str = "tiny",  # options profile: tiny | sample | paper
+                no_fast: bool = False,         # on CUDA: plain fp32, no torch.compile (default: bf16, channels_last, compiled)
+                profile: str = "tiny",         # options profile: tiny | sample | paper
                 overrides: Param("section.option=value ...", str, nargs="*") = None,  # e.g. pipeline.fill=linear run.device=cuda
                ) -> ReenactmentResult:
     "Reenact a source photo by a driving video or landmark sequence (one-shot) into an mp4 of the photo's size, with the best available model unless --checkpoint names one."
     if not source or not driving:
         raise InputError("give --source IMAGE and --driving VIDEO (or .npy / folder of .pts)")
-    extra = [f"pipeline.face_size={size}"] if size is not None else []
-    extra += ["pipeline.fast=false"] if no_fast else []
-    result = reenact_video(source, driving, out, checkpoint, mode, smoothing, lsg, False if crop else None, batch_size,
-                           source_landmarks=source_landmarks, profile=profile, overrides=[*(overrides or []), *extra])
+    flags = {"checkpoint": checkpoint, "face_size": size, "mode": mode, "smoothing": smoothing, "lsg": lsg, "batch_size": batch_size,
+             "paste_back": False if crop else None, "fast": False if no_fast else None}
+    options = load_options(profile, overrides).with_overrides({f"pipeline.{k}": v for k, v in flags.items() if v is not None})
+    result = reenact_video(source, driving, out, options, source_landmarks=source_landmarks)
     print(result.summary())
     return result

@@ -8,14 +8,16 @@ from __future__ import annotations
 import contextlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, ClassVar
+from typing import Callable
 
 import torch
-import torch.nn.functional as F
+from fastcore.basics import patch
 from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
 
-from .core import (CheckpointError, ConfigBase, ConfigError, InputError, config_section, get_device,
-                              get_logger, load_checkpoint, load_module_state, save_checkpoint)
+from .core import CheckpointError, ConfigError, InputError, get_device
+from .config import ConfigBase, config_section
+from .checkpoints import load_checkpoint, load_module_state, save_checkpoint
 
 # %% auto #0
 __all__ = ['NORMS', 'ReenactorConfig', 'norm_layer', 'ResnetBlock', 'init_weights', 'count_parameters', 'GlobalGenerator',
@@ -60,7 +62,7 @@ class ReenactorConfig(ConfigBase):
         "Image sides must be divisible by this: 2^(n_downsampling + n_local_enhancers)."
         return 2 ** (self.n_downsampling + self.n_local_enhancers)
 
-# %% ../nbs/20_reenactor.ipynb #c009
+# %% ../nbs/20_reenactor.ipynb #c010
 def norm_layer(norm: str, channels: int) -> nn.Module:
     "pix2pixHD's normalisation: `instance` (no affine), `batch` or `none`."
     if norm == "instance":
@@ -100,45 +102,62 @@ def count_parameters(module: nn.Module | None, trainable_only: bool = False) -> 
         return 0
     return sum(p.numel() for p in module.parameters() if p.requires_grad or not trainable_only)
 
-# %% ../nbs/20_reenactor.ipynb #c011
+# %% ../nbs/20_reenactor.ipynb #c014
 class GlobalGenerator(nn.Module):
     "pix2pixHD global generator on [-1, 1] tensors: c7s1-ngf, n_downsampling x d(2k), n_blocks x R, n_downsampling x u(k/2), c7s1-3, tanh."
-    def __init__(self, in_channels: int = 6, out_channels: int = 3, ngf: int = 64, n_downsampling: int = 4,
-                 n_blocks: int = 9, norm: str = "instance"):
+    def __init__(self,
+                 in_channels: int = 6,         # x = [F_s, p_t]
+                 out_channels: int = 3,        # the face
+                 *,
+                 ngf: int = 64,                # width of the first layer; doubles at each downsampling
+                 n_downsampling: int = 4,      # stride-2 convolutions (and as many upsamplings)
+                 n_blocks: int = 9,            # residual blocks at the bottleneck
+                 norm: str = "instance",       # instance | batch | none
+                 ):
         super().__init__()
         layers = [nn.ReflectionPad2d(3), nn.Conv2d(in_channels, ngf, 7), norm_layer(norm, ngf), nn.ReLU(True)]
         for i in range(n_downsampling):
-            c = ngf * 2**i
-            layers += [nn.Conv2d(c, 2 * c, 3, stride=2, padding=1), norm_layer(norm, 2 * c), nn.ReLU(True)]
-        c = ngf * 2**n_downsampling
-        layers += [ResnetBlock(c, norm) for _ in range(n_blocks)]
+            channels = ngf * 2**i
+            layers += [nn.Conv2d(channels, 2 * channels, 3, stride=2, padding=1), norm_layer(norm, 2 * channels), nn.ReLU(True)]
+        layers += [ResnetBlock(ngf * 2**n_downsampling, norm) for _ in range(n_blocks)]
         for i in range(n_downsampling):
-            c = ngf * 2 ** (n_downsampling - i)
-            layers += [nn.ConvTranspose2d(c, c // 2, 3, stride=2, padding=1, output_padding=1),
-                       norm_layer(norm, c // 2), nn.ReLU(True)]
+            channels = ngf * 2 ** (n_downsampling - i)
+            layers += [nn.ConvTranspose2d(channels, channels // 2, 3, stride=2, padding=1, output_padding=1),
+                       norm_layer(norm, channels // 2), nn.ReLU(True)]
         self.features = nn.Sequential(*layers)
         self.head = nn.Sequential(nn.ReflectionPad2d(3), nn.Conv2d(ngf, out_channels, 7), nn.Tanh())
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.features(x))
 
+# %% ../nbs/20_reenactor.ipynb #c016
 class LocalEnhancer(nn.Module):
     "pix2pixHD local enhancer: a global generator on the input downsampled `n_local_enhancers` times, refined by full-resolution branches."
-    def __init__(self, in_channels: int = 6, out_channels: int = 3, ngf: int = 32, n_downsampling: int = 4,
-                 n_blocks: int = 9, n_local_enhancers: int = 1, n_blocks_local: int = 3, norm: str = "instance"):
+    def __init__(self,
+                 in_channels: int = 6,         # x = [F_s, p_t]
+                 out_channels: int = 3,        # the face
+                 *,
+                 ngf: int = 32,                # width of the finest branch; the global generator gets ngf * 2^n_local_enhancers
+                 n_downsampling: int = 4,      # of the global generator
+                 n_blocks: int = 9,            # residual blocks of the global generator
+                 n_local_enhancers: int = 1,   # full-resolution branches (each doubles the resolution)
+                 n_blocks_local: int = 3,      # residual blocks of each branch
+                 norm: str = "instance",       # instance | batch | none
+                 ):
         super().__init__()
         self.n_local_enhancers = n_local_enhancers
-        self.global_features = GlobalGenerator(in_channels, out_channels, ngf * 2**n_local_enhancers, n_downsampling,
-                                               n_blocks, norm).features
+        self.global_features = GlobalGenerator(in_channels, out_channels, ngf=ngf * 2**n_local_enhancers, n_downsampling=n_downsampling,
+                                               n_blocks=n_blocks, norm=norm).features
         self.downsample_branches, self.upsample_branches = nn.ModuleList(), nn.ModuleList()
         for n in range(1, n_local_enhancers + 1):
-            c = ngf * 2 ** (n_local_enhancers - n)
+            channels = ngf * 2 ** (n_local_enhancers - n)
             self.downsample_branches.append(nn.Sequential(
-                nn.ReflectionPad2d(3), nn.Conv2d(in_channels, c, 7), norm_layer(norm, c), nn.ReLU(True),
-                nn.Conv2d(c, 2 * c, 3, stride=2, padding=1), norm_layer(norm, 2 * c), nn.ReLU(True)))
+                nn.ReflectionPad2d(3), nn.Conv2d(in_channels, channels, 7), norm_layer(norm, channels), nn.ReLU(True),
+                nn.Conv2d(channels, 2 * channels, 3, stride=2, padding=1), norm_layer(norm, 2 * channels), nn.ReLU(True)))
             self.upsample_branches.append(nn.Sequential(
-                *[ResnetBlock(2 * c, norm) for _ in range(n_blocks_local)],
-                nn.ConvTranspose2d(2 * c, c, 3, stride=2, padding=1, output_padding=1), norm_layer(norm, c), nn.ReLU(True)))
+                *[ResnetBlock(2 * channels, norm) for _ in range(n_blocks_local)],
+                nn.ConvTranspose2d(2 * channels, channels, 3, stride=2, padding=1, output_padding=1), norm_layer(norm, channels),
+                nn.ReLU(True)))
         self.head = nn.Sequential(nn.ReflectionPad2d(3), nn.Conv2d(ngf, out_channels, 7), nn.Tanh())
         self.pool = nn.AvgPool2d(3, stride=2, padding=1, count_include_pad=False)
 
@@ -151,11 +170,11 @@ class LocalEnhancer(nn.Module):
             out = self.upsample_branches[n](self.downsample_branches[n](pyramid[self.n_local_enhancers - 1 - n]) + out)
         return self.head(out)
 
-# %% ../nbs/20_reenactor.ipynb #c013
+# %% ../nbs/20_reenactor.ipynb #c018
 def _describe(x) -> str:
     return f"a {type(x).__name__}" if not isinstance(x, torch.Tensor) else f"shape {tuple(x.shape)} {x.dtype}"
 
-def check_image_tensor(x, channels: int, name: str, size_multiple: int = 1) -> None:
+def check_image_tensor(x, channels: int, *, name: str, size_multiple: int = 1) -> None:
     "Raise `InputError` unless `x` is a float tensor [B, channels, H, W] with H, W divisible by `size_multiple`."
     if not isinstance(x, torch.Tensor) or x.ndim != 4:
         raise InputError(f"{name}: expected a float tensor [B, {channels}, H, W], got {_describe(x)}")
@@ -170,7 +189,7 @@ def check_image_tensor(x, channels: int, name: str, size_multiple: int = 1) -> N
         raise InputError(f"{name}: size {h}x{w} is not divisible by {size_multiple} (2^(n_downsampling + "
                          f"n_local_enhancers) of this generator); resize or pad to a multiple of {size_multiple}")
 
-def check_value_range(x: torch.Tensor, name: str, low: float = 0.0, high: float = 1.0, tolerance: float = 1e-3) -> None:
+def check_value_range(x: torch.Tensor, name: str, *, low: float = 0.0, high: float = 1.0, tolerance: float = 1e-3) -> None:
     "Raise `InputError` when `x` has values outside [low, high] (or NaN/inf). Synchronises with the device once."
     lo, hi = (v.item() for v in torch.aminmax(x.detach().float()))
     if not (lo >= low - tolerance and hi <= high + tolerance):  # also catches NaN
@@ -178,6 +197,7 @@ def check_value_range(x: torch.Tensor, name: str, low: float = 0.0, high: float 
                "; divide [0, 255] images by 255" if hi > high + tolerance else ""
         raise InputError(f"{name}: values must be in [{low}, {high}], got min {lo:.4g} max {hi:.4g}{hint}")
 
+# %% ../nbs/20_reenactor.ipynb #c020
 class ReenactorGenerator(nn.Module):
     "G: x = [F_s, p_t] (float [B, 6, H, W] in [0, 1]) -> reenacted face [B, 3, H, W] in [0, 1] (pix2pixHD global generator or local enhancer)."
     in_channels: int = 6
@@ -185,33 +205,42 @@ class ReenactorGenerator(nn.Module):
 
     def __init__(self, config: ReenactorConfig | None = None):
         super().__init__()
-        self.config = c = config or ReenactorConfig()
-        if c.n_local_enhancers:
-            self.net = LocalEnhancer(self.in_channels, self.out_channels, c.ngf, c.n_downsampling, c.n_blocks,
-                                     c.n_local_enhancers, c.n_blocks_local, c.norm)
+        self.config = config = config or ReenactorConfig()
+        widths = dict(ngf=config.ngf, n_downsampling=config.n_downsampling, n_blocks=config.n_blocks, norm=config.norm)
+        if config.n_local_enhancers:
+            self.net = LocalEnhancer(self.in_channels, self.out_channels, n_local_enhancers=config.n_local_enhancers,
+                                     n_blocks_local=config.n_blocks_local, **widths)
         else:
-            self.net = GlobalGenerator(self.in_channels, self.out_channels, c.ngf, c.n_downsampling, c.n_blocks, c.norm)
-        init_weights(self, c.init_std)
+            self.net = GlobalGenerator(self.in_channels, self.out_channels, **widths)
+        init_weights(self, config.init_std)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        check_image_tensor(x, self.in_channels, "reenactor input x = [F_s, p_t]", self.config.size_multiple)
+        check_image_tensor(x, self.in_channels, name="reenactor input x = [F_s, p_t]", size_multiple=self.config.size_multiple)
         if self.config.channels_last and x.is_cuda:
             x = x.contiguous(memory_format=torch.channels_last)
         return (self.net(x * 2 - 1) + 1) / 2
 
-# %% ../nbs/20_reenactor.ipynb #c016
+# %% ../nbs/20_reenactor.ipynb #c024
 class PatchDiscriminator(nn.Module):
     "pix2pixHD NLayerDiscriminator with intermediate features: returns [f_1, ..., f_{n_layers+1}, scores]."
-    def __init__(self, in_channels: int = 9, ndf: int = 64, n_layers: int = 3, norm: str = "instance"):
+    def __init__(self,
+                 in_channels: int = 9,         # [x, image]: the condition and the real or generated face
+                 *,
+                 ndf: int = 64,                # width of the first layer; doubles per layer up to 512
+                 n_layers: int = 3,            # stride-2 layers
+                 norm: str = "instance",       # instance | batch | none
+                 ):
         super().__init__()
         blocks = [nn.Sequential(nn.Conv2d(in_channels, ndf, 4, stride=2, padding=2), nn.LeakyReLU(0.2, True))]
-        c = ndf
+        channels = ndf
         for _ in range(1, n_layers):
-            c_prev, c = c, min(c * 2, 512)
-            blocks.append(nn.Sequential(nn.Conv2d(c_prev, c, 4, stride=2, padding=2), norm_layer(norm, c), nn.LeakyReLU(0.2, True)))
-        c_prev, c = c, min(c * 2, 512)
-        blocks.append(nn.Sequential(nn.Conv2d(c_prev, c, 4, stride=1, padding=2), norm_layer(norm, c), nn.LeakyReLU(0.2, True)))
-        blocks.append(nn.Sequential(nn.Conv2d(c, 1, 4, stride=1, padding=2)))
+            previous, channels = channels, min(channels * 2, 512)
+            blocks.append(nn.Sequential(nn.Conv2d(previous, channels, 4, stride=2, padding=2), norm_layer(norm, channels),
+                                        nn.LeakyReLU(0.2, True)))
+        previous, channels = channels, min(channels * 2, 512)
+        blocks.append(nn.Sequential(nn.Conv2d(previous, channels, 4, stride=1, padding=2), norm_layer(norm, channels),
+                                    nn.LeakyReLU(0.2, True)))
+        blocks.append(nn.Sequential(nn.Conv2d(channels, 1, 4, stride=1, padding=2)))
         self.blocks = nn.ModuleList(blocks)
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
@@ -221,6 +250,7 @@ class PatchDiscriminator(nn.Module):
             outputs.append(x)
         return outputs
 
+# %% ../nbs/20_reenactor.ipynb #c026
 class MultiscaleDiscriminator(nn.Module):
     "D: (x = [F_s, p_t] [B, 6, H, W], image [B, 3, H, W], both in [0, 1]) -> per scale, [features..., scores]."
     condition_channels: int = 6
@@ -228,15 +258,16 @@ class MultiscaleDiscriminator(nn.Module):
 
     def __init__(self, config: ReenactorConfig | None = None):
         super().__init__()
-        self.config = c = config or ReenactorConfig()
-        self.scales = nn.ModuleList(PatchDiscriminator(self.condition_channels + self.image_channels, c.ndf, c.n_layers_d, c.norm)
-                                    for _ in range(c.num_d))
+        self.config = config = config or ReenactorConfig()
+        self.scales = nn.ModuleList(PatchDiscriminator(self.condition_channels + self.image_channels, ndf=config.ndf,
+                                                       n_layers=config.n_layers_d, norm=config.norm)
+                                    for _ in range(config.num_d))
         self.pool = nn.AvgPool2d(3, stride=2, padding=1, count_include_pad=False)
-        init_weights(self, c.init_std)
+        init_weights(self, config.init_std)
 
     def forward(self, condition: torch.Tensor, image: torch.Tensor) -> list[list[torch.Tensor]]:
-        check_image_tensor(condition, self.condition_channels, "discriminator condition x = [F_s, p_t]")
-        check_image_tensor(image, self.image_channels, "discriminator image")
+        check_image_tensor(condition, self.condition_channels, name="discriminator condition x = [F_s, p_t]")
+        check_image_tensor(image, self.image_channels, name="discriminator image")
         if condition.shape[0] != image.shape[0] or condition.shape[-2:] != image.shape[-2:]:
             raise InputError(f"discriminator: condition {tuple(condition.shape)} and image {tuple(image.shape)} "
                              "must have the same batch size and image size")
@@ -250,7 +281,7 @@ class MultiscaleDiscriminator(nn.Module):
             outputs.append(scale(x))
         return outputs
 
-# %% ../nbs/20_reenactor.ipynb #c019
+# %% ../nbs/20_reenactor.ipynb #c030
 class Reenactor(nn.Module):
     "G (and D when `discriminator=True`) of the face reenactor, with input checks, broadcasting and checkpoints."
     def __init__(self, config: ReenactorConfig | None = None, discriminator: bool = True):
@@ -270,18 +301,6 @@ class Reenactor(nn.Module):
             source = source.expand(sketch.shape[0], -1, -1, -1)
         return torch.cat([source, sketch], 1)
 
-    def check_inputs(self, source: torch.Tensor, sketch: torch.Tensor, check_range: bool = True) -> None:
-        "Raise `InputError` unless source and sketch are [B, 3, H, W] floats in [0, 1] of the same size, H, W divisible by `size_multiple`."
-        check_image_tensor(source, 3, "source image F_s", self.size_multiple)
-        check_image_tensor(sketch, 3, "target sketch p_t", self.size_multiple)
-        if source.shape[-2:] != sketch.shape[-2:]:
-            raise InputError(f"source {tuple(source.shape)} and sketch {tuple(sketch.shape)} must have the same height and width")
-        if source.shape[0] not in (1, sketch.shape[0]):
-            raise InputError(f"source batch {source.shape[0]} must be 1 or equal the sketch batch {sketch.shape[0]}")
-        if check_range:
-            check_value_range(source, "source image F_s")
-            check_value_range(sketch, "target sketch p_t")
-
     def generate(self, source: torch.Tensor, sketch: torch.Tensor, check_range: bool = True) -> torch.Tensor:
         "G([F_s, p_t]): source [B or 1, 3, H, W] and sketch [B, 3, H, W] in [0, 1] -> faces [B, 3, H, W] in [0, 1]."
         self.check_inputs(source, sketch, check_range)
@@ -295,38 +314,56 @@ class Reenactor(nn.Module):
             raise ConfigError("this Reenactor was built without a discriminator (discriminator=False)")
         return self.discriminator(self.inputs(source, sketch), image)
 
-    def parameter_counts(self) -> dict[str, int]:
-        "Parameters of G and D."
-        return {"generator": count_parameters(self.generator), "discriminator": count_parameters(self.discriminator)}
+# %% ../nbs/20_reenactor.ipynb #c032
+@patch
+def check_inputs(self: Reenactor, source: torch.Tensor, sketch: torch.Tensor, check_range: bool = True) -> None:
+    "Raise `InputError` unless source and sketch are [B, 3, H, W] floats in [0, 1] of the same size, H, W divisible by `size_multiple`."
+    check_image_tensor(source, 3, name="source image F_s", size_multiple=self.size_multiple)
+    check_image_tensor(sketch, 3, name="target sketch p_t", size_multiple=self.size_multiple)
+    if source.shape[-2:] != sketch.shape[-2:]:
+        raise InputError(f"source {tuple(source.shape)} and sketch {tuple(sketch.shape)} must have the same height and width")
+    if source.shape[0] not in (1, sketch.shape[0]):
+        raise InputError(f"source batch {source.shape[0]} must be 1 or equal the sketch batch {sketch.shape[0]}")
+    if check_range:
+        check_value_range(source, "source image F_s")
+        check_value_range(sketch, "target sketch p_t")
 
-    def state(self) -> dict:
-        "The weights, as `save_checkpoint` stores them."
-        state = {"generator": self.generator.state_dict()}
-        if self.discriminator is not None:
-            state["discriminator"] = self.discriminator.state_dict()
-        return state
+@patch
+def parameter_counts(self: Reenactor) -> dict[str, int]:
+    "Parameters of G and D."
+    return {"generator": count_parameters(self.generator), "discriminator": count_parameters(self.discriminator)}
 
-    def save(self, path: str | Path, meta: dict | None = None) -> Path:
-        "Write G (and D) with the config to a checkpoint (`core.save_checkpoint`)."
-        return save_checkpoint(path, self.state(), {**(meta or {}), "reenactor": self.config.to_dict()})
+# %% ../nbs/20_reenactor.ipynb #c034
+@patch
+def state(self: Reenactor) -> dict:
+    "The weights, as `save_checkpoint` stores them."
+    state = {"generator": self.generator.state_dict()}
+    if self.discriminator is not None:
+        state["discriminator"] = self.discriminator.state_dict()
+    return state
 
-    @classmethod
-    def from_checkpoint(cls, path: str | Path, map_location: str | torch.device = "cpu",
-                        discriminator: bool | None = None) -> "Reenactor":
-        "Rebuild from a checkpoint (`save` or the training loop); D is loaded when stored unless `discriminator=False`."
-        ck = load_checkpoint(path, map_location)
-        config = reenactor_config_from_meta(ck.meta, path)
-        if "generator" not in ck.state:
-            raise CheckpointError(f"{path}: no 'generator' weights in this checkpoint (keys: {sorted(ck.state)}); "
-                                  "is it a reenactor checkpoint?")
-        has_d = "discriminator" in ck.state
-        if discriminator and not has_d:
-            raise CheckpointError(f"{path}: the discriminator was asked for but the checkpoint holds only the generator")
-        model = cls(config, discriminator=has_d if discriminator is None else discriminator)
-        load_module_state(model.generator, ck.state["generator"], path)
-        if model.discriminator is not None:
-            load_module_state(model.discriminator, ck.state["discriminator"], path)
-        return model.to(get_device(map_location))
+@patch
+def save(self: Reenactor, path: str | Path, meta: dict | None = None) -> Path:
+    "Write G (and D) with the config to a checkpoint (`checkpoints.save_checkpoint`)."
+    return save_checkpoint(path, self.state(), {**(meta or {}), "reenactor": self.config.to_dict()})
+
+@patch(cls_method=True)
+def from_checkpoint(cls: Reenactor, path: str | Path, map_location: str | torch.device = "cpu",
+                    discriminator: bool | None = None) -> Reenactor:
+    "Rebuild from a checkpoint (`save` or the training loop); D is loaded when stored unless `discriminator=False`."
+    checkpoint = load_checkpoint(path, map_location)
+    config = reenactor_config_from_meta(checkpoint.meta, path)
+    if "generator" not in checkpoint.state:
+        raise CheckpointError(f"{path}: no 'generator' weights in this checkpoint (keys: {sorted(checkpoint.state)}); "
+                              "is it a reenactor checkpoint?")
+    has_discriminator = "discriminator" in checkpoint.state
+    if discriminator and not has_discriminator:
+        raise CheckpointError(f"{path}: the discriminator was asked for but the checkpoint holds only the generator")
+    model = cls(config, discriminator=has_discriminator if discriminator is None else discriminator)
+    load_module_state(model.generator, checkpoint.state["generator"], path)
+    if model.discriminator is not None:
+        load_module_state(model.discriminator, checkpoint.state["discriminator"], path)
+    return model.to(get_device(map_location))
 
 def reenactor_config_from_meta(meta: dict, source: str | Path = "checkpoint") -> ReenactorConfig:
     "The `ReenactorConfig` stored in a checkpoint's meta (`meta['reenactor']` or `meta['options']['reenactor']`)."
@@ -336,14 +373,16 @@ def reenactor_config_from_meta(meta: dict, source: str | Path = "checkpoint") ->
                               "was it written by Reenactor.save or the training loop?")
     return ReenactorConfig.from_dict(data, where=f"{source}: reenactor")
 
-# %% ../nbs/20_reenactor.ipynb #c025
+# %% ../nbs/20_reenactor.ipynb #c040
 class InferenceGenerator:
     "G for inference: `x = [F_s, p_t]` [N, 6, H, W] -> float32 faces [N, 3, H, W] on `device`, in chunks of `batch_size`."
-    def __init__(self, generator: nn.Module,  # a `ReenactorGenerator` (or a `Reenactor`, whose G is used)
-                 device: str | torch.device | None = None,  # default: where the generator's weights are
+    def __init__(self,
+                 generator: nn.Module,                         # a `ReenactorGenerator` (or a `Reenactor`, whose G is used)
+                 device: str | torch.device | None = None,     # default: where the generator's weights are
                  *,
-                 batch_size: int = 16,  # frames per forward pass
-                 fast: bool | None = None):  # bf16 autocast, channels_last, torch.compile; None: on CUDA only
+                 batch_size: int = 16,                         # frames per forward pass
+                 fast: bool | None = None,                     # bf16 autocast, channels_last, torch.compile; None: on CUDA only
+                 ):
         inner = getattr(generator, "generator", None)
         generator = inner if isinstance(inner, nn.Module) else generator
         if batch_size < 1:
@@ -361,38 +400,40 @@ class InferenceGenerator:
             torch.backends.cudnn.benchmark = True  # fixed shapes: cuDNN picks the fastest kernels once
         self.forward = torch.compile(self.generator, dynamic=False) if self.fast else self.generator
 
-    def _chunk(self, x: torch.Tensor) -> torch.Tensor:
-        count = len(x)
-        if self.fast and count < self.batch_size:  # one graph for every chunk: pad the last one
-            x = torch.cat([x, x.new_zeros((self.batch_size - count, *x.shape[1:]))])
-        if self.channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
-        with torch.autocast(self.device.type, dtype=torch.bfloat16) if self.fast else contextlib.nullcontext():
-            return self.forward(x)[:count].float()
-
-    @torch.no_grad()
-    def __call__(self, inputs: torch.Tensor) -> torch.Tensor:
-        "Faces [N, 3, H, W] (float32, on `device`) for inputs [N, 6, H, W] in [0, 1]."
-        check_image_tensor(inputs, ReenactorGenerator.in_channels, "reenactor input x = [F_s, p_t]", self.size_multiple)
-        out = torch.empty((len(inputs), ReenactorGenerator.out_channels, *inputs.shape[-2:]), device=self.device)
-        was_training = self.generator.training
-        self.generator.eval()
-        try:
-            for start in range(0, len(inputs), self.batch_size):
-                chunk = inputs[start:start + self.batch_size].to(self.device, non_blocking=True)
-                out[start:start + len(chunk)] = self._chunk(chunk.float())
-        finally:
-            self.generator.train(was_training)
-        return out
-
     def __repr__(self):
         return (f"InferenceGenerator(device={str(self.device)!r}, batch_size={self.batch_size}, fast={self.fast}, "
                 f"channels_last={self.channels_last})")
 
-# %% ../nbs/20_reenactor.ipynb #c030
+# %% ../nbs/20_reenactor.ipynb #c042
+@patch
+def _chunk(self: InferenceGenerator, x: torch.Tensor) -> torch.Tensor:
+    count = len(x)
+    if self.fast and count < self.batch_size:  # one graph for every chunk: pad the last one
+        x = torch.cat([x, x.new_zeros((self.batch_size - count, *x.shape[1:]))])
+    if self.channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    with torch.autocast(self.device.type, dtype=torch.bfloat16) if self.fast else contextlib.nullcontext():
+        return self.forward(x)[:count].float()
+
+@patch
+@torch.no_grad()
+def __call__(self: InferenceGenerator, inputs: torch.Tensor) -> torch.Tensor:
+    "Faces [N, 3, H, W] (float32, on `device`) for inputs [N, 6, H, W] in [0, 1]."
+    check_image_tensor(inputs, ReenactorGenerator.in_channels, name="reenactor input x = [F_s, p_t]", size_multiple=self.size_multiple)
+    out = torch.empty((len(inputs), ReenactorGenerator.out_channels, *inputs.shape[-2:]), device=self.device)
+    was_training = self.generator.training
+    self.generator.eval()
+    try:
+        for start in range(0, len(inputs), self.batch_size):
+            chunk = inputs[start:start + self.batch_size].to(self.device, non_blocking=True)
+            out[start:start + len(chunk)] = self._chunk(chunk.float())
+    finally:
+        self.generator.train(was_training)
+    return out
+
+# %% ../nbs/20_reenactor.ipynb #c047
 def forward_flops(fn: Callable, *args, **kwargs) -> int:
     "FLOPs of `fn(*args, **kwargs)` (no grad), counted with `FlopCounterMode`."
-    from torch.utils.flop_counter import FlopCounterMode
     counter = FlopCounterMode(display=False)
     with torch.no_grad(), counter:
         fn(*args, **kwargs)

@@ -5,20 +5,26 @@
 # %% ../nbs/06_views.ipynb #c002
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
-from typing import ClassVar
 
+import cv2
 import numpy as np
 import pandas as pd
 import torch
 import torch.nn.functional as F
+from fastcore.basics import patch
 
-from .core import ConfigBase, ConfigError, DataError, InputError, config_section, get_logger
-from .dataset import FaceDataset
+from .core import ConfigError, DataError, get_logger
+from .config import ConfigBase, config_section
+from .dataset import DatasetWriter, FaceDataset
+from .landmarks import MEAN_FACE_3D
+from .alignment import rotation_matrix
+from .sketch import render_sketch
 
 # %% auto #0
-__all__ = ['SEEN_TIME', 'UNSEEN_TIME', 'TIME_GAP', 'ViewsConfig', 'PoseCurriculum', 'hull_mask', 'add_sketches', 'ReenactorPairs',
-           'LandmarkWindows', 'split_in_time', 'apply_time_split']
+__all__ = ['SEEN_TIME', 'UNSEEN_TIME', 'TIME_GAP', 'ViewsConfig', 'training_image_size', 'PoseCurriculum', 'hull_mask',
+           'add_sketches', 'ReenactorPairs', 'LandmarkWindows', 'split_in_time', 'apply_time_split']
 
 # %% ../nbs/06_views.ipynb #c005
 @config_section("views")
@@ -48,12 +54,23 @@ class ViewsConfig(ConfigBase):
                               f"(got {self.frames_per_second})")
 
 # %% ../nbs/06_views.ipynb #c007
-def _example_dataset(root, identities: int = 4, videos: int = 2, clips: int = 1, frames: int = 12, size: int = 64, seed: int = 0) -> FaceDataset:
+def training_image_size(config: ViewsConfig, dataset: FaceDataset) -> int:
+    "The side of the frames a training reads: `views.image_size` when set (an explicit override), else the dataset's own."
+    return int(config.image_size or dataset.image_size)
+
+# %% ../nbs/06_views.ipynb #c009
+def _example_dataset(root,                   # where to write it
+                     *,
+                     identities: int = 4,    # people (the last one is the test split)
+                     videos: int = 2,        # videos per person
+                     clips: int = 1,         # clips per video
+                     frames: int = 12,       # frames per clip
+                     size: int = 64,         # frame side in pixels
+                     seed: int = 0,          # shapes, motion and jitter
+                     ) -> FaceDataset:
     """A small talking-face dataset in the shared format, for examples and tests: per identity a randomly stretched
     `landmarks.MEAN_FACE_3D`, turning its head (identity `idNN` by up to 10*NN degrees of yaw) and opening its mouth;
     images are flat colours. The last identity is the test split."""
-    from reenactbook.dataset import DatasetWriter
-    from reenactbook.landmarks import MEAN_FACE_3D, rotation_matrix
     rng = np.random.default_rng(seed)
     writer = DatasetWriter(root, image_size=size, source="views-example")
     lower_lip = [56, 57, 58, 65, 66, 67]
@@ -77,11 +94,18 @@ def _example_dataset(root, identities: int = 4, videos: int = 2, clips: int = 1,
                                   {"68": points})
     return writer.finalize()
 
-# %% ../nbs/06_views.ipynb #c010
+# %% ../nbs/06_views.ipynb #c012
 class PoseCurriculum:
     "Which identities are sampled in an epoch: those whose yaw and pitch ranges lie under thresholds that rise stage by stage."
-    def __init__(self, dataset: FaceDataset, split: str | None = "train", start_quantile: float = 0.5,
-                 quantile_step: float = 0.25, every: int = 10, enabled: bool = True):
+    def __init__(self,
+                 dataset: FaceDataset,
+                 split: str | None = "train",     # whose identities are scheduled
+                 *,
+                 start_quantile: float = 0.5,      # stage 0 admits identities whose pose ranges are at most this quantile
+                 quantile_step: float = 0.25,      # the admitting quantile grows by this much per stage
+                 every: int = 10,                  # epochs per stage
+                 enabled: bool = True,             # False: every identity from the first epoch (the ablation)
+                 ):
         if not 0.0 <= start_quantile <= 1.0 or quantile_step < 0 or every < 1:
             raise ConfigError(f"curriculum: start_quantile must be in [0, 1] (got {start_quantile}), quantile_step >= 0 "
                               f"(got {quantile_step}) and every >= 1 (got {every})")
@@ -100,49 +124,59 @@ class PoseCurriculum:
     @classmethod
     def from_config(cls, dataset: FaceDataset, config: ViewsConfig, split: str | None = "train") -> "PoseCurriculum":
         "The curriculum described by the `views` options."
-        return cls(dataset, split, config.curriculum_start_quantile, config.curriculum_quantile_step, config.curriculum_every, config.curriculum)
-
-    def stage(self, epoch: int) -> int:
-        "The curriculum stage of `epoch` (one stage every `every` epochs)."
-        return max(int(epoch), 0) // self.every
-
-    def quantile(self, epoch: int) -> float:
-        "The quantile of the identity pose ranges used as threshold in `epoch` (1.0 = everyone)."
-        return 1.0 if not self.enabled else min(1.0, self.start_quantile + self.stage(epoch) * self.quantile_step)
-
-    def thresholds(self, epoch: int) -> tuple[float, float]:
-        "The (yaw, pitch) range ceilings of `epoch`, in degrees."
-        q = self.quantile(epoch)
-        return float(np.quantile(self.ranges["yaw_range"], q)), float(np.quantile(self.ranges["pitch_range"], q))
-
-    def identities(self, epoch: int) -> list[str]:
-        "The identities sampled in `epoch`, sorted."
-        if not self.enabled:
-            return list(self.ranges.index)
-        yaw, pitch = self.thresholds(epoch)
-        admitted = (self.ranges["yaw_range"] <= yaw) & (self.ranges["pitch_range"] <= pitch)
-        if not admitted.any():  # at least the easiest identity
-            admitted[(self.ranges["yaw_range"] + self.ranges["pitch_range"]).idxmin()] = True
-        return list(self.ranges.index[admitted.to_numpy()])
-
-    def describe(self, epoch: int) -> dict:
-        "The schedule state of `epoch` (what `log` prints)."
-        yaw, pitch = self.thresholds(epoch)
-        return {"epoch": int(epoch), "enabled": self.enabled, "stage": self.stage(epoch), "quantile": self.quantile(epoch),
-                "yaw_threshold": yaw, "pitch_threshold": pitch, "identities": len(self.identities(epoch)), "of": len(self.ranges)}
-
-    def log(self, epoch: int) -> dict:
-        "Log the schedule state of `epoch` and return it."
-        d = self.describe(epoch)
-        get_logger(__name__).info("pose curriculum epoch %d: stage %d, quantile %.2f, yaw <= %.1f deg, pitch <= %.1f deg: %d of %d identities%s",
-                                  d["epoch"], d["stage"], d["quantile"], d["yaw_threshold"], d["pitch_threshold"], d["identities"], d["of"],
-                                  "" if self.enabled else " (curriculum disabled)")
-        return d
-
-    def __repr__(self):
-        return f"PoseCurriculum({len(self.ranges)} identities, start quantile {self.start_quantile}, +{self.quantile_step} every {self.every} epochs, enabled={self.enabled})"
+        return cls(dataset, split, start_quantile=config.curriculum_start_quantile, quantile_step=config.curriculum_quantile_step,
+                   every=config.curriculum_every, enabled=config.curriculum)
 
 # %% ../nbs/06_views.ipynb #c014
+@patch
+def stage(self: PoseCurriculum, epoch: int) -> int:
+    "The curriculum stage of `epoch` (one stage every `every` epochs)."
+    return max(int(epoch), 0) // self.every
+
+@patch
+def quantile(self: PoseCurriculum, epoch: int) -> float:
+    "The quantile of the identity pose ranges used as threshold in `epoch` (1.0 = everyone)."
+    return 1.0 if not self.enabled else min(1.0, self.start_quantile + self.stage(epoch) * self.quantile_step)
+
+@patch
+def thresholds(self: PoseCurriculum, epoch: int) -> tuple[float, float]:
+    "The (yaw, pitch) range ceilings of `epoch`, in degrees."
+    q = self.quantile(epoch)
+    return float(np.quantile(self.ranges["yaw_range"], q)), float(np.quantile(self.ranges["pitch_range"], q))
+
+@patch
+def identities(self: PoseCurriculum, epoch: int) -> list[str]:
+    "The identities sampled in `epoch`, sorted."
+    if not self.enabled:
+        return list(self.ranges.index)
+    yaw, pitch = self.thresholds(epoch)
+    admitted = (self.ranges["yaw_range"] <= yaw) & (self.ranges["pitch_range"] <= pitch)
+    if not admitted.any():  # at least the easiest identity
+        admitted[(self.ranges["yaw_range"] + self.ranges["pitch_range"]).idxmin()] = True
+    return list(self.ranges.index[admitted.to_numpy()])
+
+# %% ../nbs/06_views.ipynb #c016
+@patch
+def describe(self: PoseCurriculum, epoch: int) -> dict:
+    "The schedule state of `epoch` (what `log` prints)."
+    yaw, pitch = self.thresholds(epoch)
+    return {"epoch": int(epoch), "enabled": self.enabled, "stage": self.stage(epoch), "quantile": self.quantile(epoch),
+            "yaw_threshold": yaw, "pitch_threshold": pitch, "identities": len(self.identities(epoch)), "of": len(self.ranges)}
+
+@patch
+def log(self: PoseCurriculum, epoch: int) -> dict:
+    "Log the schedule state of `epoch` and return it."
+    d = self.describe(epoch)
+    get_logger(__name__).info("pose curriculum epoch %d: stage %d, quantile %.2f, yaw <= %.1f deg, pitch <= %.1f deg: %d of %d identities%s",
+                              d["epoch"], d["stage"], d["quantile"], d["yaw_threshold"], d["pitch_threshold"], d["identities"], d["of"],
+                              "" if self.enabled else " (curriculum disabled)")
+    return d
+
+@patch
+def __repr__(self: PoseCurriculum):
+    return f"PoseCurriculum({len(self.ranges)} identities, start quantile {self.start_quantile}, +{self.quantile_step} every {self.every} epochs, enabled={self.enabled})"
+
+# %% ../nbs/06_views.ipynb #c020
 def _to_image_tensor(image: np.ndarray, size: int) -> torch.Tensor:
     "uint8 HxWx3 -> float [3,size,size] in [0, 1] (antialiased resize when the side differs)."
     x = torch.from_numpy(np.array(image, np.uint8)).permute(2, 0, 1).float().div_(255.0)
@@ -152,7 +186,6 @@ def _to_image_tensor(image: np.ndarray, size: int) -> torch.Tensor:
 
 def hull_mask(landmarks: np.ndarray, size: int) -> torch.Tensor:
     "A filled convex hull of landmarks `[P,2]` (pixels of a `size` image) as float [1,size,size] in {0, 1}."
-    import cv2
     mask = np.zeros((size, size), np.uint8)
     points = np.round(np.asarray(landmarks, np.float64)).astype(np.int32)
     cv2.fillConvexPoly(mask, cv2.convexHull(points), 1)
@@ -160,7 +193,6 @@ def hull_mask(landmarks: np.ndarray, size: int) -> torch.Tensor:
 
 def add_sketches(batch: dict, size: int | None = None, device: torch.device | str | None = None, **render_kwargs) -> dict:
     "Render p_t for a whole batch (`batch['sketch_landmarks']` [B,P,2]) on `device` and store it as `batch['target_sketch']`."
-    from reenactbook.landmarks import render_sketch
     points = batch["sketch_landmarks"]
     if device is not None:
         points = points.to(device)
@@ -168,12 +200,21 @@ def add_sketches(batch: dict, size: int | None = None, device: torch.device | st
     batch["target_sketch"] = render_sketch(points, size, **render_kwargs)
     return batch
 
-# %% ../nbs/06_views.ipynb #c015
+# %% ../nbs/06_views.ipynb #c021
 class ReenactorPairs(torch.utils.data.Dataset):
     "Source/target frames of the same video: `pairs_per_identity` pairs per admitted identity per epoch, with the target sketch p_t."
-    def __init__(self, dataset: FaceDataset, split: str | None = "train", pairs_per_identity: int = 10, seed: int = 0,
-                 curriculum: PoseCurriculum | None = None, image_size: int | None = None, render_sketch_in_loader: bool = True,
-                 sketch_layout: str = "68", hull_mask: bool = False):
+    def __init__(self,
+                 dataset: FaceDataset,
+                 split: str | None = "train",                  # the frames pairs are drawn from
+                 pairs_per_identity: int = 10,                 # pairs per admitted identity per epoch (paper: 10)
+                 seed: int = 0,                                # pairs are drawn from a generator seeded with (seed, epoch)
+                 *,
+                 curriculum: PoseCurriculum | None = None,     # which identities an epoch admits (None: all)
+                 image_size: int | None = None,                # frame side handed out (None: the dataset's)
+                 render_sketch_in_loader: bool = True,         # draw p_t here (False: `add_sketches` in the training step)
+                 sketch_layout: str = "68",                    # the landmarks p_t is drawn from: 68 | 98
+                 hull_mask: bool = False,                      # also hand out the target's landmark convex hull
+                 ):
         if pairs_per_identity < 1:
             raise ConfigError(f"pairs_per_identity must be >= 1, got {pairs_per_identity}")
         self.dataset, self.split, self.pairs_per_identity, self.seed = dataset, split, int(pairs_per_identity), int(seed)
@@ -199,63 +240,78 @@ class ReenactorPairs(torch.utils.data.Dataset):
         self.epoch = -1
         self.set_epoch(0)
 
-    @classmethod
-    def from_options(cls, dataset: FaceDataset, options, split: str | None = "train") -> "ReenactorPairs":
-        "Pairs as the run options say (`views` section, `run.seed`)."
-        views = options.views
-        return cls(dataset, split, views.pairs_per_identity, options.run.seed, PoseCurriculum.from_config(dataset, views, split),
-                   views.image_size or None, views.render_sketch_in_loader, views.sketch_layout, views.hull_mask)
+# %% ../nbs/06_views.ipynb #c023
+@patch(cls_method=True)
+def from_options(cls: ReenactorPairs, dataset: FaceDataset, options, split: str | None = "train") -> ReenactorPairs:
+    "Pairs as the run options say (`views` section, `run.seed`)."
+    views = options.views
+    return cls(dataset, split, views.pairs_per_identity, options.run.seed, curriculum=PoseCurriculum.from_config(dataset, views, split),
+               image_size=training_image_size(views, dataset), render_sketch_in_loader=views.render_sketch_in_loader,
+               sketch_layout=views.sketch_layout, hull_mask=views.hull_mask)
 
-    def set_epoch(self, epoch: int) -> None:
-        "Draw the pairs of `epoch` (deterministic in `(seed, epoch)`); logs the curriculum state."
-        self.epoch = int(epoch)
-        rng = np.random.default_rng([self.seed, self.epoch])
-        identities = self.curriculum.identities(epoch) if self.curriculum is not None else self.identity_names
-        if self.curriculum is not None:
-            self.curriculum.log(epoch)
-        pairs = []
-        for identity in identities:
-            videos = self._videos.get(identity)
-            if not videos:
-                continue
-            for _ in range(self.pairs_per_identity):
-                frames = videos[rng.integers(len(videos))]
-                source, target = rng.choice(len(frames), size=2, replace=False)
-                pairs.append((frames[source], frames[target]))
-        self.pairs = np.asarray(pairs, np.int64).reshape(-1, 2)
-        self.label_of = {name: i for i, name in enumerate(self.identity_names)}
+# %% ../nbs/06_views.ipynb #c025
+@patch
+def set_epoch(self: ReenactorPairs, epoch: int) -> None:
+    "Draw the pairs of `epoch` (deterministic in `(seed, epoch)`); logs the curriculum state."
+    self.epoch = int(epoch)
+    rng = np.random.default_rng([self.seed, self.epoch])
+    identities = self.curriculum.identities(epoch) if self.curriculum is not None else self.identity_names
+    if self.curriculum is not None:
+        self.curriculum.log(epoch)
+    pairs = []
+    for identity in identities:
+        videos = self._videos.get(identity)
+        if not videos:
+            continue
+        for _ in range(self.pairs_per_identity):
+            frames = videos[rng.integers(len(videos))]
+            source, target = rng.choice(len(frames), size=2, replace=False)
+            pairs.append((frames[source], frames[target]))
+    self.pairs = np.asarray(pairs, np.int64).reshape(-1, 2)
+    self.label_of = {name: i for i, name in enumerate(self.identity_names)}
 
-    def __len__(self) -> int:
-        return len(self.pairs)
+# %% ../nbs/06_views.ipynb #c027
+@patch
+def __len__(self: ReenactorPairs) -> int:
+    return len(self.pairs)
 
-    def __getitem__(self, i: int) -> dict:
-        source_row, target_row = (int(r) for r in self.pairs[i])
-        scale = self.image_size / self.dataset.image_size
-        item = {
-            "source": _to_image_tensor(self.dataset.image(source_row), self.image_size),
-            "target": _to_image_tensor(self.dataset.image(target_row), self.image_size),
-            "source_landmarks": torch.from_numpy(np.array(self.landmarks68[source_row], np.float32) * scale),
-            "target_landmarks": torch.from_numpy(np.array(self.landmarks68[target_row], np.float32) * scale),
-            "sketch_landmarks": torch.from_numpy(np.array(self.sketch_points[target_row], np.float32) * scale),
-            "identity": torch.tensor(self.label_of[self.dataset.index["identity"].iat[target_row]]),
-            "source_row": torch.tensor(source_row), "target_row": torch.tensor(target_row),
-        }
-        if self.render_sketch_in_loader:
-            from reenactbook.landmarks import render_sketch
-            item["target_sketch"] = render_sketch(item["sketch_landmarks"][None], self.image_size)[0]
-        if self.with_hull_mask:
-            item["target_mask"] = hull_mask(item["target_landmarks"].numpy(), self.image_size)
-        return item
+@patch
+def __getitem__(self: ReenactorPairs, i: int) -> dict:
+    source_row, target_row = (int(r) for r in self.pairs[i])
+    scale = self.image_size / self.dataset.image_size
+    item = {
+        "source": _to_image_tensor(self.dataset.image(source_row), self.image_size),
+        "target": _to_image_tensor(self.dataset.image(target_row), self.image_size),
+        "source_landmarks": torch.from_numpy(np.array(self.landmarks68[source_row], np.float32) * scale),
+        "target_landmarks": torch.from_numpy(np.array(self.landmarks68[target_row], np.float32) * scale),
+        "sketch_landmarks": torch.from_numpy(np.array(self.sketch_points[target_row], np.float32) * scale),
+        "identity": torch.tensor(self.label_of[self.dataset.index["identity"].iat[target_row]]),
+        "source_row": torch.tensor(source_row), "target_row": torch.tensor(target_row),
+    }
+    if self.render_sketch_in_loader:
+        item["target_sketch"] = render_sketch(item["sketch_landmarks"][None], self.image_size)[0]
+    if self.with_hull_mask:
+        item["target_mask"] = hull_mask(item["target_landmarks"].numpy(), self.image_size)
+    return item
 
-    def __repr__(self):
-        return (f"ReenactorPairs({len(self)} pairs in epoch {self.epoch}, {len(self.identity_names)} identities, split {self.split!r}, "
-                f"{self.image_size} px, sketch {'in loader' if self.render_sketch_in_loader else 'in the training step'})")
+@patch
+def __repr__(self: ReenactorPairs):
+    return (f"ReenactorPairs({len(self)} pairs in epoch {self.epoch}, {len(self.identity_names)} identities, split {self.split!r}, "
+            f"{self.image_size} px, sketch {'in loader' if self.render_sketch_in_loader else 'in the training step'})")
 
-# %% ../nbs/06_views.ipynb #c021
+# %% ../nbs/06_views.ipynb #c033
 class LandmarkWindows(torch.utils.data.Dataset):
     "Windows of `k` landmark frames `stride` frames apart from single clips, with identity labels."
-    def __init__(self, dataset: FaceDataset, k: int = 8, stride: int = 1, split: str | None = "train", hop: int = 1,
-                 layout: str = "68", identities: list[str] | None = None):
+    def __init__(self,
+                 dataset: FaceDataset,
+                 k: int = 8,                              # frames per window (the LSG's K)
+                 stride: int = 1,                         # frames between window frames
+                 split: str | None = "train",             # the frames windows are cut from
+                 *,
+                 hop: int = 1,                            # keep every n-th valid window start
+                 layout: str = "68",                      # landmark layout
+                 identities: list[str] | None = None,     # only these people (labels index this list)
+                 ):
         if k < 2 or stride < 1 or hop < 1:
             raise ConfigError(f"landmark windows need k >= 2, stride >= 1 and hop >= 1; got k={k}, stride={stride}, hop={hop}")
         self.dataset, self.k, self.stride, self.hop, self.split, self.layout = dataset, int(k), int(stride), int(hop), split, layout
@@ -275,41 +331,48 @@ class LandmarkWindows(torch.utils.data.Dataset):
             raise DataError(f"{dataset.root}: no window of {k} frames {stride} apart in split {split!r}; "
                             "use a smaller k or stride, or clips with more consecutive frames")
 
-    def _clip_windows(self, frames: np.ndarray, rows: np.ndarray) -> np.ndarray:
-        "Row numbers [n, k] of every valid window of one clip."
-        order = np.argsort(frames, kind="stable")
-        frames, rows = frames[order], rows[order]
-        span = (self.k - 1) * self.stride
-        lookup = np.full(frames[-1] - frames[0] + 1, -1, np.int64)
-        lookup[frames - frames[0]] = rows
-        starts = frames[frames + span <= frames[-1]] - frames[0]
-        if len(starts) == 0:
-            return np.zeros((0, self.k), np.int64)
-        window = lookup[starts[:, None] + np.arange(self.k) * self.stride]
-        return window[(window >= 0).all(1)][:: self.hop]
+# %% ../nbs/06_views.ipynb #c035
+@patch
+def _clip_windows(self: LandmarkWindows, frames: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    "Row numbers [n, k] of every valid window of one clip."
+    order = np.argsort(frames, kind="stable")
+    frames, rows = frames[order], rows[order]
+    span = (self.k - 1) * self.stride
+    lookup = np.full(frames[-1] - frames[0] + 1, -1, np.int64)
+    lookup[frames - frames[0]] = rows
+    starts = frames[frames + span <= frames[-1]] - frames[0]
+    if len(starts) == 0:
+        return np.zeros((0, self.k), np.int64)
+    window = lookup[starts[:, None] + np.arange(self.k) * self.stride]
+    return window[(window >= 0).all(1)][:: self.hop]
 
-    @classmethod
-    def from_options(cls, dataset: FaceDataset, options, split: str | None = "train", identities: list[str] | None = None) -> "LandmarkWindows":
-        "Windows as the run options say (`lsg.k`, `views.window_stride`, `views.window_hop`)."
-        return cls(dataset, options.lsg.k, options.views.window_stride, split, options.views.window_hop, "68", identities)
+# %% ../nbs/06_views.ipynb #c037
+@patch(cls_method=True)
+def from_options(cls: LandmarkWindows, dataset: FaceDataset, options, split: str | None = "train", identities: list[str] | None = None) -> "LandmarkWindows":
+    "Windows as the run options say (`lsg.k`, `views.window_stride`, `views.window_hop`)."
+    return cls(dataset, options.lsg.k, options.views.window_stride, split, hop=options.views.window_hop, identities=identities)
 
-    def __len__(self) -> int:
-        return len(self.rows)
+@patch
+def __len__(self: LandmarkWindows) -> int:
+    return len(self.rows)
 
-    def __getitem__(self, i: int) -> dict:
-        rows = self.rows[i]
-        return {"landmarks": torch.from_numpy(np.asarray(self.points[rows], np.float32)),
-                "identity": torch.tensor(self.labels[i]), "rows": torch.from_numpy(rows.copy())}
+@patch
+def __getitem__(self: LandmarkWindows, i: int) -> dict:
+    rows = self.rows[i]
+    return {"landmarks": torch.from_numpy(np.asarray(self.points[rows], np.float32)),
+            "identity": torch.tensor(self.labels[i]), "rows": torch.from_numpy(rows.copy())}
 
-    def tensors(self) -> tuple[torch.Tensor, torch.Tensor]:
-        "All windows `[N,K,P,2]` float32 and their identity labels `[N]` int64, in memory."
-        points = np.asarray(self.points[self.rows.reshape(-1)], np.float32).reshape(len(self.rows), self.k, -1, 2)
-        return torch.from_numpy(points), torch.from_numpy(self.labels.copy())
+@patch
+def tensors(self: LandmarkWindows) -> tuple[torch.Tensor, torch.Tensor]:
+    "All windows `[N,K,P,2]` float32 and their identity labels `[N]` int64, in memory."
+    points = np.asarray(self.points[self.rows.reshape(-1)], np.float32).reshape(len(self.rows), self.k, -1, 2)
+    return torch.from_numpy(points), torch.from_numpy(self.labels.copy())
 
-    def __repr__(self):
-        return f"LandmarkWindows({len(self)} windows of {self.k} frames, stride {self.stride}, {len(self.identities)} identities, split {self.split!r})"
+@patch
+def __repr__(self: LandmarkWindows):
+    return f"LandmarkWindows({len(self)} windows of {self.k} frames, stride {self.stride}, {len(self.identities)} identities, split {self.split!r})"
 
-# %% ../nbs/06_views.ipynb #c025
+# %% ../nbs/06_views.ipynb #c041
 SEEN_TIME, UNSEEN_TIME, TIME_GAP = "train", "unseen_time", "time_gap"
 
 def _clip_time_splits(frames: np.ndarray, holdout: float, gap_frames: float) -> np.ndarray | None:
@@ -321,14 +384,15 @@ def _clip_time_splits(frames: np.ndarray, holdout: float, gap_frames: float) -> 
         return None
     return splits
 
+# %% ../nbs/06_views.ipynb #c043
 def split_in_time(dataset: FaceDataset,
                   holdout: float = 0.2,      # share of each clip's frames, at its end, held out of training
                   gap_seconds: float = 1.0,  # seconds between the seen and the held-out part (in neither)
+                  *,
                   fps: float = 25.0,         # frame rate of the videos when the dataset records none
                   split: str = "train",      # the split whose clips are cut (the test identities stay as they are)
                   ) -> FaceDataset:
     "A view of `dataset` whose `split` clips end in an `unseen_time` part that trainings (split `train`) never read."
-    import copy
     if not 0.0 < holdout < 1.0 or gap_seconds < 0 or fps <= 0:
         raise ConfigError(f"split_in_time needs 0 < holdout < 1 (got {holdout}), gap_seconds >= 0 (got {gap_seconds}) and fps > 0 (got {fps})")
     fps = float(dataset.meta.get("prep", {}).get("video_fps") or fps)
@@ -357,6 +421,7 @@ def split_in_time(dataset: FaceDataset,
                                                 "frames": {name: int((new_split == name).sum()) for name in (SEEN_TIME, TIME_GAP, UNSEEN_TIME)}}}
     return view
 
+# %% ../nbs/06_views.ipynb #c045
 def apply_time_split(dataset: FaceDataset, config: ViewsConfig) -> FaceDataset:
     "`split_in_time(dataset, ...)` as the `views` options say (the dataset itself when `time_holdout` is 0 or it is already split)."
     if not config.time_holdout:
@@ -367,4 +432,4 @@ def apply_time_split(dataset: FaceDataset, config: ViewsConfig) -> FaceDataset:
             raise ConfigError(f"{dataset.root}: already split in time with holdout {done['holdout']} and gap {done['gap_seconds']} s, "
                               f"not views.time_holdout={config.time_holdout}, views.time_gap_seconds={config.time_gap_seconds}")
         return dataset
-    return split_in_time(dataset, config.time_holdout, config.time_gap_seconds, config.frames_per_second)
+    return split_in_time(dataset, config.time_holdout, config.time_gap_seconds, fps=config.frames_per_second)

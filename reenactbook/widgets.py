@@ -6,253 +6,30 @@
 from __future__ import annotations
 
 import asyncio
-import io
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
 import cv2
 import numpy as np
 import torch
+from fastcore.basics import patch
 
-from .core import InputError, get_device, get_logger, samples_dir
-from .landmarks import ATTRIBUTES, euler_angles, head_pose, manipulate, render_sketch
-from .synthetic import (CAMERA_DISTANCE, EXPRESSION_MODES, EXPRESSION_PRESETS, IDENTITY_MODES, camera_rotation,
-                                   expression_vector, face_model, held_out_identities, render_video, sample_identity,
-                                   sample_motion, SynthConfig, SIZES)
+from .core import ConfigError, InputError, ReenactbookError, get_device, get_logger
+from .editing import POSE_LIMITS, align_photo, edit_landmarks, fit_face, identity_similarity, make_source, sample_clips
+from .alignment import ATTRIBUTES, head_pose
+from .sketch import render_sketch
+from .training_loop import cpu_threads
+from .lsg import linear_interpolation
+from .models import NETWORK_NAMES, load_model
+from .pretrained import get_identity_embedder
+from .reenactor import InferenceGenerator
+from .synthetic import EXPRESSION_PRESETS, SIZES, SynthConfig, held_out_identities
 
 # %% auto #0
-__all__ = ['FIT_NOISE', 'FIT_EXPRESSION_SD', 'FIT_ITERATIONS', 'SIMILARITY_MODES', 'POSE_LIMITS', 'CONTROLS', 'CHOICES',
-           'FIGURE_BACKGROUND', 'FaceFit', 'project_face', 'fit_face', 'render_synthetic', 'identity_similarity',
-           'landmark_similarity', 'edit_landmarks', 'Source', 'synthetic_source', 'align_photo', 'sample_clips',
-           'sample_source', 'make_source', 'Debouncer', 'demo_figure', 'LandmarkDemo']
+__all__ = ['CONTROLS', 'CHOICES', 'FIGURE_BACKGROUND', 'Debouncer', 'demo_model', 'demo_figure', 'LandmarkDemo']
 
 # %% ../nbs/50_widgets.ipynb #c006
-FIT_NOISE = 0.02        # landmark noise of the fit's prior, in eye distances (model units)
-FIT_EXPRESSION_SD = 1.0 # prior standard deviation of the expression strengths
-FIT_ITERATIONS = 10     # pose / coefficient alternations
-
-_FLIP = np.diag([1.0, -1.0, -1.0])  # model frame (y down, z away) <-> landmarks.rotation_matrix's frame (y up, z to the viewer)
-
-@dataclass
-class FaceFit:
-    "The face model fitted to landmark sets [N, 68, 2]: coefficients, pose and what the model leaves over."
-    identity: np.ndarray     # [N, 16] coefficients of synthetic.IDENTITY_MODES
-    expression: np.ndarray   # [N, 8] strengths of synthetic.EXPRESSION_MODES
-    rotation: np.ndarray     # [N, 3, 3] head rotation, model frame
-    scale: np.ndarray        # [N] pixels per model unit (eye distance)
-    translation: np.ndarray  # [N, 2] pixels
-    residual: np.ndarray     # [N, 68, 2] landmarks minus the model's projection, pixels
-
-    @property
-    def pose(self) -> np.ndarray:
-        "(yaw, pitch, roll) in degrees [N, 3], `landmarks.rotation_matrix` convention."
-        return euler_angles(_FLIP @ self.rotation @ _FLIP)
-
-def _basis() -> np.ndarray:
-    model = face_model()
-    return np.concatenate([model.identity_basis, model.expression_basis])  # [24, 68, 3]
-
-def _check_68(points, what: str = "landmarks") -> np.ndarray:
-    "Landmarks as float64 [N, 68, 2], checked."
-    if isinstance(points, torch.Tensor):
-        points = points.detach().cpu().numpy()
-    try:
-        p = np.asarray(points, np.float64)
-    except (TypeError, ValueError):
-        raise InputError(f"{what}: expected a numeric array [68, 2] or [N, 68, 2], got {type(points).__name__}") from None
-    if p.shape[-2:] != (68, 2) or p.ndim not in (2, 3):
-        raise InputError(f"{what}: expected 68-point landmarks [68, 2] or [N, 68, 2], got shape {p.shape} "
-                         "(convert 98-point WFLW sets with landmarks.wflw98_to_68)")
-    if not np.isfinite(p).all():
-        raise InputError(f"{what}: contain NaN or infinite coordinates")
-    p = p.reshape(-1, 68, 2)
-    if (np.ptp(p, axis=1).min(-1) < 1e-3).any():
-        raise InputError(f"{what}: degenerate (all points on a line or at one place)")
-    return p
-
-def _shapes(coefficients: np.ndarray) -> np.ndarray:
-    "Model shapes [N, 68, 3] of coefficients [N, 24] (identity, then expression)."
-    basis = _basis()
-    return face_model().mean + (coefficients @ basis.reshape(len(basis), -1)).reshape(-1, 68, 3)
-
-def _posed(shapes: np.ndarray, rotation: np.ndarray, distance: float) -> tuple[np.ndarray, np.ndarray]:
-    "Rotated shapes [N, 68, 3] and their perspective weights w [N, 68]."
-    cam = shapes @ np.swapaxes(rotation, -1, -2)
-    depth = cam[..., 2] - cam[..., 2].mean(-1, keepdims=True)
-    return cam, (distance / (distance + depth) if distance else np.ones_like(depth))
-
-def project_face(identity, expression, rotation, scale, translation, distance: float = CAMERA_DISTANCE) -> np.ndarray:
-    "Pixels [N, 68, 2] of the face model with coefficients [N, 16] + [N, 8], posed by rotation [N, 3, 3], scale [N], translation [N, 2]."
-    coefficients = np.concatenate([np.asarray(identity, np.float64), np.asarray(expression, np.float64)], -1)
-    cam, w = _posed(_shapes(coefficients), np.asarray(rotation, np.float64), distance)
-    return np.asarray(translation, np.float64)[:, None] + np.asarray(scale, np.float64)[:, None, None] * w[..., None] * cam[..., :2]
-
-def fit_face(points, iterations: int = FIT_ITERATIONS, distance: float = CAMERA_DISTANCE) -> FaceFit:
-    "Fit the synthetic face model (identity, expression, pose) to 68-point landmarks [68, 2] or [N, 68, 2] in pixels."
-    p = _check_68(points)
-    n, basis, mean = len(p), _basis(), face_model().mean
-    k, k_identity = len(basis), len(IDENTITY_MODES)
-    prior = np.diag(np.r_[np.full(k_identity, FIT_NOISE ** 2), np.full(k - k_identity, (FIT_NOISE / FIT_EXPRESSION_SD) ** 2)])
-    flat_basis = basis.reshape(1, k * 68, 3)
-    coefficients, w, ones = np.zeros((n, k)), np.ones((n, 68)), np.ones((n, 68, 1))
-    for _ in range(iterations):
-        shapes = _shapes(coefficients)
-        # (i) pose: p = A (w S) + t by least squares, then A -> s R[:2] (nearest scaled rotation)
-        x = np.concatenate([w[..., None] * shapes, ones], -1)                                 # [N, 68, 4]
-        xt = np.swapaxes(x, 1, 2)
-        solution = np.linalg.solve(xt @ x, xt @ p)                                             # [N, 4, 2]
-        u, sigma, vt = np.linalg.svd(np.swapaxes(solution[:, :3], 1, 2), full_matrices=False)
-        top = u @ vt                                                                           # [N, 2, 3]
-        scale = sigma.mean(-1)
-        rotation = np.concatenate([top, np.cross(top[:, 0], top[:, 1])[:, None]], 1)
-        cam, w = _posed(shapes, rotation, distance)
-        translation = (p - scale[:, None, None] * w[..., None] * cam[..., :2]).mean(1)
-        # (ii) coefficients: (p - t) / s - w R_xy mean = w R_xy (basis . c), least squares with the Gaussian prior
-        target = ((p - translation[:, None]) / scale[:, None, None] - w[..., None] * (mean @ np.swapaxes(top, 1, 2))).reshape(n, -1)
-        design = (flat_basis @ np.swapaxes(top, 1, 2)).reshape(n, k, 68, 2) * w[:, None, :, None]
-        design = design.reshape(n, k, -1)                                                      # [N, 24, 136]
-        coefficients = np.linalg.solve(design @ np.swapaxes(design, 1, 2) + prior, (design @ target[..., None]))[..., 0]
-    identity, expression = coefficients[:, :k_identity], coefficients[:, k_identity:]
-    cam, w = _posed(_shapes(coefficients), rotation, distance)
-    translation = (p - scale[:, None, None] * w[..., None] * cam[..., :2]).mean(1)
-    residual = p - project_face(identity, expression, rotation, scale, translation, distance)
-    return FaceFit(identity, expression, rotation, scale, translation, residual)
-
-# %% ../nbs/50_widgets.ipynb #c008
-def render_synthetic(index: int, size: int = 128, pose=(0.0, 0.0, 0.0), expression: str | np.ndarray = "neutral", seed: int = 0):
-    "Person `index` of the synthetic population `seed`: (image uint8 [size, size, 3], landmarks [68, 2], `Identity`)."
-    if size not in SIZES:
-        raise InputError(f"synthetic faces are drawn at {SIZES} pixels, got size {size}")
-    identity = sample_identity(seed, int(index))
-    code = expression_vector(expression) if isinstance(expression, str) else np.asarray(expression, np.float32)
-    motion = sample_motion(seed, int(index), 0, 1)
-    motion.pose, motion.expression = np.asarray([pose], np.float32), code.reshape(1, len(EXPRESSION_MODES)).astype(np.float32)
-    motion.gaze, motion.translation = np.zeros((1, 2), np.float32), np.zeros((1, 2), np.float32)
-    rendered = render_video(identity, motion, size, seed)
-    return rendered.images[0], rendered.landmarks68[0].astype(np.float64), identity
-
-# %% ../nbs/50_widgets.ipynb #c011
-SIMILARITY_MODES = tuple(m for m in IDENTITY_MODES if m != "nose_depth")
-_SIMILARITY_INDEX = np.array([IDENTITY_MODES.index(m) for m in SIMILARITY_MODES])
-
-def identity_similarity(identity, reference) -> np.ndarray:
-    "Landmark identity similarity in [-1, 1] of fitted identity coefficients [..., 16] to `reference` [16] (or [..., 16])."
-    a = np.asarray(identity, np.float64)[..., _SIMILARITY_INDEX]
-    b = np.asarray(reference, np.float64)[..., _SIMILARITY_INDEX]
-    return np.clip(1.0 - ((a - b) ** 2).sum(-1) / (2 * len(SIMILARITY_MODES)), -1.0, 1.0)
-
-def landmark_similarity(points, reference_points=None, reference: FaceFit | None = None) -> np.ndarray:
-    "Landmark identity similarity [N] of landmark sets [N, 68, 2] to one reference set [68, 2] (or its `FaceFit`)."
-    reference = reference if reference is not None else fit_face(reference_points)
-    return identity_similarity(fit_face(points).identity, reference.identity[0])
-
-# %% ../nbs/50_widgets.ipynb #c014
-POSE_LIMITS = {"yaw": 45.0, "pitch": 30.0, "roll": 30.0}
-
-def edit_landmarks(points, fit: FaceFit | None = None, expression: str = "neutral", expression_strength: float = 0.0,
-                   yaw: float = 0.0, pitch: float = 0.0, roll: float = 0.0, **attributes: float) -> np.ndarray:
-    "Landmarks [68, 2] with the expression blended towards `expression`, the head turned by (yaw, pitch, roll) degrees and the `attributes` (names of ATTRIBUTES: strength) manipulated."
-    p = _check_68(points)[0]
-    unknown = sorted(set(attributes) - set(ATTRIBUTES))
-    if unknown:
-        raise InputError(f"unknown attribute(s) {unknown}; choose from {ATTRIBUTES}")
-    if expression not in EXPRESSION_PRESETS:
-        raise InputError(f"unknown expression {expression!r}; choose one of {', '.join(EXPRESSION_PRESETS)}")
-    out = p.copy()
-    if expression_strength or yaw or pitch or roll:
-        fit = fit or fit_face(p)
-        blended = fit.expression[:1] + float(expression_strength) * (expression_vector(expression)[None] - fit.expression[:1])
-        rotation = camera_rotation(fit.pose[:1] + np.array([yaw, pitch, roll], np.float64))
-        out = project_face(fit.identity[:1], blended, rotation, fit.scale[:1], fit.translation[:1])[0] + fit.residual[0]
-    for attribute in ATTRIBUTES:
-        strength = float(attributes.get(attribute, 0.0))
-        if strength:
-            out = manipulate(out, attribute, strength)
-    return out
-
-# %% ../nbs/50_widgets.ipynb #c017
-@dataclass
-class Source:
-    "An aligned source face: name, image uint8 [S, S, 3], landmarks [68, 2] in its pixels."
-    name: str
-    image: np.ndarray
-    landmarks: np.ndarray
-
-def synthetic_source(index: int, size: int = 128, seed: int = 0) -> Source:
-    "Person `index` of the synthetic population (neutral, frontal)."
-    image, points, _ = render_synthetic(index, size, seed=seed)
-    return Source(f"synthetic:{int(index)}", image, points)
-
-def align_photo(image, size: int = 128, name: str = "photo") -> Source:
-    "Detect the largest face of a photo (uint8 HxWx3, a path, or encoded image bytes), find its 68 landmarks and align it to `size` px."
-    from reenactbook.landmarks import align_face
-    from reenactbook.prep import FaceTracker, PrepConfig, read_image, to_rgb8
-    from reenactbook.pretrained import get_face_detector, get_landmark_detector
-    if isinstance(image, (str, Path)):
-        name, image = Path(image).name, read_image(image)
-    elif isinstance(image, (bytes, bytearray, memoryview)):
-        from PIL import Image, UnidentifiedImageError
-        try:
-            image = to_rgb8(Image.open(io.BytesIO(bytes(image))))
-        except (UnidentifiedImageError, OSError, ValueError) as e:
-            raise InputError(f"{name}: not a readable image ({type(e).__name__}: {e})") from None
-    else:
-        image = to_rgb8(image)
-    tracker = FaceTracker(get_face_detector(), get_landmark_detector(), PrepConfig())
-    face = tracker(image)
-    if face is None:
-        raise InputError(f"{name}: no face found; use a photo with one clearly visible, roughly frontal face")
-    aligned = align_face(image, face.landmarks68, size=size)
-    return Source(name, np.ascontiguousarray(aligned.image), np.asarray(aligned.landmarks, np.float64))
-
-def sample_clips() -> list[str]:
-    "Names of the sample clips under `REENACTBOOK_SAMPLES/clips` (empty when unset)."
-    root = samples_dir()
-    return sorted(p.stem for p in (root / "clips").glob("*.mp4")) if root is not None and (root / "clips").is_dir() else []
-
-def sample_source(name: str, size: int = 128, frame: int = 0) -> Source:
-    "Frame `frame` of sample clip `name`, aligned."
-    from reenactbook.prep import iter_video_frames
-    root = samples_dir(required=True)
-    path = root / "clips" / f"{name}.mp4"
-    if not path.is_file():
-        raise InputError(f"no sample clip {name!r} in {root / 'clips'}; choose one of {sample_clips()}")
-    for index, image in iter_video_frames(path, max_frames=frame + 1):
-        if index >= frame:
-            return align_photo(image, size, f"sample:{name}")
-    raise InputError(f"{path}: has no frame {frame}")
-
-def make_source(source, size: int = 128, seed: int = 0) -> Source:
-    "A `Source` from 'synthetic:N', 'sample:NAME', an image path, a photo array, encoded bytes, or an (aligned image, landmarks) pair."
-    if isinstance(source, Source):
-        return source
-    if isinstance(source, tuple) and len(source) == 2:
-        image, points = np.asarray(source[0]), _check_68(source[1], "source landmarks")[0]
-        if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3 or image.shape[0] != image.shape[1]:
-            raise InputError(f"source image: expected a square uint8 [S, S, 3] aligned face, got {image.dtype} {image.shape}")
-        if image.shape[0] != size:
-            points = points * size / image.shape[0]
-            image = cv2.resize(image, (size, size), interpolation=cv2.INTER_AREA if image.shape[0] > size else cv2.INTER_LINEAR)
-        return Source("array", np.ascontiguousarray(image), points)
-    if isinstance(source, str) and source.startswith("synthetic:"):
-        try:
-            index = int(source.split(":", 1)[1])
-        except ValueError:
-            raise InputError(f"source {source!r}: expected synthetic:N with N a person number") from None
-        return synthetic_source(index, size, seed)
-    if isinstance(source, str) and source.startswith("sample:"):
-        return sample_source(source.split(":", 1)[1], size)
-    if isinstance(source, (str, Path)):
-        if not Path(source).is_file():
-            raise InputError(f"source {str(source)!r}: not 'synthetic:N', 'sample:NAME' or an image file")
-        return align_photo(source, size)
-    if isinstance(source, (np.ndarray, bytes, bytearray, memoryview)):
-        return align_photo(source, size)
-    raise InputError(f"source: expected 'synthetic:N', 'sample:NAME', an image path or array, or (image, landmarks); got {type(source).__name__}")
-
-# %% ../nbs/50_widgets.ipynb #c020
 class Debouncer:
     "Call `callback` once, `delay` seconds after the last of a burst of calls (at once when no asyncio loop runs)."
     def __init__(self, delay: float, callback: Callable[[], Any]):
@@ -282,7 +59,7 @@ class Debouncer:
     def pending(self) -> bool:
         return self._handle is not None
 
-# %% ../nbs/50_widgets.ipynb #c023
+# %% ../nbs/50_widgets.ipynb #c009
 CONTROLS = {  # name: (minimum, maximum, step, default)
     **{attribute: (-1.0, 1.0, 0.05, 0.0) for attribute in ATTRIBUTES},
     "expression_strength": (0.0, 1.0, 0.05, 0.0),
@@ -293,35 +70,21 @@ CONTROLS = {  # name: (minimum, maximum, step, default)
 }
 CHOICES = {"expression": tuple(EXPRESSION_PRESETS)}
 
-def _demo_lsg(lsg, device):
-    "The demo's LSG (`models.load_lsg`): 'auto' is the best available one, else the cached tiny one (`lsg.pretrained_lsg`, trained on first use)."
-    from reenactbook.core import ConfigError
-    from reenactbook.models import load_lsg
-    if lsg is None:
-        return None
-    if not isinstance(lsg, (str, Path, torch.nn.Module)):
-        raise InputError(f"lsg: expected 'auto', None, a model name, a checkpoint path or a LandmarkSequenceGenerator, got {type(lsg).__name__}")
-    if isinstance(lsg, str) and lsg == "auto":
-        try:
-            return load_lsg(None, device)
-        except ConfigError:  # none trained yet
-            return load_lsg("pretrained", device, profile="tiny")
-    return load_lsg(lsg, device)
-
-def _demo_reenactor(reenactor, device) -> tuple:
-    "The demo's reenactor (`models.load_reenactor`; 'auto': the best available one) and a note when there is none."
-    from reenactbook.core import ConfigError
-    from reenactbook.models import load_reenactor
-    if reenactor is None:
+# %% ../nbs/50_widgets.ipynb #c011
+def demo_model(spec, kind: str, device) -> tuple:
+    "The demo's LSG or reenactor (`models.load_model`) and a note: None stays None; 'auto' is the best available one, and when none is trained the cached tiny LSG (`lsg.pretrained_lsg`, trained on first use) or no reenactor (the note says how to get one)."
+    if spec is None:
         return None, ""
-    if not isinstance(reenactor, (str, Path, torch.nn.Module)):
-        raise InputError(f"reenactor: expected 'auto', None, a model name, a checkpoint path or a Reenactor, got {type(reenactor).__name__}")
-    if isinstance(reenactor, str) and reenactor == "auto":
-        try:
-            return load_reenactor(None, device), ""
-        except ConfigError as e:  # none trained yet: the landmark views still work
-            return None, f"{e}"
-    return load_reenactor(reenactor, device), ""
+    if not isinstance(spec, (str, Path, torch.nn.Module)):
+        raise InputError(f"{kind}: expected 'auto', None, a model name, a checkpoint path or {NETWORK_NAMES[kind]}, got {type(spec).__name__}")
+    if not (isinstance(spec, str) and spec == "auto"):
+        return load_model(spec, kind, device), ""
+    try:
+        return load_model(None, kind, device), ""
+    except ConfigError as e:  # none trained yet
+        if kind == "lsg":
+            return load_model("pretrained", "lsg", device, profile="tiny"), ""
+        return None, f"{e}"    # the landmark views still work without a reenactor
 
 def _uint8(images: torch.Tensor) -> np.ndarray:
     "Float [B, 3, H, W] in [0, 1] -> uint8 [B, H, W, 3]."
@@ -337,7 +100,7 @@ def _resize(images: np.ndarray, size: int) -> np.ndarray:
         return cv2.resize(images, (size, size), interpolation=flags)
     return np.stack([cv2.resize(im, (size, size), interpolation=flags) for im in images])
 
-# %% ../nbs/50_widgets.ipynb #c025
+# %% ../nbs/50_widgets.ipynb #c013
 FIGURE_BACKGROUND = (255, 255, 255)
 
 def _fmt(values) -> str:
@@ -355,6 +118,7 @@ def _draw_rows(rows: list[tuple[str, list[np.ndarray]]], columns: int, size: int
             canvas[y + band:y + band + size, i * size:(i + 1) * size] = tile
     return canvas
 
+# %% ../nbs/50_widgets.ipynb #c015
 def demo_figure(outputs: dict, stale_reenacted: dict | None = None) -> np.ndarray:
     "The composite uint8 image of every view in `outputs` (see `LandmarkDemo.outputs`); `stale_reenacted` are shown dimmed while the reenactment waits."
     size, k = outputs["source_image"].shape[0], len(outputs["li"])
@@ -381,21 +145,30 @@ def demo_figure(outputs: dict, stale_reenacted: dict | None = None) -> np.ndarra
             rows.append((f"{name} reenacted{csim}" + ("" if reenacted is not None else "  (updating...)"), list(dim(shown[method]))))
     return _draw_rows(rows, max(k, 5), size)
 
-# %% ../nbs/50_widgets.ipynb #c026
+# %% ../nbs/50_widgets.ipynb #c017
 class LandmarkDemo:
     """Interactive landmark manipulation: a source face, attribute / expression / head-pose edits, the LI and LSG
     sequences to the edited landmarks, reenacted faces and identity similarities. `set(...)` and `update()` are
     synchronous; in JupyterLab the object displays as sliders and a live figure."""
-    def __init__(self, source="synthetic:0", lsg="auto", reenactor="auto", identity="auto", size: int = 128,
-                 device: str = "auto", debounce: float = 0.08, settle: float = 0.6, seed: int = 0, threads: int = 1):
+    def __init__(self, source   = "synthetic:0",   # 'synthetic:N', 'sample:NAME', an image path, array or bytes, or (image, landmarks)
+                 *,
+                 lsg      = "auto",          # 'auto' (the best available, else the cached tiny one), a name, path, LSG, or None (LI only)
+                 reenactor = "auto",         # 'auto' (the best available), a name, path or Reenactor; None: no reenacted views
+                 identity = "auto",          # the CSIM embedder: a pretrained backend name, a callable images -> unit vectors, or None
+                 size     = 128,             # pixels of every view: 64, 128 or 256
+                 device   = "auto",          # where the models run
+                 debounce = 0.08,            # seconds of quiet before the landmark views follow the sliders
+                 settle   = 0.6,             # seconds of quiet before the reenactment follows
+                 seed     = 0,               # the synthetic population
+                 threads  = 1,               # torch CPU threads while updating
+                 ):
         if size not in SIZES:
             raise InputError(f"size: the demo draws at {SIZES} pixels, got {size}")
         self.size, self.seed, self.device, self.threads = int(size), int(seed), get_device(device), int(threads)
-        self.lsg = _demo_lsg(lsg, self.device)
-        self.reenactor, self.model_message = _demo_reenactor(reenactor, self.device)
+        self.lsg, _ = demo_model(lsg, "lsg", self.device)
+        self.reenactor, self.model_message = demo_model(reenactor, "reenactor", self.device)
         self._generate = None
         if self.reenactor is not None:
-            from reenactbook.reenactor import InferenceGenerator
             self._generate = InferenceGenerator(self.reenactor.generator, self.device, batch_size=1 + 2 * CONTROLS["k"][1])
         self._identity_spec, self._embedder, self.identity_message = identity, None, ""
         self._state = {"source": "", **{name: spec[3] for name, spec in CONTROLS.items()}, "expression": "neutral"}
@@ -411,311 +184,334 @@ class LandmarkDemo:
         self._set_source(source)
         self.update()
 
-    # -- state
-    @property
-    def state(self) -> dict:
-        "The current value of every control (a copy)."
-        return dict(self._state)
+# %% ../nbs/50_widgets.ipynb #c019
+@patch(as_prop=True)
+def state(self: LandmarkDemo) -> dict:
+    "The current value of every control (a copy)."
+    return dict(self._state)
 
-    @property
-    def outputs(self) -> dict:
-        "The views of the current state (see above)."
-        return self._outputs
+@patch(as_prop=True)
+def outputs(self: LandmarkDemo) -> dict:
+    "The views of the current state (see above)."
+    return self._outputs
 
-    def _check(self, name: str, value):
-        if name in CONTROLS:
-            low, high, _, _ = CONTROLS[name]
-            if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)) or not np.isfinite(value):
-                raise InputError(f"{name}: expected a number in [{low}, {high}], got {value!r}")
-            if not low <= value <= high:
-                raise InputError(f"{name}={value}: out of range [{low}, {high}]")
-            if name == "k" and value != int(value):
-                raise InputError(f"k={value}: the sequence length is a whole number of frames")
-            return int(value) if name == "k" else float(value)
-        if name in CHOICES:
-            if value not in CHOICES[name]:
-                raise InputError(f"{name}={value!r}: choose one of {', '.join(CHOICES[name])}")
-            return value
-        if name == "source":
-            return value
-        raise InputError(f"unknown control {name!r}; controls: source, {', '.join([*CONTROLS, *CHOICES])}")
+@patch
+def _check(self: LandmarkDemo, name: str, value):
+    if name in CONTROLS:
+        low, high, _, _ = CONTROLS[name]
+        if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)) or not np.isfinite(value):
+            raise InputError(f"{name}: expected a number in [{low}, {high}], got {value!r}")
+        if not low <= value <= high:
+            raise InputError(f"{name}={value}: out of range [{low}, {high}]")
+        if name == "k" and value != int(value):
+            raise InputError(f"k={value}: the sequence length is a whole number of frames")
+        return int(value) if name == "k" else float(value)
+    if name in CHOICES:
+        if value not in CHOICES[name]:
+            raise InputError(f"{name}={value!r}: choose one of {', '.join(CHOICES[name])}")
+        return value
+    if name == "source":
+        return value
+    raise InputError(f"unknown control {name!r}; controls: source, {', '.join([*CONTROLS, *CHOICES])}")
 
-    def set(self, **values) -> dict:
-        "Set controls by name (e.g. `nose_width=0.5, yaw=20, expression='smile', expression_strength=1, k=8, source='synthetic:3'`), update synchronously, return `outputs`."
-        checked = {name: self._check(name, value) for name, value in values.items()}
-        if "source" in checked:
-            self._set_source(checked.pop("source"))
-        self._state.update(checked)
-        self._sync_controls()
-        return self.update()
+# %% ../nbs/50_widgets.ipynb #c021
+@patch
+def set(self: LandmarkDemo, **values) -> dict:
+    "Set controls by name (e.g. `nose_width=0.5, yaw=20, expression='smile', expression_strength=1, k=8, source='synthetic:3'`), update synchronously, return `outputs`."
+    checked = {name: self._check(name, value) for name, value in values.items()}
+    if "source" in checked:
+        self._set_source(checked.pop("source"))
+    self._state.update(checked)
+    self._sync_controls()
+    return self.update()
 
-    def reset(self) -> dict:
-        "Every slider back to its default (the source stays)."
-        return self.set(**{name: spec[3] for name, spec in CONTROLS.items() if name != "k"}, expression="neutral")
+@patch
+def reset(self: LandmarkDemo) -> dict:
+    "Every slider back to its default (the source stays)."
+    return self.set(**{name: spec[3] for name, spec in CONTROLS.items() if name != "k"}, expression="neutral")
 
-    def load_image(self, image, name: str = "upload") -> dict:
-        "Use a photo (array, path or encoded bytes) as the source: detected, landmarked, aligned."
-        self._set_source(align_photo(image, self.size, name) if not isinstance(image, (str, Path)) else make_source(image, self.size))
-        self._sync_controls()
-        return self.update()
+@patch
+def load_image(self: LandmarkDemo, image, name: str = "upload") -> dict:
+    "Use a photo (array, path or encoded bytes) as the source: detected, landmarked, aligned."
+    self._set_source(align_photo(image, self.size, name) if not isinstance(image, (str, Path)) else make_source(image, self.size))
+    self._sync_controls()
+    return self.update()
 
-    def _set_source(self, source) -> None:
-        loaded = make_source(source, self.size, self.seed)
-        fit = fit_face(loaded.landmarks)
-        self.source, self.source_fit, self._source_embedding = loaded, fit, None
-        self._state["source"] = loaded.name
+@patch
+def _set_source(self: LandmarkDemo, source) -> None:
+    loaded = make_source(source, self.size, self.seed)
+    fit = fit_face(loaded.landmarks)
+    self.source, self.source_fit, self._source_embedding = loaded, fit, None
+    self._state["source"] = loaded.name
 
-    # -- the views
-    def edits(self) -> dict:
-        "The edit arguments of `edit_landmarks` from the state."
-        names = ("expression", "expression_strength", "yaw", "pitch", "roll", *ATTRIBUTES)
-        return {name: self._state[name] for name in names}
+@patch
+def edits(self: LandmarkDemo) -> dict:
+    "The edit arguments of `edit_landmarks` from the state."
+    names = ("expression", "expression_strength", "yaw", "pitch", "roll", *ATTRIBUTES)
+    return {name: self._state[name] for name in names}
 
-    def update(self, heavy: bool = True) -> dict:
-        "Recompute the landmark views (and, with `heavy`, the reenacted faces); returns `outputs`."
-        from reenactbook.lsg import cpu_threads
+# %% ../nbs/50_widgets.ipynb #c023
+@patch
+def update(self: LandmarkDemo, heavy: bool = True) -> dict:
+    "Recompute the landmark views (and, with `heavy`, the reenacted faces); returns `outputs`."
+    with cpu_threads(self.threads if self.device.type == "cpu" else 0):
+        self._update_landmarks()
+        if heavy and self.reenactor is not None:
+            self._reenact()
+    self._refresh()
+    return self._outputs
+
+@patch
+def _update_landmarks(self: LandmarkDemo) -> None:
+    started = time.perf_counter()
+    size, k = self.size, int(self._state["k"])
+    p_s = self.source.landmarks
+    p_t = edit_landmarks(p_s, self.source_fit, **self.edits())
+    li = linear_interpolation(p_s.astype(np.float32), p_t.astype(np.float32), k).astype(np.float64)
+    lsg = self.lsg.lsg(p_s.astype(np.float32), p_t.astype(np.float32), k).astype(np.float64) if self.lsg is not None else None
+    frames = [p_s[None], p_t[None], li] + ([lsg] if lsg is not None else [])
+    sketches = _uint8(render_sketch(np.concatenate(frames), size))
+    overlay = np.clip(0.4 * sketches[0].astype(np.float32) + sketches[1], 0, 255).astype(np.uint8)
+    sims = identity_similarity(fit_face(np.concatenate(frames[1:])).identity, self.source_fit.identity[0])
+    pose = head_pose(np.stack([p_s, p_t]), size)
+    self._outputs = {
+        "source": self.source.name, "state": self.state,
+        "source_image": self.source.image, "source_landmarks": p_s, "landmarks": p_t,
+        "sketches": np.stack([sketches[0], sketches[1], overlay]),
+        "li": li, "lsg": lsg, "li_sketches": sketches[2:2 + k], "lsg_sketches": sketches[2 + k:] if lsg is not None else None,
+        "reenacted": None,
+        "similarity": {"landmarks": {"target": float(sims[0]), "li": sims[1:1 + k], "lsg": sims[1 + k:] if lsg is not None else None},
+                       "identity": None},
+        "pose": {"source": pose[0], "target": pose[1]},
+        "timings": {"landmarks_ms": 1000 * (time.perf_counter() - started)},
+        "models": {name: None if model is None else model.card.get("name") for name, model in (("reenactor", self.reenactor), ("lsg", self.lsg))},
+    }
+
+# %% ../nbs/50_widgets.ipynb #c025
+@patch
+def _update_heavy(self: LandmarkDemo) -> None:
+    if self._light.pending:  # the landmark views of the last change first
+        self._light.cancel()
+        self.update(heavy=False)
+    if self.reenactor is not None and self._outputs.get("reenacted") is None:
         with cpu_threads(self.threads if self.device.type == "cpu" else 0):
-            self._update_landmarks()
-            if heavy and self.reenactor is not None:
-                self._reenact()
+            self._reenact()
         self._refresh()
-        return self._outputs
 
-    def _update_landmarks(self) -> None:
-        from reenactbook.lsg import linear_interpolation
-        started = time.perf_counter()
-        s, k = self.size, int(self._state["k"])
-        p_s = self.source.landmarks
-        p_t = edit_landmarks(p_s, self.source_fit, **self.edits())
-        li = linear_interpolation(p_s.astype(np.float32), p_t.astype(np.float32), k).astype(np.float64)
-        lsg = self.lsg.lsg(p_s.astype(np.float32), p_t.astype(np.float32), k).astype(np.float64) if self.lsg is not None else None
-        frames = [p_s[None], p_t[None], li] + ([lsg] if lsg is not None else [])
-        sketches = _uint8(render_sketch(np.concatenate(frames), s))
-        overlay = np.clip(0.4 * sketches[0].astype(np.float32) + sketches[1], 0, 255).astype(np.uint8)
-        sims = identity_similarity(fit_face(np.concatenate(frames[1:])).identity, self.source_fit.identity[0])
-        pose = head_pose(np.stack([p_s, p_t]), s)
-        self._outputs = {
-            "source": self.source.name, "state": self.state,
-            "source_image": self.source.image, "source_landmarks": p_s, "landmarks": p_t,
-            "sketches": np.stack([sketches[0], sketches[1], overlay]),
-            "li": li, "lsg": lsg, "li_sketches": sketches[2:2 + k], "lsg_sketches": sketches[2 + k:] if lsg is not None else None,
-            "reenacted": None,
-            "similarity": {"landmarks": {"target": float(sims[0]), "li": sims[1:1 + k], "lsg": sims[1 + k:] if lsg is not None else None},
-                           "identity": None},
-            "pose": {"source": pose[0], "target": pose[1]},
-            "timings": {"landmarks_ms": 1000 * (time.perf_counter() - started)},
-            "models": {name: None if model is None else model.card.get("name") for name, model in (("reenactor", self.reenactor), ("lsg", self.lsg))},
-        }
-
-    def _update_heavy(self) -> None:
-        if self._light.pending:  # the landmark views of the last change first
-            self._light.cancel()
-            self.update(heavy=False)
-        if self.reenactor is not None and self._outputs.get("reenacted") is None:
-            from reenactbook.lsg import cpu_threads
-            with cpu_threads(self.threads if self.device.type == "cpu" else 0):
-                self._reenact()
-            self._refresh()
-
-    def embedder(self):
-        "The identity embedder for CSIM (`identity` argument; `None` when it cannot be loaded, see `identity_message`)."
-        if self._embedder is None and self._identity_spec is not None:
-            if isinstance(self._identity_spec, str):
-                from reenactbook.core import ReenactbookError
-                from reenactbook.pretrained import get_identity_embedder
-                try:
-                    self._embedder = get_identity_embedder(self._identity_spec, self.device)
-                except ReenactbookError as e:
-                    self.identity_message = f"no identity embedder: {e}"
-                    self._identity_spec = None
-            else:
-                self._embedder = self._identity_spec
-        return self._embedder
-
-    @torch.no_grad()
-    def _reenact(self) -> None:
-        "G(F_s, p) for p_t and every frame of LI and LSG, at the reenactor's resolution; CSIM to the source."
-        started = time.perf_counter()
-        out = self._outputs
-        r = self.reenactor.config.image_size
-        frames = [out["landmarks"][None], out["li"]] + ([out["lsg"]] if out["lsg"] is not None else [])
-        points = np.concatenate(frames) * (r / self.size)
-        sketches = render_sketch(points, r).to(self.device)
-        source = torch.from_numpy(_resize(self.source.image, r)).permute(2, 0, 1)[None].float().div(255).to(self.device)
-        faces = self._generate(self.reenactor.inputs(source, sketches)).clamp(0, 1)
-        images = _resize(_uint8(faces), self.size)
-        k = len(out["li"])
-        out["reenacted"] = {"target": images[0], "li": images[1:1 + k], "lsg": images[1 + k:] if out["lsg"] is not None else None}
-        self._last_reenacted = out["reenacted"]
-        embedder = self.embedder()
-        if embedder is not None:
-            if self._source_embedding is None:
-                self._source_embedding = embedder(source)
-            csim = (embedder(faces) * self._source_embedding).sum(-1).clamp(-1, 1).cpu().numpy().astype(np.float64)
-            out["similarity"]["identity"] = {"target": float(csim[0]), "li": csim[1:1 + k], "lsg": csim[1 + k:] if out["lsg"] is not None else None}
-        out["timings"]["reenact_ms"] = 1000 * (time.perf_counter() - started)
-
-    def figure(self) -> np.ndarray:
-        "The composite image of the current views (uint8 RGB)."
-        return self._outputs["figure"]
-
-    def _refresh(self) -> None:
-        stale = self._last_reenacted if self._outputs["reenacted"] is None else None
-        if stale is not None and len(stale["li"]) != len(self._outputs["li"]):
-            stale = None
-        self._outputs["figure"] = demo_figure(self._outputs, stale)
-        if self._widget is not None:
-            self._show()
-
-    # -- timing
-    def benchmark(self, steps: int = 10, heavy: bool = False, control: str = "nose_width") -> dict:
-        "Median and max wall-clock milliseconds of `steps` updates, each after a change of `control`, and the median CPU time of this process (all threads; on a busy machine the wall time is longer). The state is restored."
-        before, (low, high, _, _) = self.state, CONTROLS[control]
-        times, cpu = [], []
-        for value in np.linspace(low, high, steps):
-            self._state[control] = float(value)
-            started, started_cpu = time.perf_counter(), time.process_time()
-            self.update(heavy=heavy)
-            times.append(1000 * (time.perf_counter() - started))
-            cpu.append(1000 * (time.process_time() - started_cpu))
-        self._state.update(before)
-        self.update()
-        return {"median_ms": float(np.median(times)), "max_ms": float(np.max(times)), "cpu_ms": float(np.median(cpu)),
-                "steps": steps, "heavy": heavy, "size": self.size, "reenactor": self.reenactor is not None}
-
-    # -- the widget
-    @property
-    def widget(self):
-        "The ipywidgets view (built on first use)."
-        if self._widget is None:
-            self._widget = self._build()
-            self._show()
-        return self._widget
-
-    def _repr_mimebundle_(self, **kwargs):
-        return self.widget._repr_mimebundle_(**kwargs)
-
-    def _safely(self, fn) -> None:
-        "Run an update from a widget callback; errors go to the status line instead of vanishing in the event loop."
-        try:
-            fn()
-        except Exception as e:  # shown to the user; the demo stays usable
-            get_logger(__name__).exception("widget update failed")
-            if self._widget is not None:
-                self.status.value = f"<span style='color:#b00'>{type(e).__name__}: {e}</span>"
-
-    def _build(self):
-        import ipywidgets as w
-        style, wide = {"description_width": "110px"}, w.Layout(width="320px")
-        self.controls = {}
-        for name, (low, high, step, _) in CONTROLS.items():
-            cls = w.IntSlider if name == "k" else w.FloatSlider
-            label = {"k": "K (frames)", "expression_strength": "strength"}.get(name, name.replace("_", " "))
-            self.controls[name] = cls(value=self._state[name], min=low, max=high, step=step, description=label,
-                                      continuous_update=True, style=style, layout=wide)
-        self.controls["expression"] = w.Dropdown(options=CHOICES["expression"], value=self._state["expression"],
-                                                 description="expression", style=style, layout=wide)
-        held_out = set(held_out_identities(SynthConfig(**SynthConfig.profile_changes("tiny"))))
-        options = [(f"synthetic {i}{' (test)' if i in held_out else ''}", f"synthetic:{i}") for i in range(SynthConfig().identities)]
-        options += [(f"sample {name}", f"sample:{name}") for name in sample_clips()]
-        if self.source.name not in [v for _, v in options]:
-            options.append((self.source.name, self.source.name))
-        self.controls["source"] = w.Dropdown(options=options, value=self.source.name, description="source", style=style, layout=wide)
-        self.upload = w.FileUpload(accept="image/*", multiple=False, description="upload photo")
-        reset = w.Button(description="reset sliders", layout=w.Layout(width="150px"))
-        for name, control in self.controls.items():
-            control.add_class(f"reenactbook-{name.replace('_', '-')}")
-            control.observe(self._on_control, names="value")
-        self.upload.observe(self._on_upload, names="value")
-        reset.on_click(lambda _: self._safely(self.reset))
-        self.status = w.HTML(layout=w.Layout(width="320px"))
-        self.status.add_class("reenactbook-status")
-        self.image = w.Image(format="png", layout=w.Layout(max_width="100%"))
-        self.image.add_class("reenactbook-figure")
-        self.table = w.HTML()
-        header = lambda text: w.HTML(f"<b>{text}</b>")
-        c = self.controls
-        panel = w.VBox([header("Source"), c["source"], self.upload, header("Attributes (landmarks.manipulate)"),
-                        *[c[a] for a in ATTRIBUTES], header("Expression"), c["expression"], c["expression_strength"],
-                        header("Head pose (degrees)"), c["yaw"], c["pitch"], c["roll"], header("Sequence"), c["k"],
-                        reset, self.status], layout=w.Layout(min_width="330px"))
-        box = w.HBox([panel, w.VBox([self.image, self.table])])
-        box.add_class("reenactbook-demo")
-        return box
-
-    def _sync_controls(self) -> None:
-        if self._widget is None:
-            return
-        self._syncing = True
-        try:
-            for name, control in self.controls.items():
-                if name == "source" and self._state["source"] not in [v for _, v in control.options]:
-                    control.options = [*control.options, (self._state["source"], self._state["source"])]
-                control.value = self._state[name]
-        finally:
-            self._syncing = False
-
-    def _on_control(self, change) -> None:
-        if self._syncing:
-            return
-        name = next(n for n, c in self.controls.items() if c is change["owner"])
-        if name == "source":
-            self._change_source(change["new"])
-            return
-        self._state[name] = self._check(name, change["new"])
-        self._outputs["reenacted"] = None
-        self._light()
-        if self.reenactor is not None:
-            self._heavy()
-
-    def _change_source(self, new) -> None:
-        "Load another source from the dropdown; on failure say why and go back to the previous one."
-        self.status.value = f"loading {new}..."
-        try:
-            self._set_source(new)
-        except Exception as e:
-            self._sync_controls()  # the dropdown back to the source still shown
-            self.status.value = f"<span style='color:#b00'>{type(e).__name__}: {e}</span>"
-            return
-        self._safely(self.update)
-
-    def _on_upload(self, change) -> None:
-        files = change["new"]
-        if not files:
-            return
-        item = files[0] if isinstance(files, (list, tuple)) else next(iter(files.values()))
-        self.status.value = f"aligning {item['name']}..."
-        self._safely(lambda: self.load_image(item["content"], f"upload:{item['name']}"))
-
-    def _show(self) -> None:
-        out = self._outputs
-        ok, png = cv2.imencode(".png", np.ascontiguousarray(out["figure"][..., ::-1]), [cv2.IMWRITE_PNG_COMPRESSION, 1])
-        self.image.value = png.tobytes()
-        sims = out["similarity"]
-        rows = []
-        for view, key in (("target p_t", "target"), ("LI", "li"), ("LSG", "lsg")):
-            landmark = sims["landmarks"][key]
-            if landmark is None:
-                continue
-            identity = sims["identity"][key] if sims["identity"] is not None else None
-            cell = lambda v: "-" if v is None else f"{np.mean(v):.3f}" + ("" if np.ndim(v) == 0 else f" (min {np.min(v):.3f})")
-            rows.append("<tr>" + "".join(f"<td style='padding:1px 12px 1px 0'>{v}</td>" for v in (view, cell(landmark), cell(identity))) + "</tr>")
-        yaw, pitch, roll = out["pose"]["target"]
-        header = "".join(f"<th style='text-align:left; padding-right:12px'>{h}</th>" for h in ("view", "landmark identity", "CSIM (reenacted)"))
-        self.table.value = (f"<table class='reenactbook-similarity'><tr>{header}</tr>"
-                            + "".join(rows) + f"</table><small>target head pose: yaw {yaw:.1f}, pitch {pitch:.1f}, roll {roll:.1f}</small>")
-        t = out["timings"]
-        note = f"landmarks {t['landmarks_ms']:.0f} ms"
-        if "reenact_ms" in t:
-            note += f", reenactment {t['reenact_ms']:.0f} ms"
-        elif self.reenactor is not None:
-            note += ", reenactment when the sliders settle"
+@patch
+def embedder(self: LandmarkDemo):
+    "The identity embedder for CSIM (`identity` argument; `None` when it cannot be loaded, see `identity_message`)."
+    if self._embedder is None and self._identity_spec is not None:
+        if isinstance(self._identity_spec, str):
+            try:
+                self._embedder = get_identity_embedder(self._identity_spec, self.device)
+            except ReenactbookError as e:
+                self.identity_message = f"no identity embedder: {e}"
+                self._identity_spec = None
         else:
-            note += " (no reenactor loaded)"
-        if self.reenactor is not None:
-            note += f"<br><small>reenactor {self.reenactor.card.get('name')}</small>"
-        if self.model_message:
-            note += f"<br><small>{self.model_message}</small>"
-        if self.identity_message:
-            note += f"<br><small>{self.identity_message}</small>"
-        self.status.value = note
+            self._embedder = self._identity_spec
+    return self._embedder
+
+# %% ../nbs/50_widgets.ipynb #c027
+@patch
+@torch.no_grad()
+def _reenact(self: LandmarkDemo) -> None:
+    "G(F_s, p) for p_t and every frame of LI and LSG, at the reenactor's resolution; CSIM to the source."
+    started = time.perf_counter()
+    out = self._outputs
+    r = self.reenactor.config.image_size
+    frames = [out["landmarks"][None], out["li"]] + ([out["lsg"]] if out["lsg"] is not None else [])
+    points = np.concatenate(frames) * (r / self.size)
+    sketches = render_sketch(points, r).to(self.device)
+    source = torch.from_numpy(_resize(self.source.image, r)).permute(2, 0, 1)[None].float().div(255).to(self.device)
+    faces = self._generate(self.reenactor.inputs(source, sketches)).clamp(0, 1)
+    images = _resize(_uint8(faces), self.size)
+    k = len(out["li"])
+    out["reenacted"] = {"target": images[0], "li": images[1:1 + k], "lsg": images[1 + k:] if out["lsg"] is not None else None}
+    self._last_reenacted = out["reenacted"]
+    embedder = self.embedder()
+    if embedder is not None:
+        if self._source_embedding is None:
+            self._source_embedding = embedder(source)
+        csim = (embedder(faces) * self._source_embedding).sum(-1).clamp(-1, 1).cpu().numpy().astype(np.float64)
+        out["similarity"]["identity"] = {"target": float(csim[0]), "li": csim[1:1 + k], "lsg": csim[1 + k:] if out["lsg"] is not None else None}
+    out["timings"]["reenact_ms"] = 1000 * (time.perf_counter() - started)
+
+@patch
+def figure(self: LandmarkDemo) -> np.ndarray:
+    "The composite image of the current views (uint8 RGB)."
+    return self._outputs["figure"]
+
+@patch
+def _refresh(self: LandmarkDemo) -> None:
+    stale = self._last_reenacted if self._outputs["reenacted"] is None else None
+    if stale is not None and len(stale["li"]) != len(self._outputs["li"]):
+        stale = None
+    self._outputs["figure"] = demo_figure(self._outputs, stale)
+    if self._widget is not None:
+        self._show()
+
+# %% ../nbs/50_widgets.ipynb #c029
+@patch
+def benchmark(self: LandmarkDemo, steps: int = 10, heavy: bool = False, control: str = "nose_width") -> dict:
+    "Median and max wall-clock milliseconds of `steps` updates, each after a change of `control`, and the median CPU time of this process (all threads; on a busy machine the wall time is longer). The state is restored."
+    before, (low, high, _, _) = self.state, CONTROLS[control]
+    times, cpu = [], []
+    for value in np.linspace(low, high, steps):
+        self._state[control] = float(value)
+        started, started_cpu = time.perf_counter(), time.process_time()
+        self.update(heavy=heavy)
+        times.append(1000 * (time.perf_counter() - started))
+        cpu.append(1000 * (time.process_time() - started_cpu))
+    self._state.update(before)
+    self.update()
+    return {"median_ms": float(np.median(times)), "max_ms": float(np.max(times)), "cpu_ms": float(np.median(cpu)),
+            "steps": steps, "heavy": heavy, "size": self.size, "reenactor": self.reenactor is not None}
+
+@patch(as_prop=True)
+def widget(self: LandmarkDemo):
+    "The ipywidgets view (built on first use)."
+    if self._widget is None:
+        self._widget = self._build()
+        self._show()
+    return self._widget
+
+@patch
+def _repr_mimebundle_(self: LandmarkDemo, **kwargs):
+    return self.widget._repr_mimebundle_(**kwargs)
+
+@patch
+def _safely(self: LandmarkDemo, fn) -> None:
+    "Run an update from a widget callback; errors go to the status line instead of vanishing in the event loop."
+    try:
+        fn()
+    except Exception as e:  # shown to the user; the demo stays usable
+        get_logger(__name__).exception("widget update failed")
+        if self._widget is not None:
+            self.status.value = f"<span style='color:#b00'>{type(e).__name__}: {e}</span>"
+
+# %% ../nbs/50_widgets.ipynb #c031
+@patch
+def _build(self: LandmarkDemo):
+    import ipywidgets as w  # heavy, and needed only when the widget is shown
+    style, wide = {"description_width": "110px"}, w.Layout(width="320px")
+    self.controls = {}
+    for name, (low, high, step, _) in CONTROLS.items():
+        cls = w.IntSlider if name == "k" else w.FloatSlider
+        label = {"k": "K (frames)", "expression_strength": "strength"}.get(name, name.replace("_", " "))
+        self.controls[name] = cls(value=self._state[name], min=low, max=high, step=step, description=label,
+                                  continuous_update=True, style=style, layout=wide)
+    self.controls["expression"] = w.Dropdown(options=CHOICES["expression"], value=self._state["expression"],
+                                             description="expression", style=style, layout=wide)
+    held_out = set(held_out_identities(SynthConfig(**SynthConfig.profile_changes("tiny"))))
+    options = [(f"synthetic {i}{' (test)' if i in held_out else ''}", f"synthetic:{i}") for i in range(SynthConfig().identities)]
+    options += [(f"sample {name}", f"sample:{name}") for name in sample_clips()]
+    if self.source.name not in [v for _, v in options]:
+        options.append((self.source.name, self.source.name))
+    self.controls["source"] = w.Dropdown(options=options, value=self.source.name, description="source", style=style, layout=wide)
+    self.upload = w.FileUpload(accept="image/*", multiple=False, description="upload photo")
+    reset = w.Button(description="reset sliders", layout=w.Layout(width="150px"))
+    for name, control in self.controls.items():
+        control.add_class(f"reenactbook-{name.replace('_', '-')}")
+        control.observe(self._on_control, names="value")
+    self.upload.observe(self._on_upload, names="value")
+    reset.on_click(lambda _: self._safely(self.reset))
+    self.status = w.HTML(layout=w.Layout(width="320px"))
+    self.status.add_class("reenactbook-status")
+    self.image = w.Image(format="png", layout=w.Layout(max_width="100%"))
+    self.image.add_class("reenactbook-figure")
+    self.table = w.HTML()
+    header = lambda text: w.HTML(f"<b>{text}</b>")
+    controls = self.controls
+    panel = w.VBox([header("Source"), controls["source"], self.upload, header("Attributes (landmarks.manipulate)"),
+                    *[controls[a] for a in ATTRIBUTES], header("Expression"), controls["expression"], controls["expression_strength"],
+                    header("Head pose (degrees)"), controls["yaw"], controls["pitch"], controls["roll"], header("Sequence"), controls["k"],
+                    reset, self.status], layout=w.Layout(min_width="330px"))
+    box = w.HBox([panel, w.VBox([self.image, self.table])])
+    box.add_class("reenactbook-demo")
+    return box
+
+# %% ../nbs/50_widgets.ipynb #c033
+@patch
+def _sync_controls(self: LandmarkDemo) -> None:
+    if self._widget is None:
+        return
+    self._syncing = True
+    try:
+        for name, control in self.controls.items():
+            if name == "source" and self._state["source"] not in [v for _, v in control.options]:
+                control.options = [*control.options, (self._state["source"], self._state["source"])]
+            control.value = self._state[name]
+    finally:
+        self._syncing = False
+
+@patch
+def _on_control(self: LandmarkDemo, change) -> None:
+    if self._syncing:
+        return
+    name = next(n for n, c in self.controls.items() if c is change["owner"])
+    if name == "source":
+        self._change_source(change["new"])
+        return
+    self._state[name] = self._check(name, change["new"])
+    self._outputs["reenacted"] = None
+    self._light()
+    if self.reenactor is not None:
+        self._heavy()
+
+# %% ../nbs/50_widgets.ipynb #c035
+@patch
+def _change_source(self: LandmarkDemo, new) -> None:
+    "Load another source from the dropdown; on failure say why and go back to the previous one."
+    self.status.value = f"loading {new}..."
+    try:
+        self._set_source(new)
+    except Exception as e:
+        self._sync_controls()  # the dropdown back to the source still shown
+        self.status.value = f"<span style='color:#b00'>{type(e).__name__}: {e}</span>"
+        return
+    self._safely(self.update)
+
+@patch
+def _on_upload(self: LandmarkDemo, change) -> None:
+    files = change["new"]
+    if not files:
+        return
+    item = files[0] if isinstance(files, (list, tuple)) else next(iter(files.values()))
+    self.status.value = f"aligning {item['name']}..."
+    self._safely(lambda: self.load_image(item["content"], f"upload:{item['name']}"))
+
+# %% ../nbs/50_widgets.ipynb #c037
+@patch
+def _show(self: LandmarkDemo) -> None:
+    out = self._outputs
+    ok, png = cv2.imencode(".png", np.ascontiguousarray(out["figure"][..., ::-1]), [cv2.IMWRITE_PNG_COMPRESSION, 1])
+    self.image.value = png.tobytes()
+    sims = out["similarity"]
+    rows = []
+    for view, key in (("target p_t", "target"), ("LI", "li"), ("LSG", "lsg")):
+        landmark = sims["landmarks"][key]
+        if landmark is None:
+            continue
+        identity = sims["identity"][key] if sims["identity"] is not None else None
+        cell = lambda v: "-" if v is None else f"{np.mean(v):.3f}" + ("" if np.ndim(v) == 0 else f" (min {np.min(v):.3f})")
+        rows.append("<tr>" + "".join(f"<td style='padding:1px 12px 1px 0'>{v}</td>" for v in (view, cell(landmark), cell(identity))) + "</tr>")
+    yaw, pitch, roll = out["pose"]["target"]
+    header = "".join(f"<th style='text-align:left; padding-right:12px'>{h}</th>" for h in ("view", "landmark identity", "CSIM (reenacted)"))
+    self.table.value = (f"<table class='reenactbook-similarity'><tr>{header}</tr>"
+                        + "".join(rows) + f"</table><small>target head pose: yaw {yaw:.1f}, pitch {pitch:.1f}, roll {roll:.1f}</small>")
+    t = out["timings"]
+    note = f"landmarks {t['landmarks_ms']:.0f} ms"
+    if "reenact_ms" in t:
+        note += f", reenactment {t['reenact_ms']:.0f} ms"
+    elif self.reenactor is not None:
+        note += ", reenactment when the sliders settle"
+    else:
+        note += " (no reenactor loaded)"
+    if self.reenactor is not None:
+        note += f"<br><small>reenactor {self.reenactor.card.get('name')}</small>"
+    if self.model_message:
+        note += f"<br><small>{self.model_message}</small>"
+    if self.identity_message:
+        note += f"<br><small>{self.identity_message}</small>"
+    self.status.value = note

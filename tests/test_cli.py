@@ -10,7 +10,7 @@ from packaging.requirements import Requirement
 
 from reenactbook import __version__
 from reenactbook.cli import main
-from reenactbook.core import load_options
+from reenactbook.config import load_options
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -8,9 +8,10 @@ import numpy as np
 import pytest
 import torch
 
-from reenactbook.core import (CheckpointError, CheckpointMismatchError, ConfigError, Options, atomic_write, load_checkpoint,
-                              load_module_state, load_options, rng_state, save_checkpoint, seed_everything, set_rng_state,
-                              torch_load, write_text)
+from reenactbook.core import (CheckpointError, CheckpointMismatchError, ConfigError, atomic_write, rng_state, seed_everything,
+                              set_rng_state, write_text)
+from reenactbook.config import Options, load_options
+from reenactbook.checkpoints import load_checkpoint, load_module_state, save_checkpoint, torch_load
 
 
 def test_config_overrides_and_json_round_trip(tmp_path):
@@ -132,12 +133,12 @@ def test_seeding_is_reproducible():
 def test_read_json_names_the_file_and_uses_the_callers_errors(tmp_path):
     from reenactbook.core import CorruptWeightsError, MissingWeightsError, read_json
     with pytest.raises(MissingWeightsError, match=r"nothing\.json: no such weights manifest"):
-        read_json(tmp_path / "nothing.json", "weights manifest", MissingWeightsError, CorruptWeightsError)
+        read_json(tmp_path / "nothing.json", "weights manifest", missing=MissingWeightsError, invalid=CorruptWeightsError)
     (tmp_path / "bad.json").write_text("{not json")
     with pytest.raises(CorruptWeightsError, match=r"bad\.json: not a valid weights manifest"):
-        read_json(tmp_path / "bad.json", "weights manifest", MissingWeightsError, CorruptWeightsError)
+        read_json(tmp_path / "bad.json", "weights manifest", missing=MissingWeightsError, invalid=CorruptWeightsError)
     with pytest.raises(ConfigError, match="not a valid options file"):
-        read_json(tmp_path / "bad.json", "options file", ConfigError)
+        read_json(tmp_path / "bad.json", "options file", missing=ConfigError)
     (tmp_path / "good.json").write_text('{"a": [1, 2]}')
     assert read_json(tmp_path / "good.json") == {"a": [1, 2]}
 
@@ -184,3 +185,19 @@ def test_missing_gpus_are_clear_errors(two_gpus, monkeypatch):
         get_device("cuda")
     with pytest.raises(ConfigError, match="unknown device 'tpu7'"):
         get_device("tpu7")
+
+
+def test_every_section_is_declared_where_the_profile_table_says():
+    from reenactbook.config import config_sections
+    from reenactbook.profiles import PROFILE_CHANGES, SECTION_HOMES
+    sections = config_sections()
+    assert {name: sections[name].__module__ for name in SECTION_HOMES} == SECTION_HOMES
+    for profile, rows in PROFILE_CHANGES.items():
+        assert set(rows) <= set(SECTION_HOMES), profile
+
+
+def test_a_section_the_table_promises_but_no_module_registers_is_a_clear_error(monkeypatch):
+    from reenactbook.profiles import SECTION_HOMES
+    monkeypatch.setitem(SECTION_HOMES, "ghost", "reenactbook.core")
+    with pytest.raises(ConfigError, match="ghost"):
+        load_options("tiny")

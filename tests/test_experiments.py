@@ -35,6 +35,55 @@ def test_every_notebook_takes_the_runner_parameters():
         assert not any(outputs), f"{notebook.name}: stored with outputs; store the notebooks clean"
 
 
+
+def test_experiment_setup_resolves_folders_from_the_repository_root(tmp_path, monkeypatch):
+    from reenactbook.experiments import experiment_setup
+    (tmp_path / "experiments").mkdir()
+    monkeypatch.chdir(tmp_path / "experiments")                     # where papermill runs the notebooks
+    setup = experiment_setup("results/tiny/05_x", data_root="data/prepared", device="cpu")
+    assert setup.root == tmp_path and setup.results == tmp_path / "results" / "tiny" / "05_x" and setup.results.is_dir()
+    assert setup.data_root == str(tmp_path / "data" / "prepared") and setup.device.type == "cpu" and setup.manifest is None
+    assert setup.options.run.data_root == setup.data_root
+    with pytest.raises(FileNotFoundError, match="run experiments/00_train_tiny.ipynb first"):
+        experiment_setup("results/tiny/05_x", models_manifest="")   # default: 00_train_tiny/models.json beside the results
+    (tmp_path / "results" / "tiny" / "00_train_tiny").mkdir()
+    (tmp_path / "results" / "tiny" / "00_train_tiny" / "models.json").write_text('{"reenactors": {}}')
+    assert experiment_setup("results/tiny/05_x", models_manifest="").manifest == {"reenactors": {}}
+
+
+def _setup_statements(notebook: Path) -> str:
+    "The setup cell of a notebook up to the line that unpacks `setup` (what every notebook shares; its models are loaded after)."
+    import ast
+    cells = [c for c in json.loads(notebook.read_text())["cells"] if c["cell_type"] == "code"]
+    source = "".join(cells[1]["source"])
+    statements = ast.parse(source).body
+    call = next(i for i, s in enumerate(statements) if isinstance(s, ast.Assign) and ast.unparse(s.targets[0]) == "setup")
+    return "\n".join(ast.get_source_segment(source, s) for s in statements[: call + 2])  # the call and the line unpacking it
+
+
+def test_every_notebook_runs_the_shared_setup(tmp_path, monkeypatch):
+    "The parameters cell and the setup of every experiment notebook run, with its results folder in a temporary place."
+    import torch
+    from reenactbook.experiments import experiment_notebooks
+    monkeypatch.chdir(EXPERIMENTS)
+    (tmp_path / "models.json").write_text('{"lsg": {}, "reenactors": {}}')
+    threads = torch.get_num_threads()
+    try:
+        for notebook in experiment_notebooks(EXPERIMENTS):
+            code = _setup_statements(notebook)
+            assert "experiment_setup(results_dir" in code and "Path.cwd()" not in code, notebook.name
+            namespace = {}
+            exec(_parameters_cell(notebook), namespace)
+            namespace.update(results_dir=str(tmp_path / notebook.stem), device="cpu")
+            if "models_manifest" in namespace:
+                namespace["models_manifest"] = str(tmp_path / "models.json")
+            exec(code, namespace)
+            setup = namespace["setup"]
+            assert setup.results == tmp_path / notebook.stem and setup.results.is_dir() and setup.root == REPO, notebook.name
+            assert (setup.manifest is not None) == ("models_manifest" in namespace), notebook.name
+    finally:
+        torch.set_num_threads(threads)
+
 def _suite_models() -> Path | None:
     "models.json of an earlier `reenactbook reproduce --profile tiny` from this checkout, when its checkpoints still exist."
     manifest = REPO / "results" / "tiny" / "00_train_tiny" / "models.json"
@@ -47,8 +96,8 @@ def _suite_models() -> Path | None:
 
 def _quick_models(folder: Path) -> Path:
     "A minute-free stand-in for 00_train_tiny: a tiny LSG (cached) and a one-step reenactor; they test the notebook, not the models."
-    from reenactbook.lsg import pretrained_lsg
-    from reenactbook.core import load_options
+    from reenactbook.lsg_train import pretrained_lsg
+    from reenactbook.config import load_options
     from reenactbook.train import train_reenactor
     lsg = pretrained_lsg("tiny", {"lsg.steps": 20, "lsg.hidden": 16, "lsg.head_hidden": 32, "lsg.batch_size": 16,
                                   "lsg.checkpoint_every": 20, "lsg.log_every": 10}, device="cpu")
@@ -119,7 +168,7 @@ def test_reproduce_runner_reports_merges_only_runs_and_names_the_failing_cell(tm
 
 def _time_split_models(folder: Path) -> Path:
     "A one-step tiny reenactor trained with the tiny profile's time split (views.time_holdout=0.2), as 00 trains them."
-    from reenactbook.core import load_options
+    from reenactbook.config import load_options
     from reenactbook.train import train_reenactor, training_dataset
     from reenactbook.views import apply_time_split
     options = load_options("tiny", {"reenactor.ngf": 4, "reenactor.ndf": 4, "reenactor.n_blocks": 1, "train.batch_size": 2,
@@ -160,7 +209,7 @@ def test_self_reenactment_and_finetune_notebooks_write_their_tables(tmp_path):
 
 def test_a_model_without_a_time_split_is_refused_by_the_self_reenactment_notebook(tmp_path):
     import papermill
-    from reenactbook.core import load_options
+    from reenactbook.config import load_options
     from reenactbook.reenactor import Reenactor
     options = load_options("tiny", {"views.time_holdout": 0.0, "reenactor.ngf": 4, "reenactor.ndf": 4, "reenactor.n_blocks": 1})
     checkpoint = Reenactor(options.reenactor).save(tmp_path / "m.safetensors", {"options": options.to_dict()})

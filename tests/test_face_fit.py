@@ -8,7 +8,7 @@ from reenactbook.face_fit import (fit_faces, interpolate_3d, layout_98_weights, 
                                   project, random_faces, slerp_rotation)
 from reenactbook.landmarks import MEAN_FACE_3D, MEAN_FACE_3D_98, WFLW98_TO_68, nme
 from reenactbook.lsg import linear_interpolation
-from reenactbook.synthetic import camera_rotation, face_model
+from reenactbook.face_model import camera_rotation, face_model
 
 
 def turned_face(identity, yaw, expression=None, size=64.0):
@@ -124,8 +124,63 @@ def test_interpolate_3d_beats_li_across_a_head_turn():
 def test_interpolate_3d_without_residual_drops_what_the_model_cannot_express():
     clean = random_faces(20, seed=8)[0].repeat(2, 1, 1)                                # start and end: one person, two noise draws
     noisy = clean + torch.randn(clean.shape, generator=torch.Generator().manual_seed(0)) * 2.0
-    model_only = interpolate_3d(noisy[:20], noisy[20:], 5, keep_residual=False)
+    model_only = interpolate_3d(noisy[:20], noisy[20:], 5, residual="none")
     kept = interpolate_3d(noisy[:20], noisy[20:], 5)
     error = lambda seq: float((seq[:, 0] - clean[:20]).norm(dim=-1).mean())
     assert error(kept) == pytest.approx(float((noisy[:20] - clean[:20]).norm(dim=-1).mean()), rel=1e-4)   # exactly the noisy input
     assert error(model_only) < 0.7 * error(kept)                                          # the model's projection removes much of the noise
+
+
+def noisy_windows(count=32, noise=2.0, seed=5):
+    "Model-made motions `[B, 8, 68, 2]` (no residual) and their endpoints with `noise` px of Gaussian noise."
+    faces = torch.as_tensor(random_faces(2 * count, seed=seed, max_yaw=30)[0], dtype=torch.float32).reshape(count, 2, 68, 2)
+    clean = interpolate_3d(faces[:, 0], faces[:, 1], 8, residual="none")
+    noisy = clean[:, [0, -1]] + noise * torch.randn(count, 2, 68, 2, generator=torch.Generator().manual_seed(seed))
+    return clean, noisy
+
+
+def test_denoised_residual_keeps_endpoints_and_carries_less_noise_than_li_weights():
+    clean, noisy = noisy_windows()
+    denoised = interpolate_3d(noisy[:, 0], noisy[:, 1], 8)
+    linear = interpolate_3d(noisy[:, 0], noisy[:, 1], 8, residual="linear")
+    assert torch.equal(denoised[:, 0], noisy[:, 0]) and torch.equal(denoised[:, -1], noisy[:, 1])
+    error = lambda seq: float((seq[:, 1:-1] - clean[:, 1:-1]).norm(dim=-1).mean())
+    assert error(denoised) < 0.9 * error(linear)
+    assert error(linear) < 1.05 * error(linear_interpolation(noisy[:, 0], noisy[:, 1], 8))
+
+
+def test_denoised_residual_keeps_li_weights_for_smooth_detail_and_not_for_noise():
+    from reenactbook.face_fit import residual_weights
+    angle = torch.arange(68, dtype=torch.float32)
+    detail = torch.stack([torch.sin(angle / 4.0), torch.cos(angle / 5.0)], -1) * 3.0       # smooth along the contours, px
+    drift = torch.stack([torch.sin(angle / 6.0), torch.zeros(68)], -1)                    # a smooth misfit that changes
+    smooth = torch.stack([detail, detail + drift])[None]                                  # [1, 2, 68, 2]: one face, no noise
+    weights = residual_weights(smooth, 8)
+    li = torch.stack([1 - torch.linspace(0, 1, 8), torch.linspace(0, 1, 8)], -1)
+    torch.testing.assert_close(weights[0], li, atol=0.03, rtol=0)
+    noise = torch.randn(1, 2, 68, 2, generator=torch.Generator().manual_seed(0)) * 2.0
+    noisy = residual_weights(noise, 8)[0]
+    assert noisy[0, 0] == 1 and noisy[-1, 1] == 1 and noisy[0, 1] == 0 and noisy[-1, 0] == 0   # endpoints keep their own
+    assert float(noisy[3:5].sum(-1).max()) < 0.3                                          # pure noise hardly reaches the middle
+
+
+def test_carried_residuals_turn_with_the_head_and_return_each_endpoint_exactly():
+    from reenactbook.face_fit import carried_residuals
+    clean, noisy = noisy_windows(count=4)
+    fit = fit_faces(noisy, share_identity=True)
+    w = torch.linspace(0, 1, 5)
+    rotation = slerp_rotation(fit.rotation[:, 0], fit.rotation[:, 1], w)
+    scale = torch.exp((1 - w) * fit.scale[:, :1].log() + w * fit.scale[:, 1:].log())
+    carried, lifted = carried_residuals(fit, rotation, scale)
+    assert carried.shape == (4, 5, 2, 68, 2) and lifted.shape == (4, 2, 68, 3)
+    torch.testing.assert_close(carried[:, 0, 0], fit.residual[:, 0], atol=1e-4, rtol=0)
+    torch.testing.assert_close(carried[:, -1, 1], fit.residual[:, 1], atol=1e-4, rtol=0)
+
+
+def test_interpolate_3d_refuses_an_unknown_residual_mode_and_takes_98_points():
+    points = torch.as_tensor(random_faces(2, seed=2)[0], dtype=torch.float32)
+    with pytest.raises(InputError, match="residual must be one of"):
+        interpolate_3d(points[0], points[1], 4, residual="smooth")
+    faces98 = torch.as_tensor(MEAN_FACE_3D_98[:, :2], dtype=torch.float32) * 60 + 128
+    out = interpolate_3d(faces98, faces98 + 3.0, 5)
+    assert out.shape == (5, 98, 2) and torch.equal(out[0], faces98) and torch.equal(out[-1], faces98 + 3.0)

@@ -290,3 +290,40 @@ def test_bad_inputs_raise_input_errors(landmark_net, recognizer):
         landmark_net.landmarks_in_boxes(np.zeros((50, 60, 3), np.uint8), [[70, 0, 90, 20]])
     with pytest.raises(InputError, match="uint8 HxWx3"):
         landmark_net.landmarks_in_boxes(np.zeros((50, 60), np.uint8), [[0, 0, 20, 20]])
+
+
+def _grouped_chips(images, points, size=150, padding=0.25):
+    "The former five_point_chip: one pyramid level per face read on the host, the faces of a level sampled together."
+    where, sides = faceapi._chip_grid(points, size, padding)
+    levels = []
+    for side in sides.tolist():
+        level = 0
+        while (side + 1) / 2 > size:
+            side, level = (side + 1) / 2, level + 1
+        levels.append(level)
+    chips, level_images = torch.zeros(len(images), 3, size, size), images.float()
+    for level in range(max(levels) + 1):
+        for i in (i for i, face_level in enumerate(levels) if face_level == level):
+            chips[i] = faceapi._sample_level(level_images[i:i + 1], where[i:i + 1], level)[0]
+        level_images = faceapi._pyramid_down(level_images)
+    return chips
+
+
+def test_five_point_chip_makes_no_host_sync():
+    "Each face's pyramid level is chosen on the device: the chips build on the meta device (which has no values to read, so any host read raises), equal the grouped per-face levels exactly, and on CUDA run under sync debug mode 'error'."
+    template = (torch.tensor(faceapi.DLIB_FIVE_POINT_TEMPLATE) + 0.25) / 1.5 * 150
+    points = torch.stack([template * scale + 4 for scale in (0.5, 1.9, 2.2, 4.5, 9.0)])  # levels 0, 0, 1, 2, 3
+    images = torch.rand(5, 3, 420, 420, generator=torch.Generator().manual_seed(0))
+    chips = five_point_chip(images.to("meta"), points.to("meta"))
+    assert chips.shape == (5, 3, 150, 150) and chips.device.type == "meta"
+    expected = _grouped_chips(images, points)
+    assert torch.equal(five_point_chip(images, points), expected)
+    if torch.cuda.is_available():
+        images_cuda, points_cuda = images.cuda(), points.cuda()
+        torch.cuda.synchronize()
+        torch.cuda.set_sync_debug_mode("error")
+        try:
+            got = five_point_chip(images_cuda, points_cuda)
+        finally:
+            torch.cuda.set_sync_debug_mode(0)
+        torch.testing.assert_close(got.cpu(), expected, atol=1e-4, rtol=0)

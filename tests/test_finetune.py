@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from reenactbook.core import CheckpointError, ConfigError, InputError, load_options
+from reenactbook.core import CheckpointError, ConfigError, InputError
+from reenactbook.config import load_options
 from reenactbook.finetune import (FinetuneConfig, PersonPhotos, augment, finetune, finetune_cli, identity_similarity,
                                   jitter_colors, load_for_finetuning, random_similarity, save_finetuned)
 from reenactbook.landmarks import LAYOUTS
@@ -62,11 +63,12 @@ def test_finetune_adapts_g_and_saves_a_reenactor_with_a_card(dataset, base, tmp_
     model, options, path = load_for_finetuning(base, "cpu")
     photos = PersonPhotos.from_dataset(dataset, dataset.rows(identities=["id01"])[:2], 32)
     before = [p.detach().clone() for p in model.generator.parameters()]
-    result = finetune(model, options, photos, FinetuneConfig(steps=3, batch_size=2), show_progress=False)
+    result = finetune(model, options, photos, config=FinetuneConfig(steps=3, batch_size=2), show_progress=False)
     assert result["steps"] == 3 and result["loss_terms"] == ["adversarial", "feature_matching"]
     assert all(np.isfinite(v) for v in result["losses"].values())
     assert any(not torch.equal(a, b) for a, b in zip(before, model.generator.parameters()))
-    out = save_finetuned(model, options, tmp_path / "models" / "ft.safetensors", "tiny-ft-id01", path, photos, result, {"identity_after": 0.6})
+    out = save_finetuned(model, options, tmp_path / "models" / "ft.safetensors", name="tiny-ft-id01", base=path, photos=photos, result=result,
+                         metrics={"identity_after": 0.6})
     reloaded = Reenactor.from_checkpoint(out, discriminator=False)
     torch.testing.assert_close(reloaded.generator.state_dict(), model.generator.state_dict())
     card = json.loads((tmp_path / "models" / "ft.card.json").read_text())
@@ -91,12 +93,12 @@ def test_bad_inputs_are_named(base, dataset, tmp_path):
     model, options, _ = load_for_finetuning(base, "cpu")
     photos = PersonPhotos.from_dataset(dataset, dataset.rows(identities=["id01"])[:1], 16)
     with pytest.raises(InputError, match="16 px but the reenactor works at 32 px"):
-        finetune(model, options, photos, FinetuneConfig(steps=1, batch_size=1), show_progress=False)
+        finetune(model, options, photos, config=FinetuneConfig(steps=1, batch_size=1), show_progress=False)
     with pytest.raises(ConfigError, match="finetune.steps"):
         FinetuneConfig(steps=0)
     with pytest.raises(InputError, match="PersonPhotos"):
         PersonPhotos(torch.rand(2, 3, 8, 8), torch.rand(1, 68, 2), torch.rand(2, 68, 2))
-    from reenactbook.core import save_checkpoint
+    from reenactbook.checkpoints import save_checkpoint
     lsg = save_checkpoint(tmp_path / "lsg.safetensors", {"generator": {"w": torch.zeros(1)}}, {"kind": "lsg"})
     with pytest.raises(CheckpointError, match="LSG checkpoint, not a reenactor"):
         load_for_finetuning(lsg, "cpu")

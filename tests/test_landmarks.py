@@ -6,12 +6,16 @@ import pytest
 import torch
 from PIL import Image
 
-from reenactbook.core import DataError, InputError, load_options
-from reenactbook.landmarks import (ATTRIBUTES, eye_angle, LAYOUT_68, LAYOUT_98, MEAN_FACE_3D, MEAN_FACE_3D_98, TEMPLATE_68, WFLW98_TO_68,
-                                   align_face, alignment_matrix, attribute_field, camera_matrix, euler_angles, head_pose,
-                                   interocular_distance, invert_transform, jerk, layout_for, manipulate, nme, normalize_landmarks,
-                                   paste_back, project_points, read_coco_keypoints, read_pts, render_sketch, rotation_matrix,
-                                   similarity_transform, template_points, transform_points, velocity, wflw98_to_68, write_pts)
+from reenactbook.core import DataError, InputError
+from reenactbook.config import load_options
+from reenactbook.landmarks import (LAYOUT_68, LAYOUT_98, MEAN_FACE_3D, MEAN_FACE_3D_98, TEMPLATE_68, WFLW98_TO_68,
+                                   interocular_distance, layout_for, nme, normalize_landmarks, read_coco_keypoints, read_pts,
+                                   template_points, wflw98_to_68, write_pts)
+from reenactbook.sketch import render_sketch
+from reenactbook.alignment import (ATTRIBUTES, eye_angle, align_face, alignment_matrix, attribute_field, camera_matrix,
+                                   euler_angles, head_pose, invert_transform, manipulate, paste_back, project_points,
+                                   rotation_matrix, similarity_transform, transform_points)
+from reenactbook.smoothing import jerk, velocity
 
 
 # ---------------------------------------------------------------- helpers
@@ -125,7 +129,7 @@ def test_sketch_backends_agree_batched_and_any_size():
     assert (a & b).sum() / (a | b).sum() > 0.75
     assert abs(cv.sum() - th.sum()) < 0.1 * cv.sum()
     for width in (1.0, 3.0, 5.0, 8.0):  # the same stroke width on both backends, whatever is asked
-        cv_w, th_w = render_sketch(faces[:1], 256, width, backend="opencv"), render_sketch(faces[:1], 256, width, backend="torch")
+        cv_w, th_w = render_sketch(faces[:1], 256, thickness=width, backend="opencv"), render_sketch(faces[:1], 256, thickness=width, backend="torch")
         assert abs(cv_w.sum() - th_w.sum()) < 0.12 * cv_w.sum(), width
     # a face drawn at 512 is the face drawn at 128, bigger
     small, big = render_sketch(faces[0] / 2, 128), render_sketch(faces[0] * 2 + 0.5, 512)
@@ -378,7 +382,7 @@ def test_geometry_helpers_take_low_precision_torch_inputs_outside_autocast(dtype
 # ---------------------------------------------------------------- One-Euro filter
 
 def test_one_euro_filter_smooths_a_still_face_and_follows_a_moving_one():
-    from reenactbook.landmarks import one_euro_filter
+    from reenactbook.smoothing import one_euro_filter
     rng = np.random.default_rng(0)
     g = template_points(256)
     noisy = g[None] + rng.normal(0, 1.0, (60, 68, 2))

@@ -7,87 +7,16 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from reenactbook.core import ConfigError, InputError, load_options
+from reenactbook.core import ConfigError, InputError
+from reenactbook.config import load_options
 from reenactbook.losses import (LOSS_PRESETS, LOSS_TERMS, LossConfig, ReenactorLoss, boundary_indices, boundary_loss,
                                 discriminator_adversarial_loss, feature_matching_loss, frozen, generator_adversarial_loss,
                                 identity_loss, mask_loss, perceptual_loss, with_preset, _floats)
 from reenactbook.reenactor import Reenactor, ReenactorConfig
 
+from conftest import StandInEmbedder, StandInFeatures, StandInLandmarks, stand_ins, template
+
 SIZE = 32
-
-
-# ---------------------------------------------------------------- stand-ins with the interfaces of reenactbook.pretrained
-class StandInFeatures(nn.Module):
-    backend = "stand-in"
-
-    def __init__(self):
-        super().__init__()
-        self.layers = nn.ModuleList([nn.Conv2d(3, 8, 3, 2, 1), nn.Conv2d(8, 16, 3, 2, 1), nn.Conv2d(16, 16, 3, 2, 1)])
-
-    def forward(self, x):
-        features = []
-        for layer in self.layers:
-            x = torch.relu(layer(x))
-            features.append(x)
-        return features
-
-
-class StandInEmbedder(nn.Module):
-    backend = "stand-in"
-
-    def __init__(self):
-        super().__init__()
-        self.net = nn.Sequential(nn.Conv2d(3, 16, 5, 4, 2), nn.Tanh(), nn.Conv2d(16, 16, 3, 2, 1),
-                                 nn.AdaptiveAvgPool2d(4), nn.Flatten())
-
-    def forward(self, x, landmarks=None):
-        self.last_landmarks = landmarks
-        return F.normalize(self.net(x), dim=-1)
-
-
-class StandInLandmarks(nn.Module):
-    "Brightness centroid in a Gaussian window around each template point: moves with the image content."
-    backend, differentiable = "stand-in", True
-
-    def __init__(self, template, width=0.08):
-        super().__init__()
-        self.register_buffer("template", template.float())
-        self.width = width
-
-    def landmarks_aligned(self, images):
-        h, w = images.shape[-2:]
-        ys, xs = torch.meshgrid(torch.arange(h, dtype=images.dtype), torch.arange(w, dtype=images.dtype), indexing="ij")
-        centres = self.template * images.new_tensor([w, h])
-        window = torch.exp(-((xs - centres[:, :1, None]) ** 2 + (ys - centres[:, 1:, None]) ** 2) / (2 * (self.width * w) ** 2))
-        weight = images.mean(1, keepdim=True) * window + 1e-6 * window
-        weight = weight / weight.sum((-2, -1), keepdim=True)
-        return torch.stack([(weight * xs).sum((-2, -1)), (weight * ys).sum((-2, -1))], -1)
-
-
-class CountingMasker:
-    backend = "stand-in"
-
-    def __init__(self):
-        self.calls = 0
-
-    def __call__(self, images, landmarks=None):
-        self.calls += 1
-        mask = torch.zeros_like(images[:, :1])
-        h, w = images.shape[-2:]
-        mask[..., h // 4: 3 * h // 4, w // 4: 3 * w // 4] = 1
-        return mask
-
-
-def template():
-    g = torch.Generator().manual_seed(1)
-    return torch.rand(68, 2, generator=g) * 0.5 + 0.25
-
-
-def stand_ins(**changes):
-    torch.manual_seed(0)
-    nets = dict(identity_embedder=StandInEmbedder(), perceptual_features=StandInFeatures(),
-                landmark_detector=StandInLandmarks(template()), face_masker=CountingMasker())
-    return {**nets, **changes}
 
 
 def faces(n=2, seed=0, size=SIZE):
@@ -442,7 +371,8 @@ def real_faces(samples_root):
     "Three people's faces in the dataset alignment at 128 px, with their landmarks [3, 68, 2]."
     from PIL import Image
 
-    from reenactbook.landmarks import align_face, read_pts
+    from reenactbook.landmarks import read_pts
+    from reenactbook.alignment import align_face
     images, points = [], []
     for stem in PEOPLE:
         path = next(p for p in (samples_root / f"{stem}.png", samples_root / f"{stem}.jpg") if p.is_file())

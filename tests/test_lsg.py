@@ -1,18 +1,26 @@
-"""The landmark sequence generator (reenactbook.lsg): networks, the LI baseline, training, resume, inference, CLI, evaluation."""
+"""The landmark sequence generator (reenactbook.lsg, lsg_inputs, lsg_train): networks, the LI baseline, training, resume, inference, CLI, evaluation."""
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-from reenactbook.core import CheckpointError, ConfigError, InputError, load_checkpoint, load_options, save_checkpoint
+from reenactbook.core import CheckpointError, ConfigError, InputError
+from reenactbook.config import load_options
+from reenactbook.checkpoints import load_checkpoint, save_checkpoint
 from reenactbook.lsg import (IdentityConsistencyDiscriminator, HiddenIdentityClassifier, LandmarkIdentityClassifier,
-                             LandmarkSequenceGenerator, LandmarkSequenceNet, RealnessDiscriminator, LSGTrainer,
-                             generate_sequence, head_rotation, interpolation_base, linear_interpolation, lsg_cli, lsg_windows, max_frames,
-                             pretrained_lsg, rotation_trajectory, sketch_strip, train_lsg, train_lsg_cli)
+                             LandmarkSequenceGenerator, LandmarkSequenceNet, RealnessDiscriminator, denoise_endpoints,
+                             generate_sequence, head_rotation, interpolation_base, linear_interpolation, rotation_trajectory, sketch_strip)
+from reenactbook.lsg_inputs import eye_centre_scale
+from reenactbook.lsg_train import LSGTrainer, lsg_cli, lsg_windows, max_frames, pretrained_lsg, train_lsg, train_lsg_cli
+from reenactbook.face_model import camera_rotation, face_model
+from reenactbook.landmarks import WFLW98_TO_68, interocular_distance, read_pts, write_pts
 from reenactbook.lsg_eval import evaluate_sequences
+from reenactbook.tracks import sample_tracks
 from reenactbook.views import _example_dataset
 
+FIXTURES = Path(__file__).parent / "fixtures" / "checkpoints"
 SMALL = {"lsg.hidden": 16, "lsg.head_hidden": 16, "lsg.batch_size": 8, "lsg.log_every": 2, "lsg.checkpoint_every": 3,
          "lsg.synthetic_identities": 32}
 
@@ -55,7 +63,6 @@ def test_generator_shapes_and_residual_structure():
 
 def test_no_training_shape_space_on_the_path(trained):
     "An unseen face far outside the training people (scaled, rotated, another face model) comes back exactly at the endpoints."
-    from reenactbook.synthetic import sample_tracks
     model = LandmarkSequenceGenerator.from_checkpoint(trained, "cpu")
     tracks = sample_tracks(16, 8, seed=5, people_seed=99, detail_seed=99, identity_scale=2.0).landmarks
     out = model.lsg(tracks[:, 0], tracks[:, -1])
@@ -63,7 +70,6 @@ def test_no_training_shape_space_on_the_path(trained):
 
 
 def test_head_pose_trajectory_is_slerped():
-    from reenactbook.synthetic import camera_rotation, face_model
     mean = face_model().mean
     faces = [torch.tensor((mean @ camera_rotation([yaw, 0.0, 0.0]).T)[:, :2] * 60 + 200, dtype=torch.float32) for yaw in (-30.0, 0.0, 30.0)]
     rotation = head_rotation(torch.stack(faces))
@@ -173,7 +179,6 @@ def test_checkpoint_errors(tmp_path):
 
 
 def test_cli_train_and_generate(dataset, tmp_path):
-    from reenactbook.landmarks import read_pts, write_pts
     overrides = [f"run.data_root={dataset.root}", *(f"{k}={v}" for k, v in SMALL.items()), "lsg.steps=4"]
     checkpoint = train_lsg_cli("tiny", overrides, out=str(tmp_path / "run"))
     for name in ("lsg.safetensors", "options.json", "losses.csv", "losses.png"):
@@ -195,7 +200,6 @@ def test_cli_train_and_generate(dataset, tmp_path):
 
 def test_cli_bad_inputs(trained, tmp_path, capsys):
     "Issue 15: every bad input is refused before anything is written, naming the file; 98-point files are converted."
-    from reenactbook.landmarks import WFLW98_TO_68, write_pts
     a, b = endpoints(1)
     write_pts(tmp_path / "a.pts", a[0]); write_pts(tmp_path / "b.pts", b[0])
     write_pts(tmp_path / "zero.pts", np.zeros((68, 2))); write_pts(tmp_path / "short.pts", b[0][:67])
@@ -277,11 +281,33 @@ def test_calibration_falls_back_to_the_base(dataset, tmp_path):
 
 def test_refinement_denoises_endpoints_geometrically():
     "Figure 7 mode's geometric step: endpoints with 2 px noise come closer to the truth; keep=1 leaves them as given."
-    from reenactbook.lsg import denoise_endpoints
-    from reenactbook.synthetic import sample_tracks
     truth = torch.from_numpy(sample_tracks(64, 8, seed=2, people_seed=5).landmarks[:, [0, -1]])
     noisy = truth + 2.0 * torch.randn(truth.shape, generator=torch.Generator().manual_seed(0))
     start, end = denoise_endpoints(noisy[:, 0], noisy[:, 1], 0.5)
     assert (torch.stack([start, end], 1) - truth).norm(dim=-1).mean() < 0.9 * (noisy - truth).norm(dim=-1).mean()
     same = denoise_endpoints(noisy[:, 0], noisy[:, 1], 1.0)
     torch.testing.assert_close(same[0], noisy[:, 0], atol=1e-3, rtol=0)
+
+
+def test_checkpoints_of_the_previous_trainer_still_load(tmp_path):
+    "An LSG training checkpoint written before the shared training scaffold (tests/fixtures/checkpoints) resumes and loads for inference."
+    old = FIXTURES / "lsg-v1.safetensors"
+    meta = load_checkpoint(old).meta
+    options = load_options("tiny", {f"lsg.{k}": v for k, v in meta["options"]["lsg"].items()})
+    trainer = LSGTrainer(options, None, None, [], device="cpu").load_state(old)
+    assert trainer.step == 3 and trainer.log_means.count == meta["log_sum_steps"] == 1
+    assert trainer.log_means.sums == pytest.approx(meta["log_sums"])
+    state = load_checkpoint(old).state
+    for key, value in state["generator"].items():
+        assert torch.equal(trainer.generator.state_dict()[key], value)
+    assert set(trainer.state()) == set(state)                      # the same keys as before
+    trainer.train_step()                                          # and it trains on from there
+    model = LandmarkSequenceGenerator.from_checkpoint(old, "cpu")
+    assert model.k == 4 and model.step == 3
+
+
+def test_eye_centre_scale_is_not_the_reported_interocular_distance():
+    "The LSG's internal unit (eye centres) is shorter than landmarks.interocular_distance (outer corners), used for every reported number."
+    face = sample_tracks(1, 2, seed=0).landmarks[0, 0]
+    centres, corners = float(eye_centre_scale(torch.from_numpy(face))), float(interocular_distance(face))
+    assert 0.6 < centres / corners < 0.85

@@ -8,10 +8,11 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from reenactbook import metrics
+from reenactbook import image_metrics, metrics
 from reenactbook.core import ConfigError, InputError, WeightsError
-from reenactbook.metrics import (FeatureStatistics, MetricSuite, akd, aed, as_image_batch, csim, evaluate_folders,
-                                 evaluate_pairs, frechet_distance, psnr, ssim, write_metrics_table)
+from reenactbook.image_metrics import akd, aed, as_image_batch, csim, psnr, ssim
+from reenactbook.fid import FeatureStatistics, frechet_distance
+from reenactbook.metrics import MetricSuite, evaluate_folders, evaluate_pairs, write_metrics_table
 
 
 # ---------------------------------------------------------------- small stand-in networks (dependency injection)
@@ -101,10 +102,10 @@ def test_psnr_against_a_hand_computation():
 def test_psnr_of_identical_pairs_is_capped_so_the_mean_stays_finite():
     "Issue 15: one identical pair made the mean PSNR inf."
     x, y = images(3), noisy(images(3))
-    assert torch.equal(psnr(x, x), torch.full((3,), metrics.PSNR_CEILING))
+    assert torch.equal(psnr(x, x), torch.full((3,), image_metrics.PSNR_CEILING))
     out = MetricSuite(["psnr"], device="cpu").update(torch.cat([x[:1], y[1:]]), torch.cat([x[:1], x[1:]])).compute()
     assert np.isfinite(out["psnr"]) and out["psnr_capped"] == 1
-    expected = (metrics.PSNR_CEILING + psnr(y[1:], x[1:]).sum().item()) / 3
+    expected = (image_metrics.PSNR_CEILING + psnr(y[1:], x[1:]).sum().item()) / 3
     assert out["psnr"] == pytest.approx(expected, rel=1e-6)
 
 
@@ -283,7 +284,7 @@ def test_eval_cli_stops_when_a_requested_metric_cannot_be_computed(tmp_path, mon
     from reenactbook.cli import main
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))          # no LPIPS backbone there
     monkeypatch.setenv("REENACTBOOK_WEIGHTS", str(tmp_path / "weights"))
-    metrics.default_network.cache_clear()
+    image_metrics.default_network.cache_clear()
     gen = save_pngs(tmp_path / "gen", images(3))
     ref = save_pngs(tmp_path / "ref", noisy(images(3)))
     code = main(["eval", str(gen), str(ref), "--metrics", "ssim,lpips", "--out", str(tmp_path / "out"), "--overrides", "run.device=cpu"])
@@ -302,7 +303,7 @@ def test_eval_cli_refuses_corrupt_identity_weights(tmp_path, monkeypatch, capsys
     (tmp_path / "weights" / "mobilefacenet_arcface_128.pt").write_bytes(bytes(data))
     monkeypatch.setenv("REENACTBOOK_WEIGHTS", str(tmp_path / "weights"))
     monkeypatch.setattr(pretrained, "_INSTANCES", {})
-    metrics.default_network.cache_clear()
+    image_metrics.default_network.cache_clear()
     gen = save_pngs(tmp_path / "gen", images(2))
     code = main(["eval", str(gen), str(gen), "--metrics", "csim", "--overrides", "run.device=cpu", "models.identity=auto"])
     error = capsys.readouterr().err.strip()
@@ -310,7 +311,7 @@ def test_eval_cli_refuses_corrupt_identity_weights(tmp_path, monkeypatch, capsys
     assert "csim cannot be computed" in error and "mobilefacenet_arcface_128.pt" in error and "damaged" in error
     assert "fetch_faceapi" not in error and "REENACTBOOK_WEIGHTS" in error
     from reenactbook.core import CorruptWeightsError
-    metrics.default_network.cache_clear()
+    image_metrics.default_network.cache_clear()
     with pytest.raises(CorruptWeightsError, match="mobilefacenet_arcface_128.pt"):   # never skipped, not even in a notebook
         MetricSuite(["csim"], device="cpu")
 
@@ -322,7 +323,7 @@ def test_lpips_is_torchmetrics_with_registered_weights_and_refuses_a_corrupt_one
     from torchmetrics.functional.image.lpips import learned_perceptual_image_patch_similarity
     from reenactbook import pretrained
     from reenactbook.core import CorruptWeightsError, sha256_file
-    name = metrics.lpips_backbone_file("squeeze")
+    name = image_metrics.lpips_backbone_file("squeeze")
     assert name in pretrained.WEIGHTS and "squeeze.pth" in pretrained.WEIGHTS      # registered, like every other network
     assert pretrained.find_weights("squeeze.pth").parent.name == "lpips_models"    # the linear layers torchmetrics ships
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
@@ -332,13 +333,13 @@ def test_lpips_is_torchmetrics_with_registered_weights_and_refuses_a_corrupt_one
     path = tmp_path / "weights" / name            # a stand-in backbone (random weights) registered under its own hash
     torch.save(torchvision.models.squeezenet1_1(weights=None).state_dict(), path)
     with pytest.raises(CorruptWeightsError, match=f"{name}.*damaged or another version"):
-        metrics.load_lpips("squeeze")             # the real file's hash prefix: refused
+        image_metrics.load_lpips("squeeze")             # the real file's hash prefix: refused
     monkeypatch.setitem(pretrained.WEIGHTS, name, dataclasses.replace(pretrained.WEIGHTS[name], sha256=sha256_file(path)))
-    network = metrics.load_lpips("squeeze")
+    network = image_metrics.load_lpips("squeeze")
     assert network.weights_info[name]["path"] == str(path) and not (tmp_path / "torch" / "hub").exists()
     x, y = images(2, size=64), images(2, size=64, seed=1)
-    assert torch.allclose(metrics.lpips(x, x, network), torch.zeros(2), atol=1e-6)
-    ours = metrics.lpips(x, y, network)
+    assert torch.allclose(image_metrics.lpips(x, x, network), torch.zeros(2), atol=1e-6)
+    ours = image_metrics.lpips(x, y, network)
     assert (ours > 0).all() and ours.dtype == torch.float32
     # the same numbers as torchmetrics' functional API reading the same backbone from its hub cache
     (tmp_path / "torch" / "hub" / "checkpoints").mkdir(parents=True)
@@ -350,7 +351,7 @@ def test_lpips_is_torchmetrics_with_registered_weights_and_refuses_a_corrupt_one
 def test_lpips_says_what_is_missing_and_where(tmp_path, monkeypatch):
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
     monkeypatch.setenv("REENACTBOOK_WEIGHTS", str(tmp_path / "weights"))
-    metrics.default_network.cache_clear()
+    image_metrics.default_network.cache_clear()
     with pytest.raises(WeightsError, match=rf"lpips cannot be computed.*alexnet-owt-7be5be79.pth.*Put it in {tmp_path / 'torch'}"):
         MetricSuite(["ssim", "lpips"], device="cpu", skip_unavailable=False)   # what `reenactbook eval` uses
     suite = MetricSuite(["ssim", "lpips"], device="cpu")   # in a notebook: reported as unavailable, with the reason
@@ -420,7 +421,7 @@ def test_eval_takes_two_videos_frame_by_frame(tmp_path, capsys):
                  "--overrides", "run.device=cpu"])
     assert code == 0 and "| ssim | psnr |" in capsys.readouterr().out
     same = json.loads((tmp_path / "same" / "results.json").read_text())
-    assert same["num_images"] == 7 and same["ssim"] == pytest.approx(1.0) and same["psnr"] == pytest.approx(metrics.PSNR_CEILING)
+    assert same["num_images"] == 7 and same["ssim"] == pytest.approx(1.0) and same["psnr"] == pytest.approx(image_metrics.PSNR_CEILING)
     assert same["psnr_capped"] == 7 and same["videos"]["reference"] == str(driving)
     assert (tmp_path / "same" / "per_image.csv").read_text().splitlines()[1].startswith("000000,")
     different = metrics.evaluate_videos(generated, driving, batch_size=4, metrics=["ssim", "psnr"], device="cpu")

@@ -7,7 +7,9 @@ import time
 import pytest
 import torch
 
-from reenactbook.core import CheckpointMismatchError, ConfigError, InputError, load_options, save_checkpoint
+from reenactbook.core import CheckpointMismatchError, ConfigError, InputError
+from reenactbook.config import load_options
+from reenactbook.checkpoints import save_checkpoint
 from reenactbook.lsg import LandmarkSequenceGenerator
 from reenactbook.models import (best_model, card_paths, find_models, load_lsg, load_reenactor, model_dirs, models_cli,
                                 read_model, resolve_model, write_model_card)

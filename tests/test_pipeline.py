@@ -7,12 +7,16 @@ import numpy as np
 import pytest
 import torch
 
-from reenactbook.core import CheckpointMismatchError, ConfigError, InputError, load_options, save_checkpoint
-from reenactbook.landmarks import read_pts, render_sketch, template_points, write_pts
+from reenactbook.core import CheckpointMismatchError, ConfigError, InputError
+from reenactbook.config import load_options
+from reenactbook.checkpoints import save_checkpoint
+from reenactbook.landmarks import read_pts, template_points, write_pts
+from reenactbook.sketch import render_sketch
 from reenactbook.lsg import LandmarkSequenceGenerator, linear_interpolation
 from reenactbook.models import load_reenactor
-from reenactbook.pipeline import (Compositor, FrameProgress, MotionTransfer, ReenactmentSession, fill_gaps, make_bridge, make_tracker,
-                                  prepare_source, reenact, reenact_video, seam_contrast)
+from reenactbook.compositing import Compositor, prepare_source, seam_contrast
+from reenactbook.driving import MotionTransfer, fill_gaps, make_bridge
+from reenactbook.pipeline import ReenactmentSession, make_tracker, reenact, reenact_video
 from reenactbook.reenactor import Reenactor, ReenactorConfig
 
 FRAMES = 16
@@ -79,6 +83,11 @@ def decode(path):
         return [f.to_ndarray(format="rgb24") for f in container.decode(video=0)], rate
 
 
+def pipeline_options(**changes):
+    "The tiny profile's options with `pipeline` options changed by name."
+    return load_options("tiny", {f"pipeline.{name}": value for name, value in changes.items()})
+
+
 def random_lsg():
     "A randomly initialised LSG whose shifts are not zero (so it differs from linear interpolation)."
     torch.manual_seed(1)
@@ -90,7 +99,8 @@ def random_lsg():
 # ---------------------------------------------------------------- real photo, real clip
 
 def test_video_driver_gives_one_frame_per_driving_frame(photo, clips, checkpoint, detectors, tmp_path):
-    result = reenact_video(photo[0], clips["clip"], tmp_path / "out.mp4", checkpoint, paste_back=False, show_progress=False, **detectors)
+    result = reenact_video(photo[0], clips["clip"], tmp_path / "out.mp4", pipeline_options(paste_back=False), reenactor=checkpoint,
+                           show_progress=False, **detectors)
     frames, rate = decode(result.path)
     assert len(frames) == FRAMES and frames[0].shape == (SIZE, SIZE, 3)
     assert rate == clips["rate"] and result.fps == float(clips["rate"])
@@ -120,7 +130,7 @@ def test_source_is_detected_and_aligned_as_in_data_prep(photo, detected_source):
 def test_source_driving_itself_reproduces_its_sketch(detected_source, tiny_reenactor, mode):
     source = detected_source
     driving = np.repeat(source.landmarks[None], 4, 0)                       # the photo's own landmarks as the driver
-    p_t = MotionTransfer(source.aligned.landmarks, SIZE, mode)(driving)
+    p_t = MotionTransfer(source.aligned.landmarks, SIZE, mode=mode)(driving)
     session = ReenactmentSession(tiny_reenactor, source, "68")
     reference = render_sketch(source.aligned.landmarks, SIZE)
     sketches = session.sketches(p_t.astype(np.float32))
@@ -139,7 +149,7 @@ def test_paste_back_has_the_source_photo_size(photo, checkpoint, tmp_path):
 
 def test_lsg_bridges_missing_detections(photo, clips, checkpoint, detectors, tmp_path):
     lsg = random_lsg()
-    result = reenact_video(photo[0], clips["gappy"], tmp_path / "gappy.mp4", checkpoint, lsg=lsg, source_landmarks=photo[1],
+    result = reenact_video(photo[0], clips["gappy"], tmp_path / "gappy.mp4", reenactor=checkpoint, lsg=lsg, source_landmarks=photo[1],
                            show_progress=False, **detectors)
     assert result.driving == {"detected": FRAMES - len(BLACK), "no face": len(BLACK)}
     assert result.filled == {"detected": FRAMES - len(BLACK), "lsg": len(BLACK)}
@@ -157,7 +167,7 @@ def test_lsg_bridges_missing_detections(photo, clips, checkpoint, detectors, tmp
 def test_missing_rows_hold_without_an_lsg_and_are_counted(photo, checkpoint, tmp_path):
     driving = np.repeat(read_pts(photo[1])[None], 6, 0)
     driving[[0, 3, 4]] = np.nan
-    result = reenact_video(photo[0], driving, tmp_path / "held.mp4", checkpoint, source_landmarks=photo[1], show_progress=False)
+    result = reenact_video(photo[0], driving, tmp_path / "held.mp4", reenactor=checkpoint, source_landmarks=photo[1], show_progress=False)
     assert result.driving == {"given": 3, "missing (NaN)": 3}
     assert result.filled == {"given": 3, "held": 3} and result.frames_written == 6
 
@@ -167,8 +177,8 @@ def test_pts_folder_driver_skips_unreadable_files(photo, checkpoint, tmp_path):
     for i in range(3):
         write_pts(folder / f"frame_{i:03d}.pts", read_pts(photo[1]) + i)
     (folder / "frame_003.pts").write_text("not landmarks")
-    result = reenact_video(photo[0], folder, tmp_path / "pts.mp4", checkpoint, source_landmarks=photo[1], show_progress=False,
-                           overrides=["pipeline.fps=10"])
+    result = reenact_video(photo[0], folder, tmp_path / "pts.mp4", pipeline_options(fps=10), reenactor=checkpoint,
+                           source_landmarks=photo[1], show_progress=False)
     assert result.driving == {"given": 3, "unreadable .pts": 1} and result.fps == 10.0
     assert len(decode(result.path)[0]) == 4
 
@@ -202,7 +212,7 @@ def test_truncated_driving_video_uses_the_frames_before_the_break(photo, checkpo
         container.mux(stream.encode())
     truncated = tmp_path / "truncated.mp4"
     truncated.write_bytes(whole.read_bytes()[: int(whole.stat().st_size * 0.6)])
-    result = reenact_video(photo[0], truncated, tmp_path / "out.mp4", checkpoint, source_landmarks=photo[1], show_progress=False,
+    result = reenact_video(photo[0], truncated, tmp_path / "out.mp4", reenactor=checkpoint, source_landmarks=photo[1], show_progress=False,
                            face_detector=BoxDetector(), landmark_detector=TemplateLandmarks())
     assert 0 < result.frames_written < FRAMES and result.driving == {"detected": result.frames_written}
     assert "the frames before were used" in result.summary()
@@ -256,7 +266,7 @@ def test_unwritable_output_and_wrong_layouts_are_refused(photo, checkpoint, tmp_
         reenact(photo[0], np.zeros((2, 68, 2)), tmp_path / "out.gif", checkpoint, source_landmarks=photo[1])
     with pytest.raises(InputError, match="98-point"):
         reenact(photo[0], np.zeros((2, 68, 2)), tmp_path / "out.mp4", checkpoint, source_landmarks=photo[1],
-                overrides=["pipeline.sketch_layout=98"])
+                sketch_layout="98")
 
 
 def test_cli(photo, checkpoint, tmp_path):
@@ -292,8 +302,8 @@ def test_default_model_is_the_best_available_and_named(photo, tmp_path, cache, m
 
 def _tinted_paste(photo):
     "The photo's own aligned face, tinted as a small model's output may be, pasted back by the compositor and by a plain square paste."
-    from reenactbook.landmarks import paste_back
-    from reenactbook.prep import read_image
+    from reenactbook.alignment import paste_back
+    from reenactbook.video import read_image
     source = prepare_source(read_image(photo[0]), SIZE, "68", landmarks=read_pts(photo[1]))
     tinted = np.clip(source.aligned.image.astype(np.float32) * [0.8, 0.95, 1.2] + 20, 0, 255).astype(np.uint8)
     compositor = Compositor(source)
@@ -323,33 +333,30 @@ def test_face_size_upsamples_the_face_region(photo, checkpoint, tmp_path):
     assert compositor.face_size > 2 * SIZE                                 # by default: the face's size in the photo
     assert Compositor(source, face_size=512).face_size == 512
     out = reenact(photo[0], np.repeat(read_pts(photo[1])[None], 2, 0), tmp_path / "crop.mp4", checkpoint, paste_back=False,
-                  source_landmarks=photo[1], overrides=["pipeline.face_size=128"], show_progress=False)
+                  source_landmarks=photo[1], face_size=128, show_progress=False)
     assert decode(out)[0][0].shape == (128, 128, 3)
 
 
 def test_a_small_model_is_named_as_such(photo, checkpoint, tmp_path):
-    result = reenact_video(photo[0], np.repeat(read_pts(photo[1])[None], 2, 0), tmp_path / "x.mp4", checkpoint,
+    result = reenact_video(photo[0], np.repeat(read_pts(photo[1])[None], 2, 0), tmp_path / "x.mp4", reenactor=checkpoint,
                            source_landmarks=photo[1], show_progress=False)
     assert f"{SIZE} px model" in result.summary()
 
 
-class NotATerminal:
-    def isatty(self): return False
-
-
-def test_progress_is_logged_with_frames_per_second_when_not_on_a_terminal():
+def test_progress_is_logged_with_frames_per_second_when_not_on_a_terminal(photo, checkpoint, tmp_path, monkeypatch):
+    "reenact_video's progress (progress.Progress) logs frames done and frames/s every pipeline.progress_every seconds off a terminal."
     import logging
+    monkeypatch.delenv("REENACTBOOK_NO_PROGRESS", raising=False)
     lines = []
     handler = logging.Handler()
     handler.emit = lambda record: lines.append(record.getMessage())
     logger = logging.getLogger("reenactbook")
     logger.addHandler(handler)
     try:
-        bar = FrameProgress(40, "reenact", every=0.0, stream=NotATerminal())
-        for _ in range(4):
-            bar.update(10)
-        bar.close()
+        reenact_video(photo[0], np.repeat(read_pts(photo[1])[None], 40, 0), tmp_path / "x.mp4",
+                      pipeline_options(progress_every=0.0, batch_size=10, paste_back=False), reenactor=checkpoint, source_landmarks=photo[1])
     finally:
         logger.removeHandler(handler)
-    assert bar.bar is None and len(lines) == 5
-    assert "10/40 frames (25%)" in lines[0] and "frames/s" in lines[0] and lines[-1].startswith("reenact: done, 40/40")
+    progress = [line for line in lines if line.startswith("reenact: ")]
+    assert len(progress) == 5, progress
+    assert "10/40 frames (25%)" in progress[0] and "frames/s" in progress[0] and progress[-1].startswith("reenact: done, 40/40")

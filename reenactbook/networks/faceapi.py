@@ -18,9 +18,12 @@ import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from fastcore.basics import patch
 
-from ..core import (CorruptWeightsError, InputError, MissingWeightsError, WeightsError, cache_dir, get_logger, read_json,
-                              load_module_state, sha256_file, weights_dirs, write_bytes)
+from ..core import (CorruptWeightsError, InputError, MissingWeightsError, WeightsError, cache_dir, get_logger,
+                              read_json, sha256_file, weights_dirs, write_bytes)
+from ..checkpoints import load_module_state
+from ..geometry import similarity_least_squares
 
 # %% auto #0
 __all__ = ['FACEAPI_VERSION', 'FACEAPI_PACKAGE', 'FACEAPI_TARBALL', 'FACEAPI_TARBALL_SHA256', 'FACEAPI_FILES',
@@ -28,7 +31,7 @@ __all__ = ['FACEAPI_VERSION', 'FACEAPI_PACKAGE', 'FACEAPI_TARBALL', 'FACEAPI_TAR
            'FIVE_FROM_68', 'DLIB_PYRAMID_SHIFT', 'fetch_faceapi', 'faceapi_dir', 'read_tfjs_weights', 'faceapi_input',
            'normalise', 'SeparableConv', 'DenseBlock4', 'FaceApiLandmarks68', 'load_faceapi_landmarks', 'ConvAffine',
            'ResidualUnit', 'FaceApiRecognizer', 'unit_descriptors', 'load_faceapi_recognizer', 'five_points_from_68',
-           'similarity_least_squares', 'five_point_chip']
+           'five_point_chip']
 
 # %% ../../nbs/04a_faceapi.ipynb #c006
 FACEAPI_VERSION = "1.7.15"
@@ -63,6 +66,7 @@ def _complete(folder: Path, strict: bool = True) -> bool:
                                       f"(truncated or another version). Delete it and run `reenactbook weights fetch`.")
     return True
 
+# %% ../../nbs/04a_faceapi.ipynb #c008
 def _npm_pack(workdir: Path, dest: Path) -> Path:
     "Download the face-api tarball into `workdir` with `npm pack`."
     npm = shutil.which("npm")
@@ -80,6 +84,7 @@ def _npm_pack(workdir: Path, dest: Path) -> Path:
                            f"is the npm registry reachable? {_manual_fetch_hint(dest)}")
     return tarball
 
+# %% ../../nbs/04a_faceapi.ipynb #c010
 def fetch_faceapi(dest: str | Path | None = None,  # folder for the four files (default: cache_dir("weights", "face-api"))
                   tarball: str | Path | None = None,  # an already downloaded face-api tarball (no npm needed)
                  ) -> Path:
@@ -122,7 +127,7 @@ def faceapi_dir(fetch: bool = True,  # fetch with npm when no folder has the fil
                                   f"{_manual_fetch_hint(dest)}")
     return fetch_faceapi()
 
-# %% ../../nbs/04a_faceapi.ipynb #c009
+# %% ../../nbs/04a_faceapi.ipynb #c013
 _TFJS_DTYPES = {"float32": np.float32, "int32": np.int32, "bool": np.bool_}
 _TFJS_QUANTISED = {"uint8": np.uint8, "uint16": np.uint16, "float16": np.float16}
 
@@ -130,7 +135,7 @@ def read_tfjs_weights(manifest: str | Path,  # a `*-weights_manifest.json` next 
                      ) -> dict[str, np.ndarray]:
     "Every tensor of a TensorFlow.js weights manifest, dequantised, as numpy arrays in the tfjs layout."
     manifest = Path(manifest)
-    groups = read_json(manifest, "weights manifest", MissingWeightsError, CorruptWeightsError)
+    groups = read_json(manifest, "weights manifest", missing=MissingWeightsError, invalid=CorruptWeightsError)
     if isinstance(groups, dict) and "weightsManifest" in groups:  # a model.json holds the manifest under this key
         groups = groups["weightsManifest"]
     tensors = {}
@@ -165,7 +170,7 @@ def read_tfjs_weights(manifest: str | Path,  # a `*-weights_manifest.json` next 
             raise CorruptWeightsError(f"{manifest}: {len(buffer) - offset} bytes left after the last tensor (wrong shards?)")
     return tensors
 
-# %% ../../nbs/04a_faceapi.ipynb #c013
+# %% ../../nbs/04a_faceapi.ipynb #c017
 MEAN_RGB = (122.782, 117.001, 104.298)  # dlib's training mean, in 0..255
 
 @functools.lru_cache(maxsize=64)
@@ -189,6 +194,7 @@ def _check_images(images, name: str = "images") -> torch.Tensor:
         raise InputError(f"{name}: expected float values in [0,1], got dtype {images.dtype} (divide uint8 images by 255)")
     return images
 
+# %% ../../nbs/04a_faceapi.ipynb #c019
 def faceapi_input(images: torch.Tensor,  # [B,3,H,W] crops in [0,1], all of one size
                   size: int,  # network input side (112 landmarks, 150 recognition)
                  ) -> torch.Tensor:
@@ -215,7 +221,7 @@ def normalise(images: torch.Tensor) -> torch.Tensor:
     "[0,1] RGB -> face-api's network input: (255 x - mean RGB) / 255, in the images' dtype."
     return images - _mean_rgb(images.device, images.dtype)
 
-# %% ../../nbs/04a_faceapi.ipynb #c016
+# %% ../../nbs/04a_faceapi.ipynb #c022
 def _tf_same_pad(x: torch.Tensor, kernel: int, stride: int) -> torch.Tensor:
     "Pad as TensorFlow's `same` does (the extra pixel goes after)."
     pads = []
@@ -250,6 +256,7 @@ class DenseBlock4(nn.Module):
         out4 = self.conv3(F.relu(out1 + out2 + out3))
         return F.relu(out1 + out2 + out3 + out4)
 
+# %% ../../nbs/04a_faceapi.ipynb #c024
 class FaceApiLandmarks68(nn.Module):
     "face-api's 68-point landmark net: crops [B,3,H,W] in [0,1] -> points [B,68,2] in [0,1] of each crop's width/height."
     input_size = 112
@@ -275,37 +282,39 @@ class FaceApiLandmarks68(nn.Module):
         y = (points[..., 1] * self.input_size - max(width - height, 0) * scale / 2) / (height * scale)
         return torch.stack([x, y], -1)
 
-    def landmarks_in_boxes(self,
-                           image: torch.Tensor | np.ndarray,  # numpy uint8 HxWx3 RGB, or a float tensor [3,H,W] in [0,1]
-                           boxes,  # [N,4] face boxes (x0, y0, x1, y1) in pixels
-                          ) -> torch.Tensor:
-        "68 points [N,68,2] in pixels of `image`, one set per box, as face-api crops (clip to the image, floor)."
-        if isinstance(image, np.ndarray):
-            if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
-                raise InputError(f"image: expected uint8 HxWx3 RGB, got {image.dtype} {image.shape}")
-            image = torch.from_numpy(np.array(image)).permute(2, 0, 1).float() / 255
-        image = _check_images(image[None], "image")[0].to(self.fc.weight.device)
-        boxes = torch.as_tensor(boxes, dtype=torch.float64).reshape(-1, 4).cpu()
-        height, width = image.shape[-2:]
-        crops, origins, sizes = [], [], []
-        for x0, y0, x1, y1 in boxes.tolist():
-            left, top = max(x0, 0.0), max(y0, 0.0)
-            box_w, box_h = int(np.floor(min(x1 - left, width - left))), int(np.floor(min(y1 - top, height - top)))
-            left, top = int(np.floor(left)), int(np.floor(top))
-            if box_w < 1 or box_h < 1:
-                raise InputError(f"box {(x0, y0, x1, y1)} lies outside the {width}x{height} image")
-            crops.append(faceapi_input(image[None, :, top:top + box_h, left:left + box_w], self.input_size))
-            origins.append((left, top))
-            sizes.append((box_w, box_h))
-        if not crops:
-            return torch.zeros(0, 68, 2, device=image.device)
-        points = self(torch.cat(crops))  # [0,1] of each padded square
-        sizes_t = torch.tensor(sizes, dtype=points.dtype, device=points.device)  # (w, h) of each crop
-        sides = sizes_t.max(1, keepdim=True).values
-        origins_t = torch.tensor(origins, dtype=points.dtype, device=points.device)
-        return points * sides[:, None] - ((sides - sizes_t) / 2)[:, None] + origins_t[:, None]
+# %% ../../nbs/04a_faceapi.ipynb #c026
+@patch
+def landmarks_in_boxes(self: FaceApiLandmarks68,
+                       image: torch.Tensor | np.ndarray,  # numpy uint8 HxWx3 RGB, or a float tensor [3,H,W] in [0,1]
+                       boxes,  # [N,4] face boxes (x0, y0, x1, y1) in pixels
+                      ) -> torch.Tensor:
+    "68 points [N,68,2] in pixels of `image`, one set per box, as face-api crops (clip to the image, floor)."
+    if isinstance(image, np.ndarray):
+        if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+            raise InputError(f"image: expected uint8 HxWx3 RGB, got {image.dtype} {image.shape}")
+        image = torch.from_numpy(np.array(image)).permute(2, 0, 1).float() / 255
+    image = _check_images(image[None], "image")[0].to(self.fc.weight.device)
+    boxes = torch.as_tensor(boxes, dtype=torch.float64).reshape(-1, 4).cpu()
+    height, width = image.shape[-2:]
+    crops, origins, sizes = [], [], []
+    for x0, y0, x1, y1 in boxes.tolist():
+        left, top = max(x0, 0.0), max(y0, 0.0)
+        box_w, box_h = int(np.floor(min(x1 - left, width - left))), int(np.floor(min(y1 - top, height - top)))
+        left, top = int(np.floor(left)), int(np.floor(top))
+        if box_w < 1 or box_h < 1:
+            raise InputError(f"box {(x0, y0, x1, y1)} lies outside the {width}x{height} image")
+        crops.append(faceapi_input(image[None, :, top:top + box_h, left:left + box_w], self.input_size))
+        origins.append((left, top))
+        sizes.append((box_w, box_h))
+    if not crops:
+        return torch.zeros(0, 68, 2, device=image.device)
+    points = self(torch.cat(crops))  # [0,1] of each padded square
+    sizes_t = torch.tensor(sizes, dtype=points.dtype, device=points.device)  # (w, h) of each crop
+    sides = sizes_t.max(1, keepdim=True).values
+    origins_t = torch.tensor(origins, dtype=points.dtype, device=points.device)
+    return points * sides[:, None] - ((sides - sizes_t) / 2)[:, None] + origins_t[:, None]
 
-# %% ../../nbs/04a_faceapi.ipynb #c018
+# %% ../../nbs/04a_faceapi.ipynb #c028
 def _conv_weight(filters: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(filters.transpose(3, 2, 0, 1)))
 
@@ -327,6 +336,7 @@ def _landmarks_state(tensors: dict[str, np.ndarray]) -> dict[str, torch.Tensor]:
     state["fc.bias"] = torch.from_numpy(tensors["fc/bias"])
     return state
 
+# %% ../../nbs/04a_faceapi.ipynb #c030
 def _manifest_path(path, manifest_name: str, fetch: bool) -> Path:
     if path is None:
         return faceapi_dir(fetch=fetch) / manifest_name
@@ -354,22 +364,28 @@ def _frozen(module: nn.Module, device, trainable: bool) -> nn.Module:
     module = module.to(device=device, memory_format=torch.channels_last).eval()
     return module.requires_grad_(trainable)
 
-def load_faceapi_landmarks(path: str | Path | None = None,  # folder or manifest (default: `faceapi_dir()`)
-                           device: str | torch.device = "cpu",
-                           fetch: bool = True,  # fetch the weights with npm when they are nowhere
-                           trainable: bool = False,  # leave `requires_grad` on for the parameters
-                          ) -> FaceApiLandmarks68:
-    "face-api's 68-point landmark net with its weights, in eval mode."
-    manifest = _manifest_path(path, LANDMARKS_MANIFEST, fetch)
+# %% ../../nbs/04a_faceapi.ipynb #c032
+def _load_faceapi(model: nn.Module, state_from, manifest_name: str, path, *, device, fetch: bool, trainable: bool) -> nn.Module:
+    "`model` with the weights of a face-api manifest (mapped by `state_from`), frozen unless `trainable`, in eval mode."
+    manifest = _manifest_path(path, manifest_name, fetch)
     tensors = read_tfjs_weights(manifest)
     try:
-        state = _landmarks_state(tensors)
+        state = state_from(tensors)
     except KeyError as e:
-        raise CorruptWeightsError(f"{manifest}: tensor {e} is missing; is this face_landmark_68_model?") from None
-    model = load_module_state(FaceApiLandmarks68(), state, source=manifest)
-    return _frozen(model, device, trainable)
+        raise CorruptWeightsError(f"{manifest}: tensor {e} is missing; is this {manifest_name.split('-')[0]}?") from None
+    return _frozen(load_module_state(model, state, source=manifest), device, trainable)
 
-# %% ../../nbs/04a_faceapi.ipynb #c021
+def load_faceapi_landmarks(path: str | Path | None = None,         # folder or manifest (default: `faceapi_dir()`)
+                           *,
+                           device: str | torch.device = "cpu",     # where the network runs
+                           fetch: bool = True,                     # fetch the weights with npm when they are nowhere
+                           trainable: bool = False,                # leave `requires_grad` on for the parameters
+                          ) -> FaceApiLandmarks68:
+    "face-api's 68-point landmark net with its weights, in eval mode."
+    return _load_faceapi(FaceApiLandmarks68(), _landmarks_state, LANDMARKS_MANIFEST, path,
+                         device=device, fetch=fetch, trainable=trainable)
+
+# %% ../../nbs/04a_faceapi.ipynb #c035
 DLIB_MATCH_THRESHOLD = 0.6  # Euclidean distance below which dlib calls two descriptors the same person
 
 class ConvAffine(nn.Conv2d):
@@ -393,6 +409,7 @@ class ResidualUnit(nn.Module):
             x = F.pad(x, (0, 0, 0, 0, 0, out.shape[1] - x.shape[1]))
         return F.relu(out + x)
 
+# %% ../../nbs/04a_faceapi.ipynb #c037
 _RESNET_UNITS = [  # (name, channels in, channels out, down)
     ("conv32_1", 32, 32, False), ("conv32_2", 32, 32, False), ("conv32_3", 32, 32, False),
     ("conv64_down", 32, 64, True), ("conv64_1", 64, 64, False), ("conv64_2", 64, 64, False), ("conv64_3", 64, 64, False),
@@ -401,6 +418,7 @@ _RESNET_UNITS = [  # (name, channels in, channels out, down)
     ("conv256_down_out", 256, 256, True),
 ]
 
+# %% ../../nbs/04a_faceapi.ipynb #c039
 class FaceApiRecognizer(nn.Module):
     "dlib's face recogniser as ported by face-api: aligned chips [B,3,150,150] in [0,1] -> descriptors [B,128]."
     input_size = 150
@@ -423,6 +441,7 @@ def unit_descriptors(descriptors: torch.Tensor) -> torch.Tensor:
     "Descriptors scaled to unit length, for cosine similarity (dlib's own metric is the Euclidean distance of the raw ones)."
     return F.normalize(descriptors, dim=-1)
 
+# %% ../../nbs/04a_faceapi.ipynb #c041
 def _recognizer_state(tensors: dict[str, np.ndarray]) -> dict[str, torch.Tensor]:
     "torch state dict of `FaceApiRecognizer`: each conv + bias + affine folded into one convolution."
     def folded(prefix):
@@ -438,22 +457,17 @@ def _recognizer_state(tensors: dict[str, np.ndarray]) -> dict[str, torch.Tensor]
     state["fc.weight"] = torch.from_numpy(np.ascontiguousarray(tensors["fc"].T))
     return state
 
-def load_faceapi_recognizer(path: str | Path | None = None,  # folder or manifest (default: `faceapi_dir()`)
-                            device: str | torch.device = "cpu",
-                            fetch: bool = True,  # fetch the weights with npm when they are nowhere
-                            trainable: bool = False,  # leave `requires_grad` on for the parameters
+def load_faceapi_recognizer(path: str | Path | None = None,        # folder or manifest (default: `faceapi_dir()`)
+                            *,
+                            device: str | torch.device = "cpu",    # where the network runs
+                            fetch: bool = True,                    # fetch the weights with npm when they are nowhere
+                            trainable: bool = False,               # leave `requires_grad` on for the parameters
                            ) -> FaceApiRecognizer:
     "dlib's face recogniser (face-api's port of it) with its weights, in eval mode."
-    manifest = _manifest_path(path, RECOGNIZER_MANIFEST, fetch)
-    tensors = read_tfjs_weights(manifest)
-    try:
-        state = _recognizer_state(tensors)
-    except KeyError as e:
-        raise CorruptWeightsError(f"{manifest}: tensor {e} is missing; is this face_recognition_model?") from None
-    model = load_module_state(FaceApiRecognizer(), state, source=manifest)
-    return _frozen(model, device, trainable)
+    return _load_faceapi(FaceApiRecognizer(), _recognizer_state, RECOGNIZER_MANIFEST, path,
+                         device=device, fetch=fetch, trainable=trainable)
 
-# %% ../../nbs/04a_faceapi.ipynb #c024
+# %% ../../nbs/04a_faceapi.ipynb #c044
 # dlib's 5-point template (get_face_chip_details), normalised to the unpadded unit square; order of the 5-point predictor
 DLIB_FIVE_POINT_TEMPLATE = (
     (0.8595674595992, 0.2134981538014),  # eye on the image's right, outer corner
@@ -471,19 +485,6 @@ def five_points_from_68(landmarks68):
         raise InputError(f"landmarks68: expected [..., 68, 2], got {tuple(landmarks68.shape)}")
     return landmarks68[..., list(FIVE_FROM_68), :]
 
-def similarity_least_squares(source: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    "Least-squares similarity `target ~ source @ M.T + t` for point sets [B,P,2]: returns M [B,2,2], t [B,2] (float32, or float64 for float64 input)."
-    work = torch.float64 if torch.float64 in (source.dtype, target.dtype) else torch.float32
-    source, target = source.to(work), target.to(source.device, work)
-    source_mean, target_mean = source.mean(1, keepdim=True), target.mean(1, keepdim=True)
-    p, q = source - source_mean, target - target_mean
-    norm = (p * p).sum((1, 2))
-    a = (p * q).sum((1, 2)) / norm
-    b = (p[..., 0] * q[..., 1] - p[..., 1] * q[..., 0]).sum(1) / norm
-    matrix = torch.stack([torch.stack([a, -b], -1), torch.stack([b, a], -1)], -2)
-    shift = target_mean[:, 0] - (matrix @ source_mean[:, 0, :, None])[..., 0]
-    return matrix, shift
-
 @functools.lru_cache(maxsize=16)
 def _binomial_kernel(device: torch.device, dtype: torch.dtype) -> torch.Tensor:
     return torch.tensor([1.0, 4.0, 6.0, 4.0, 1.0], device=device, dtype=dtype) / 16
@@ -493,6 +494,7 @@ def _dlib_template(size: int, padding: float, device: torch.device) -> torch.Ten
     "dlib's five-point template in pixels of a `size` chip with `padding` (float32, built once per device)."
     return (torch.tensor(DLIB_FIVE_POINT_TEMPLATE, device=device) + padding) / (1 + 2 * padding) * size
 
+# %% ../../nbs/04a_faceapi.ipynb #c046
 def _pyramid_down(images: torch.Tensor) -> torch.Tensor:
     "[1,4,6,4,1]/16 binomial blur and 2:1 decimation; output pixel i sits on input pixel 2i."
     kernel = _binomial_kernel(images.device, images.dtype)
@@ -501,49 +503,67 @@ def _pyramid_down(images: torch.Tensor) -> torch.Tensor:
     x = F.conv2d(x, kernel.view(1, 1, 1, 5).expand(channels, 1, 1, 5), stride=(1, 2), groups=channels)
     return F.conv2d(x, kernel.view(1, 1, 5, 1).expand(channels, 1, 5, 1), stride=(2, 1), groups=channels)
 
-def five_point_chip(images: torch.Tensor,  # [B,3,H,W] in [0,1]
-                    five_points,  # [B,5,2] pixels (x, y), dlib's 5-point order (see `five_points_from_68`)
-                    size: int = 150,  # chip side
-                    padding: float = 0.25,  # border around the template, as a fraction of its size (dlib's recognition uses 0.25)
-                    antialias: bool = True,  # go down an image pyramid for faces more than twice the chip size, as dlib does
+# %% ../../nbs/04a_faceapi.ipynb #c048
+def _sample_level(level_images: torch.Tensor, where: torch.Tensor, level: int) -> torch.Tensor:
+    "Bilinear samples of pyramid level `level` at image-pixel positions `where` [N,s,s,2] (dlib's sampling offsets)."
+    height, width = level_images.shape[-2:]
+    # dlib maps points down a level as p/2 - (1.25, 0.75) while its RGB pyramid puts pixel i on 2i+2 of the level
+    # above: its chips sample (-0.5, +0.5)(2^level - 1) pixels off; we sample the same place
+    coords = where / 2 ** level
+    x = coords[..., 0] + DLIB_PYRAMID_SHIFT[0] * (2 ** level - 1) / 2 ** level
+    y = coords[..., 1] + DLIB_PYRAMID_SHIFT[1] * (2 ** level - 1) / 2 ** level
+    normalised = torch.stack([x * 2 / (width - 1) - 1, y * 2 / (height - 1) - 1], -1)
+    return F.grid_sample(level_images, normalised, mode="bilinear", padding_mode="zeros", align_corners=True)
+
+def _chip_grid(points: torch.Tensor, size: int, padding: float) -> tuple[torch.Tensor, torch.Tensor]:
+    "Where each chip pixel samples the image ([B,size,size,2] float32 pixels) and the chip side in image pixels [B], as dlib spreads it."
+    template = _dlib_template(size, padding, points.device)
+    matrix, shift = similarity_least_squares(template.expand_as(points), points)
+    scale = matrix[:, 0].norm(dim=1)  # image pixels per template unit
+    centre = matrix.sum(-1) * (size / 2) + shift  # the chip's centre (size/2, size/2) in the image
+    pitch = (scale * size - 1) / (size - 1)  # dlib spreads the chip's pixels over a rect of side scale*size - 1
+    offsets = torch.arange(size, device=points.device, dtype=torch.float32) - (size - 1) / 2
+    grid = torch.stack(torch.meshgrid(offsets, offsets, indexing="xy"), -1)  # [size,size,2] (x, y)
+    rotation = matrix / scale[:, None, None]
+    return centre[:, None, None] + (grid @ rotation.transpose(1, 2)[:, None]) * pitch[:, None, None, None], scale * size
+
+def _deepest_level(height: int, width: int) -> int:
+    "The deepest pyramid level whose image still has two pixels a side: a bound from shapes alone, so no host sync."
+    level, side = 0, min(height, width)
+    while -(-side // 2) >= 2:
+        side, level = -(-side // 2), level + 1
+    return level
+
+def _pyramid_levels(sides: torch.Tensor, size: int, antialias: bool, deepest: int) -> torch.Tensor:
+    "The pyramid level per face, on the device: halve while the half still exceeds the chip (dlib's rule, in float64 as dlib's doubles)."
+    side = sides.detach().double()
+    levels = torch.zeros_like(side, dtype=torch.long)
+    for _ in range(deepest if antialias else 0):
+        side = (side + 1) / 2
+        levels = levels + (side > size).long()
+    return levels
+
+# %% ../../nbs/04a_faceapi.ipynb #c050
+def five_point_chip(images: torch.Tensor,                # [B,3,H,W] in [0,1]
+                    five_points,                         # [B,5,2] pixels (x, y), dlib's 5-point order (see `five_points_from_68`)
+                    *,
+                    size: int = 150,                     # chip side
+                    padding: float = 0.25,               # border around the template, as a fraction of its size (dlib's recognition: 0.25)
+                    antialias: bool = True,              # go down an image pyramid for faces more than twice the chip size, as dlib does
                    ) -> torch.Tensor:
     "Faces aligned as dlib's `get_face_chip`: chips [B,3,size,size] in the images' dtype (geometry and sampling in float32), differentiable through images and points."
     images = _check_images(images)
     points = torch.as_tensor(five_points).to(images.device, torch.float32)
     if points.ndim != 3 or points.shape[1:] != (5, 2) or points.shape[0] != images.shape[0]:
         raise InputError(f"five_points: expected [{images.shape[0]},5,2] pixel coordinates, got {tuple(points.shape)}")
-    template = _dlib_template(size, padding, images.device)
-    matrix, shift = similarity_least_squares(template.expand_as(points), points)
-    scale = matrix[:, 0].norm(dim=1)  # image pixels per template unit
-    centre = matrix.sum(-1) * (size / 2) + shift  # the chip's centre (size/2, size/2) in the image
-    pitch = (scale * size - 1) / (size - 1)  # dlib spreads the chip's pixels over a rect of side scale*size - 1
-    offsets = torch.arange(size, device=images.device, dtype=torch.float32) - (size - 1) / 2
-    grid = torch.stack(torch.meshgrid(offsets, offsets, indexing="xy"), -1)  # [size,size,2] (x, y)
-    rotation = matrix / scale[:, None, None]
-    where = centre[:, None, None] + (grid @ rotation.transpose(1, 2)[:, None]) * pitch[:, None, None, None]  # [B,s,s,2]
-    # pyramid level per face: halve while the half still exceeds the chip (dlib's rule)
-    levels = []
-    for side in (scale * size).detach().cpu().tolist():
-        level = 0
-        while antialias and (side + 1) / 2 > size:
-            side, level = (side + 1) / 2, level + 1
-        levels.append(level)
-    levels = torch.tensor(levels)
-    chips = images.new_zeros(images.shape[0], images.shape[1], size, size, dtype=torch.float32)
-    members, level_images, level = torch.arange(images.shape[0]), images.float(), 0  # level_images[i] is face members[i]
-    for target in sorted(set(levels.tolist())):
-        while level < target:
-            keep = levels[members] > level
-            members, level_images, level = members[keep], _pyramid_down(level_images[keep.to(images.device)]), level + 1
-        chosen = levels[members] == level
-        height, width = level_images.shape[-2:]
-        # dlib maps points down a level as p/2 - (1.25, 0.75) while its RGB pyramid puts pixel i on 2i+2 of the level
-        # above: its chips sample (-0.5, +0.5)(2^level - 1) pixels off; we sample the same place
-        coords = where[members[chosen].to(images.device)] / 2 ** level
-        x = coords[..., 0] + DLIB_PYRAMID_SHIFT[0] * (2 ** level - 1) / 2 ** level
-        y = coords[..., 1] + DLIB_PYRAMID_SHIFT[1] * (2 ** level - 1) / 2 ** level
-        normalised = torch.stack([x * 2 / (width - 1) - 1, y * 2 / (height - 1) - 1], -1)
-        sampled = F.grid_sample(level_images[chosen.to(images.device)], normalised, mode="bilinear",
-                                padding_mode="zeros", align_corners=True)
-        chips = chips.index_copy(0, members[chosen].to(images.device), sampled)
+    where, sides = _chip_grid(points, size, padding)
+    deepest = _deepest_level(*images.shape[-2:])
+    levels = _pyramid_levels(sides, size, antialias, deepest)
+    # a CPU tensor is read without a device sync: there, stop at the deepest level a face uses
+    top = int(levels.amax()) if images.device.type == "cpu" and levels.numel() else deepest
+    level_images = images.float()
+    chips = _sample_level(level_images, where, 0)
+    for level in range(1, top + 1):
+        level_images = _pyramid_down(level_images)
+        chips = torch.where((levels == level)[:, None, None, None], _sample_level(level_images, where, level), chips)
     return chips.to(images.dtype)

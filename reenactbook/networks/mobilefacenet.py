@@ -10,7 +10,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ..core import load_module_state, torch_load
+from ..checkpoints import load_module_state, torch_load
 
 # %% auto #0
 __all__ = ['MOBILEFACENET_BOTTLENECKS', 'ConvBNReLU6', 'DepthwiseSeparable', 'GlobalDepthwise', 'InvertedResidual',
@@ -39,6 +39,7 @@ class DepthwiseSeparable(nn.Module):
         x = torch.relu(self.bn1(self.depthwise(x)))
         return torch.relu(self.bn2(self.pointwise(x)))
 
+# %% ../../nbs/04b_mobilefacenet.ipynb #c007
 class GlobalDepthwise(nn.Module):
     "The GDConv layer: a depthwise convolution as large as the feature map, then BN (keys `depthwise`, `bn`)."
     def __init__(self, channels: int, kernel_size: int = 7):
@@ -65,7 +66,7 @@ class InvertedResidual(nn.Module):
     def forward(self, x):
         return x + self.conv(x) if self.residual else self.conv(x)
 
-# %% ../../nbs/04b_mobilefacenet.ipynb #c007
+# %% ../../nbs/04b_mobilefacenet.ipynb #c011
 MOBILEFACENET_BOTTLENECKS = ((2, 64, 5, 2), (4, 128, 1, 2), (2, 128, 6, 1), (4, 128, 1, 2), (2, 128, 2, 1))
 
 class MobileFaceNet(nn.Module):
@@ -91,6 +92,7 @@ class MobileFaceNet(nn.Module):
         x = self.conv3(self.gdconv(self.conv2(x)))
         return self.bn(x).flatten(1)
 
+# %% ../../nbs/04b_mobilefacenet.ipynb #c013
 def load_mobilefacenet(path: str | Path,  # a MobileFaceNet state_dict (mobilefacenet_arcface_128.pt)
                       device: str | torch.device = "cpu",
                      ) -> MobileFaceNet:

@@ -211,8 +211,8 @@ def error_outputs(page) -> list[str]:
 def tiny_models(folder: Path) -> dict:
     "A quickly trained LSG checkpoint (a few steps on the small example dataset) and an untrained small reenactor checkpoint."
     import torch
-    from reenactbook.core import load_options
-    from reenactbook.lsg import train_lsg
+    from reenactbook.config import load_options
+    from reenactbook.lsg_train import train_lsg
     from reenactbook.reenactor import Reenactor, ReenactorConfig
     from reenactbook.views import _example_dataset
     data = _example_dataset(folder / "data", identities=3, videos=2, frames=10)
