@@ -66,22 +66,24 @@ def scores(sequences: np.ndarray, truth: np.ndarray, start: np.ndarray, end: np.
 def methods(model: LandmarkSequenceGenerator | None) -> dict:
     "name -> f(start, end, k) for the baselines and the LSG (endpoints kept, and refined)."
     from reenactbook.face_fit import interpolate_3d
-    out = {"LI": linear_interpolation, "3D (interpolate_3d)": interpolate_3d}
+    out = {"LI": linear_interpolation,
+           "3D, linear residual": lambda s, e, k: interpolate_3d(s, e, k, residual="linear"),
+           "3D (interpolate_3d, denoised residual)": interpolate_3d}
     if model is not None:
         out["LSG"] = lambda s, e, k: model.lsg(s, e, k, refine_endpoints=False)
         out["LSG refine"] = lambda s, e, k: model.lsg(s, e, k, refine_endpoints=True)
     return out
 
 
-def synthetic_table(model, cases: int, k: int) -> list[dict]:
-    "Rows (condition, method, scores) on unseen synthetic people."
+def synthetic_table(model, cases: int, k: int, chosen_methods: dict | None = None) -> list[dict]:
+    "Rows (condition, method, scores) on unseen synthetic people, for `chosen_methods` (default: `methods(model)`)."
     from reenactbook.face_fit import fit_faces
     tracks = unseen_tracks(cases, k)
     truth = tracks.landmarks
     truth_identity = fit_faces(torch.from_numpy(truth[:, 1:-1])).identity
     rows = []
     for condition, (start, end, chosen) in conditions(truth, tracks.pose).items():
-        for method, fn in methods(model).items():
+        for method, fn in (chosen_methods or methods(model)).items():
             sequences = np.asarray(fn(start, end, k), np.float32)
             rows.append({"data": "unseen synthetic", "condition": condition, "method": method, "windows": len(chosen),
                          **scores(sequences, truth[chosen], start, end, truth_identity[chosen])})
@@ -176,6 +178,7 @@ ABLATIONS = {"full": {}, "without D1": {"lsg.lambda_d1": 0.0}, "without D2": {"l
 def ablation(argv):
     "Train the full LSG and one without each term of eq. 2 (same steps, seed and data), then score them like `accuracy`."
     import tempfile
+    from reenactbook.face_fit import interpolate_3d
     from reenactbook.lsg_train import train_lsg
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--steps", type=int, default=1000)
@@ -185,21 +188,26 @@ def ablation(argv):
     args = parser.parse_args(argv)
     out = args.out or tempfile.mkdtemp(prefix="lsg-ablation-")
     chosen = [name for name in ABLATIONS if not args.only or name in args.only.split(",")]
-    rows = []
+    print(f"LSG ablation: {args.steps} steps each, tiny profile, {args.cases} unseen synthetic windows; rows print as each variant ends\n")
+    print("| condition | variant | in-between NME % | identity error |")
+    print("|---|---|---|---|", flush=True)
     for name in chosen:
         options = load_options("tiny", {**ABLATIONS[name], "lsg.steps": args.steps})
         started = time.time()
         checkpoint = train_lsg(options, os.path.join(out, name.replace(" ", "_")), show_progress=False)
-        model = LandmarkSequenceGenerator.from_checkpoint(checkpoint, "cpu")
+        seconds = time.time() - started
+        calibrated = LandmarkSequenceGenerator.from_checkpoint(checkpoint, "cpu")
+        raw = LandmarkSequenceGenerator.from_checkpoint(checkpoint, "cpu")
+        raw.strength = (1.0, 1.0, 1.0)   # the residual as trained, before calibration chose how much of it to keep
+        variants = {f"LSG {name}, calibrated {calibrated.strength} ({seconds:.0f} s)": calibrated.lsg,
+                    f"LSG {name}, raw residual (strength 1)": raw.lsg}
+        if name == chosen[0]:
+            variants = {"LI": linear_interpolation, "3D base (interpolate_3d)": interpolate_3d, **variants}
         with cpu_threads(1):
-            for row in synthetic_table(model, args.cases, model.k):
-                if row["method"].startswith("LSG"):
-                    rows.append({**row, "method": f"{row['method']} ({name}, {time.time() - started:.0f} s)"})
-    print(f"LSG ablation: {args.steps} steps each, tiny profile; load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores\n")
-    print("| condition | variant | in-between NME % | identity error |")
-    print("|---|---|---|---|")
-    for r in rows:
-        print(f"| {r['condition']} | {r['method']} | {r['nme_inbetween_%']:.2f} | {r['identity_error']:.3f} |")
+            rows = synthetic_table(None, args.cases, calibrated.k, variants)
+        for r in rows:
+            print(f"| {r['condition']} | {r['method']} | {r['nme_inbetween_%']:.2f} | {r['identity_error']:.3f} |", flush=True)
+    print(f"\nload average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
 
 
 if __name__ == "__main__":

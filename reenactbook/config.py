@@ -102,6 +102,8 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
 
 # %% ../nbs/00b_config.ipynb #c013
 _SECTIONS: dict[str, type] = {}
+# names a string annotation may use wherever its class was declared (`__main__` of a notebook does not import them)
+_TYPING_NAMES = {"Any": Any, "ClassVar": ClassVar, "Optional": typing.Optional, "Union": typing.Union}
 
 def config_section(name: str):
     "Class decorator: register a `ConfigBase` dataclass as section `name` of the run options."
@@ -131,7 +133,7 @@ class ConfigBase:
     def from_dict(cls, data: dict, where: str = "") -> "ConfigBase":
         "Build from a dict; unknown keys and badly typed values raise `ConfigError`."
         where = where or cls.section or cls.__name__
-        hints = typing.get_type_hints(cls)
+        hints = typing.get_type_hints(cls, localns=_TYPING_NAMES)  # also for sections declared in a notebook or script
         names = {f.name for f in fields(cls)}
         unknown = set(data) - names
         if unknown:

@@ -14,7 +14,7 @@ from reenactbook.losses import (LOSS_PRESETS, LOSS_TERMS, LossConfig, ReenactorL
                                 identity_loss, mask_loss, perceptual_loss, with_preset, _floats)
 from reenactbook.reenactor import Reenactor, ReenactorConfig
 
-from conftest import StandInEmbedder, StandInFeatures, StandInLandmarks, stand_ins, template
+from stand_ins import StandInEmbedder, StandInFeatures, StandInLandmarks, stand_ins, template
 
 SIZE = 32
 

@@ -23,7 +23,7 @@ from reenactbook.synthetic import tiny_dataset
 from reenactbook.train import ReenactorTrainer, learning_rate_factor, make_scheduler, set_progress, train_reenactor
 from reenactbook.training_loop import (EMA, TrainingLog, list_checkpoints, make_ema, start_processes, step_profile, truncate_log)
 
-from conftest import training_stand_ins
+from stand_ins import training_stand_ins
 
 SMALL = ["reenactor.image_size=32", "reenactor.ngf=8", "reenactor.ndf=8", "reenactor.n_blocks=1", "reenactor.n_layers_d=2",
          "train.batch_size=2", "train.log_every=1", "train.sample_pairs=2", "train.tensorboard=false", "train.cpu_threads=1",
