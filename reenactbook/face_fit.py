@@ -15,7 +15,7 @@ from .core import InputError
 from .landmarks import WFLW98_TO_68, layout_for
 from .alignment import euler_angles
 from .lsg_inputs import check_endpoints
-from .face_model import face_model
+from .face_model import camera_rotation, face_model
 
 # %% auto #0
 __all__ = ['RESIDUAL_MODES', 'model_sizes', 'FaceFit', 'model_shapes', 'project', 'fit_faces', 'layout_98_weights',
@@ -260,7 +260,6 @@ def random_faces(count: int,                    # faces
                  noise: float = 0.0,            # landmark noise std, pixels
                 ) -> tuple[torch.Tensor, dict]:
     "Landmarks `[count, 68, 2]` of faces drawn from the model, and their truth (identity, expression, pose in degrees)."
-    from reenactbook.face_model import camera_rotation
     rng = np.random.default_rng(seed)
     m, e = model_sizes()
     identity, expression = rng.standard_normal((count, m)), rng.uniform(0, 0.6, (count, e))

@@ -59,7 +59,7 @@ def frechet_distance(generated: FeatureStatistics, reference: FeatureStatistics)
     mu_g, sigma_g = generated.mean_cov()
     mu_r, sigma_r = reference.mean_cov()
     if not (np.isfinite(sigma_g).all() and np.isfinite(sigma_r).all()):
-        raise InputError(f"FID is undefined for these sets: their features are not finite; check the images")
+        raise InputError("FID is undefined for these sets: their features are not finite; check the images")
     distance = ((mu_g - mu_r) ** 2).sum() + np.trace(sigma_g) + np.trace(sigma_r) - 2 * trace_sqrt_product(sigma_g, sigma_r)
     return float(distance)
 

@@ -13,15 +13,16 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .core import DataError, InputError, get_logger, progress, seed_everything
+from .core import DataError, write_bytes
+from .face_model import build_rig, face_model, pose_geometry, sample_identity, sample_motion
 from .face_fit import fit_faces, interpolate_3d
 from .landmarks import interocular_distance, nme
 from .alignment import ATTRIBUTES, manipulate
 from .smoothing import jerk, one_euro_filter
 from .lsg import LandmarkSequenceGenerator, _mlp, linear_interpolation, normalize_shape
-from .lsg_train import lsg_windows, train_lsg
 from .training_loop import cpu_threads
 from .fid import FeatureStatistics, frechet_distance
+from .views import LandmarkWindows
 
 # %% auto #0
 __all__ = ['MANIPULATED_ATTRIBUTES', 'NOISE_PIXELS', 'YAW_BINS', 'IdentityJudge', 'train_identity_judge', 'shape_frechet',
@@ -113,8 +114,7 @@ def _judge_split(dataset, split: str) -> tuple[np.ndarray, np.ndarray]:
     return np.flatnonzero(judge), np.flatnonzero(in_split & ~judge)
 
 def _evaluate_sequences(generator, dataset, split, k, stride, noise_levels, attributes, strength, max_windows, judge_steps, seed, methods):
-    import pandas as pd
-    from reenactbook.views import LandmarkWindows
+    import pandas as pd  # heavy and only for the table: imported when one is made
     k = int(k or (generator.k if generator is not None else 8))
     methods = dict(methods or {})
     if not methods:
@@ -169,7 +169,6 @@ def plot_evaluation(table, png_path: str | Path) -> Path:
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    from reenactbook.core import write_bytes
     data = table[table["method"] != "real"]
     conditions = list(dict.fromkeys(data["condition"]))
     methods = list(dict.fromkeys(data["method"]))
@@ -214,7 +213,6 @@ def synthetic_tracks(people: int = 40,         # unseen people drawn from the fa
                      turn: float = 0.0,        # up to this many degrees of added side-to-side head turning (0.4 Hz; each person draws a share)
                      size: int = 256) -> Tracks:
     "Talking-head landmark tracks of `people` unseen synthetic people (`synthetic.sample_motion`), aligned as the pipeline aligns faces."
-    from reenactbook.face_model import build_rig, face_model, pose_geometry, sample_identity, sample_motion
     model = face_model()
     def video(person, index):
         identity, motion = sample_identity(seed, person), sample_motion(seed, person, index, frames)
@@ -420,7 +418,7 @@ def _reference_rows(truth, swapped, truth_identity, embed, means, people) -> lis
 # %% ../nbs/12_lsg_eval.ipynb #c025
 def _stream_smoothers(lsg, k: int, fps: float, sigma: float) -> dict:
     "name -> f(track [T,68,2]) -> smoothed [T,68,2]."
-    from reenactbook.driving import keyframes, make_bridge, smooth
+    from reenactbook.driving import keyframes, make_bridge, smooth  # driving (nb 38) sits above this module: imported by this comparison only
     run = lambda stream_fn: lambda track: np.stack([p for p, _ in stream_fn(((p, "raw") for p in track))])
     smoothers = {"raw": lambda track: track,
                  "One-Euro": lambda track: one_euro_filter(track, fps),

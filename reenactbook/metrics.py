@@ -489,7 +489,7 @@ def video_batches(generated: str | Path,               # the generated video
                   batch_size: int = 16,                # frames per batch
                   ):
     "Yield (names, generated, reference, source) uint8 `[B,3,H,W]` batches of two frame-aligned videos (and a source photo or video)."
-    (count_g, size_g), (count_r, size_r) = video_info(generated), video_info(reference)
+    (count_g, size_g), (count_r, _) = video_info(generated), video_info(reference)
     if count_g and count_r and count_g != count_r:
         raise InputError(f"{generated} has {count_g} frames and {reference} has {count_r}: the videos must be frame-aligned "
                          f"and of the same length (trim the longer one, e.g. ffmpeg -i IN -frames:v {min(count_g, count_r)} OUT)")

@@ -9,7 +9,6 @@ import json
 import logging
 import os
 import re
-import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path

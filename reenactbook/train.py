@@ -23,7 +23,7 @@ from torch.nn.parallel import DistributedDataParallel
 from .checkpoints import load_module_state
 from .config import ConfigBase, Options, config_section, load_options
 from .core import (ConfigError, DataError, amp_dtype, autocast, get_device, get_logger, progress,
-                              seed_everything, write_bytes, write_json)
+                              seed_everything, write_json)
 from .dataset import FaceDataset
 from .losses import ReenactorLoss, _floats
 from .reenactor import Reenactor

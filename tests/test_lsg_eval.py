@@ -1,13 +1,11 @@
 """lsg_eval: the identity-gap measurements (Table 1 at the landmark level) and the smoothing comparison."""
 import numpy as np
 import pytest
-import torch
 
 from reenactbook import lsg_eval, metrics
 from reenactbook.core import DataError
-from reenactbook.landmarks import interocular_distance
 from reenactbook.lsg import linear_interpolation
-from reenactbook.lsg_eval import (Tracks, bootstrap_interval, dataset_tracks, default_methods, evaluate_sequences, identity_gap,
+from reenactbook.lsg_eval import (bootstrap_interval, dataset_tracks, default_methods, evaluate_sequences, identity_gap,
                                   shape_frechet, smoothing_comparison, synthetic_tracks, track_windows, window_conditions)
 
 

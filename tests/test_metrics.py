@@ -10,7 +10,7 @@ from PIL import Image
 
 from reenactbook import image_metrics, metrics
 from reenactbook.core import ConfigError, InputError, WeightsError
-from reenactbook.image_metrics import akd, aed, as_image_batch, csim, psnr, ssim
+from reenactbook.image_metrics import akd, aed, csim, psnr, ssim
 from reenactbook.fid import FeatureStatistics, frechet_distance
 from reenactbook.metrics import MetricSuite, evaluate_folders, evaluate_pairs, write_metrics_table
 

@@ -1,7 +1,6 @@
 """reenactbook.models: the model registry (where trained models are found, their cards, the best available one) and the one
 model loader. Every test builds tiny models in tmp_path and points the registry there (REENACTBOOK_MODELS, the cache, cwd)."""
 import json
-import os
 import time
 
 import pytest

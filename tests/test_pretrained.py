@@ -5,7 +5,6 @@ without them); the face-api files come from `reenactbook weights fetch` (npm) an
 import dataclasses
 import io
 import os
-import shutil
 from contextlib import redirect_stdout
 from pathlib import Path
 
@@ -13,7 +12,6 @@ import numpy as np
 import pytest
 import torch
 
-from reenactbook import backends as bk
 from reenactbook import geometry as geo
 from reenactbook import interfaces as ifc
 from reenactbook import pretrained as pt

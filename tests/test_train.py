@@ -11,7 +11,6 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from reenactbook.core import CheckpointError, CheckpointMismatchError, ConfigError, DataError
