@@ -16,6 +16,7 @@ import numpy as np
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
+from .bootstrap import bootstrap_interval
 from .config import Options, load_options
 from .core import (ConfigError, DataError, ReenactbookError, get_device, get_logger, samples_dir, seed_everything,
                               write_json, write_text)
@@ -27,9 +28,8 @@ from .reenactor import Reenactor
 # %% auto #0
 __all__ = ['GPU_TIERS', 'REENACTOR_TRAININGS', 'SCALE_HEADLINES', 'TABLE_HEADLINES', 'experiments_dir', 'experiment_notebooks',
            'repository_root', 'ExperimentSetup', 'experiment_setup', 'training_images', 'step_gflops_per_image',
-           'tier_estimate', 'check_tier_device', 'load_size', 'tier_data', 'training_identities', 'bootstrap_interval',
-           'interval_text', 'identity_separation', 'run_experiment', 'identity_network_note', 'reproduce',
-           'reproduce_cli']
+           'tier_estimate', 'check_tier_device', 'load_size', 'tier_data', 'training_identities', 'interval_text',
+           'identity_separation', 'run_experiment', 'identity_network_note', 'reproduce', 'reproduce_cli']
 
 # %% ../nbs/80_experiments.ipynb #c005
 def experiments_dir() -> Path:
@@ -194,21 +194,6 @@ def training_identities(data: str) -> int:
     return 12
 
 # %% ../nbs/80_experiments.ipynb #c025
-def bootstrap_interval(values,
-                       *,
-                       resamples: int = 1000,   # bootstrap draws of the values
-                       seed: int = 0,           # seed of the draws
-                       level: float = 0.95,     # coverage of the interval
-                       ) -> tuple[float, float]:
-    "Percentile bootstrap interval of the mean of `values` (NaN, NaN when fewer than two finite values)."
-    values = np.asarray(values, np.float64)
-    values = values[np.isfinite(values)]
-    if len(values) < 2:
-        return float("nan"), float("nan")
-    draws = np.random.default_rng(seed).integers(0, len(values), (int(resamples), len(values)))
-    low, high = np.percentile(values[draws].mean(1), [50 * (1 - level), 50 * (1 + level)])
-    return float(low), float(high)
-
 def interval_text(values, *, resamples: int = 1000, seed: int = 0) -> str:
     "`[low, high]` of `bootstrap_interval` for a table cell ('n/a' when undefined)."
     low, high = bootstrap_interval(values, resamples=resamples, seed=seed)

@@ -13,6 +13,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from .bootstrap import bootstrap_interval
 from .core import DataError, write_bytes
 from .face_model import build_rig, face_model, pose_geometry, sample_identity, sample_motion
 from .face_fit import fit_faces, interpolate_3d
@@ -28,7 +29,7 @@ from .views import LandmarkWindows
 __all__ = ['MANIPULATED_ATTRIBUTES', 'NOISE_PIXELS', 'YAW_BINS', 'IdentityJudge', 'train_identity_judge', 'shape_frechet',
            'sequence_metrics', 'evaluate_sequences', 'plot_evaluation', 'Tracks', 'synthetic_tracks', 'dataset_tracks',
            'track_windows', 'window_conditions', 'yaw_change', 'identity_coefficients', 'window_measures', 'jerk_size',
-           'bootstrap_interval', 'default_methods', 'identity_gap', 'smoothing_comparison']
+           'default_methods', 'identity_gap', 'smoothing_comparison']
 
 # %% ../nbs/12_lsg_eval.ipynb #c005
 class IdentityJudge(nn.Module):
@@ -310,19 +311,6 @@ def jerk_size(sequences: np.ndarray) -> float:
     "Mean jerk magnitude of windows `[N,K,68,2]`, in inter-ocular distances per frame³."
     scale = np.asarray(interocular_distance(sequences[:, [0, -1]].astype(np.float64))).mean(1)[:, None, None, None]
     return float((np.linalg.norm(np.asarray(jerk(sequences.astype(np.float64))), axis=-1)[..., None] / scale).mean())
-
-# %% ../nbs/12_lsg_eval.ipynb #c017
-def bootstrap_interval(values: np.ndarray, baseline: np.ndarray | None = None, *, resamples: int = 1000,
-                       level: float = 0.95, seed: int = 0) -> tuple[float, float]:
-    "The `level` percentile interval of mean(`values`) over windows resampled with replacement (or of mean(values)/mean(baseline) - 1, paired)."
-    values = np.asarray(values, np.float64)
-    rng = np.random.default_rng(seed)
-    index = rng.integers(len(values), size=(resamples, len(values)))
-    statistic = values[index].mean(1)
-    if baseline is not None:
-        statistic = statistic / np.maximum(np.asarray(baseline, np.float64)[index].mean(1), 1e-12) - 1
-    low, high = np.quantile(statistic, [(1 - level) / 2, (1 + level) / 2])
-    return float(low), float(high)
 
 # %% ../nbs/12_lsg_eval.ipynb #c019
 def default_methods(lsg: LandmarkSequenceGenerator | None = None) -> dict:

@@ -5,7 +5,8 @@ import pytest
 from reenactbook import lsg_eval, metrics
 from reenactbook.core import DataError
 from reenactbook.lsg import linear_interpolation
-from reenactbook.lsg_eval import (bootstrap_interval, dataset_tracks, default_methods, evaluate_sequences, identity_gap,
+from reenactbook.bootstrap import bootstrap_interval
+from reenactbook.lsg_eval import (dataset_tracks, default_methods, evaluate_sequences, identity_gap,
                                   shape_frechet, smoothing_comparison, synthetic_tracks, track_windows, window_conditions)
 
 
