@@ -3,6 +3,7 @@
 Usage: python bench/bench_lsg.py accuracy --checkpoint runs/lsg-tiny/lsg.safetensors [--cases 600] [--real /path/to/prepared]
        python bench/bench_lsg.py ablation [--steps 1000] [--only "full,without D1"]   (eq. 2's terms, one at a time)
        python bench/bench_lsg.py speed [--threads 1,2] [--hidden H] [--layers L]
+       python bench/bench_lsg.py bounds [--cases 3000] [--real /path/to/prepared]   (what no method given two endpoints can beat)
 
 Unseen people: `synthetic.sample_tracks` with another pool seed (people never drawn in training) and another fine-deformation
 basis (`detail_seed`: a face model the LSG never trained on), strides up to one second, head turns up to 60 degrees.
@@ -210,7 +211,134 @@ def ablation(argv):
     print(f"\nload average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
 
 
+def _linear_in_time(sampler):
+    "Wrap a `tracks` motion sampler so that every window moves linearly in time between its own two endpoints."
+    def sample(*args, **kwargs):
+        values = sampler(*args, **kwargs)                                       # [N, K, C]
+        w = np.linspace(0, 1, values.shape[1])[None, :, None]
+        return values[:, :1] + (values[:, -1:] - values[:, :1]) * w
+    return sample
+
+
+def oracle_tracks(cases: int, k: int, linear: tuple[str, ...]) -> np.ndarray:
+    """The windows of `unseen_tracks(cases, k)` with the same people, framing and endpoints, but with the motions named in `linear`
+    ("pose", "expression") made linear in time: an interpolator that knows each person's exact 3D shape and nothing else."""
+    from unittest import mock
+    from reenactbook import tracks
+    patches = [mock.patch.object(tracks, f"_track_{name}", _linear_in_time(getattr(tracks, f"_track_{name}"))) for name in linear]
+    for patch in patches:
+        patch.start()
+    try:
+        return unseen_tracks(cases, k).landmarks
+    finally:
+        for patch in patches:
+            patch.stop()
+
+
+def pose_path_predictability(cases: int, k: int) -> dict:
+    """R^2 of the best linear prediction of each in-between frame's departure from a constant-speed turn (yaw, pitch, roll), from the
+    endpoint poses and the size of the expression change; fitted on the training pool's people, scored on unseen ones."""
+    from reenactbook.tracks import sample_tracks
+    def features(tracks):
+        pose = tracks.pose.astype(np.float64)
+        w = np.linspace(0, 1, k)[None, :, None]
+        departure = (pose - (pose[:, :1] + (pose[:, -1:] - pose[:, :1]) * w))[:, 1:-1]                      # [N, K-2, 3]
+        change = np.abs(tracks.expression[:, -1] - tracks.expression[:, 0]).sum(-1, keepdims=True)
+        x = np.concatenate([pose[:, 0], pose[:, -1], np.abs(pose[:, -1] - pose[:, 0]), change, np.ones((len(pose), 1))], -1)
+        return x, departure.reshape(len(pose), -1)
+    x_fit, y_fit = features(sample_tracks(max(4 * cases, 4000), k, seed=1))
+    x_new, y_new = features(unseen_tracks(cases, k))
+    predicted = x_new @ np.linalg.lstsq(x_fit, y_fit, rcond=None)[0]
+    r2 = 1 - ((y_new - predicted) ** 2).reshape(len(y_new), k - 2, 3).mean((0, 1)) / (y_new ** 2).reshape(len(y_new), k - 2, 3).mean((0, 1))
+    return dict(zip(("yaw", "pitch", "roll"), r2.tolist()))
+
+
+def real_learnable_share(root: str, k: int, stride: int = 3, ridges=(30, 300, 3000)) -> list[dict]:
+    """Leave one person out on a prepared dataset's train split: ridge regression of LI's in-between error (in each window's own
+    frame) from the endpoints, with shape features (both endpoints) or identity-free ones (their difference only); the change of the
+    held-out person's in-between NME against LI, per person and on average (negative = the learnt correction helps)."""
+    from reenactbook.dataset import FaceDataset
+    from reenactbook.landmarks import interocular_distance, nme
+    from reenactbook.views import LandmarkWindows
+    windows, people = LandmarkWindows(FaceDataset(root), k, stride, "train").tensors()
+    truth, people = windows.numpy().astype(np.float64), people.numpy()
+    li = linear_interpolation(truth[:, 0], truth[:, -1], k)
+    centre = li.mean(2, keepdims=True)
+    unit = np.asarray(interocular_distance(truth[:, 0]))[:, None, None, None]
+    frame = lambda x: (x - centre[:, :x.shape[1]]) / unit
+    target = (frame(truth) - frame(li))[:, 1:-1].reshape(len(truth), -1)
+    inputs = {"shape (both endpoints)": np.concatenate([frame(truth[:, :1]), frame(truth[:, -1:])], 1).reshape(len(truth), -1),
+              "identity-free (their difference)": (frame(truth[:, -1:]) - frame(truth[:, :1])).reshape(len(truth), -1)}
+    error = lambda seq, rows: np.asarray(nme(seq[rows, 1:-1], truth[rows, 1:-1])).mean()
+    rows = []
+    for name, x in inputs.items():
+        for ridge in ridges:
+            changes = []
+            for person in np.unique(people):
+                seen, held = people != person, people == person
+                mean_x, mean_y = x[seen].mean(0), target[seen].mean(0)
+                weights = np.linalg.solve((x[seen] - mean_x).T @ (x[seen] - mean_x) + ridge * np.eye(x.shape[1]),
+                                          (x[seen] - mean_x).T @ (target[seen] - mean_y))
+                corrected = li.copy()
+                corrected[:, 1:-1] += (((x - mean_x) @ weights + mean_y).reshape(len(x), k - 2, -1, 2) * unit)
+                changes.append(100 * (error(corrected, held) / error(li, held) - 1))
+            rows.append({"features": name, "ridge": ridge, "people": len(changes), "mean change %": float(np.mean(changes)),
+                         "best person %": float(np.min(changes)), "worst person %": float(np.max(changes))})
+    return rows
+
+
+def bounds(argv):
+    "What no method that sees only the two endpoints can beat, measured: the floors behind the targets this benchmark misses."
+    from reenactbook.face_fit import fit_faces, interpolate_3d
+    from reenactbook.landmarks import nme
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--cases", type=int, default=3000, help="unseen synthetic windows (about 10 % turn by more than 25 degrees)")
+    parser.add_argument("--k", type=int, default=8)
+    parser.add_argument("--real", default=os.environ.get("REENACTBOOK_LSG_REAL", ""), help="prepared dataset (leave-one-person-out rows)")
+    args = parser.parse_args(argv)
+    k, started = args.k, time.time()
+    tracks = unseen_tracks(args.cases, k)
+    truth = tracks.landmarks
+    turn = np.flatnonzero(np.abs(tracks.pose[:, -1, 0] - tracks.pose[:, 0, 0]) > 25)
+    identity = lambda frames: fit_faces(torch.from_numpy(np.ascontiguousarray(frames[:, 1:-1], np.float32))).identity
+    truth_identity = identity(truth)
+    rng = np.random.default_rng(0)
+    noisy = lambda x, sigma: (x + rng.normal(0, sigma, x.shape)).astype(np.float32)
+    start2, end2 = noisy(truth[:, 0], 2.0), noisy(truth[:, -1], 2.0)
+    sequences = {
+        "LI": (linear_interpolation(truth[:, 0], truth[:, -1], k), "clean"),
+        "3D (shipped)": (interpolate_3d(truth[:, 0], truth[:, -1], k), "clean"),
+        "oracle: exact 3D shape, pose linear in time": (oracle_tracks(args.cases, k, ("pose",)), "clean"),
+        "oracle: exact 3D shape, pose and expression linear in time": (oracle_tracks(args.cases, k, ("pose", "expression")), "clean"),
+        "LI, 2 px endpoint noise": (linear_interpolation(start2, end2, k), "noise 2 px"),
+        "3D (shipped), 2 px endpoint noise": (interpolate_3d(start2, end2, k), "noise 2 px"),
+        "oracle: LI of the clean endpoints": (linear_interpolation(truth[:, 0], truth[:, -1], k), "noise 2 px"),
+        "oracle: true frames + 1.41 px (two 2 px endpoints averaged)": (noisy(truth, 2.0 / np.sqrt(2)), "noise 2 px"),
+    }
+    print(f"LSG bounds: {args.cases} unseen synthetic windows ({len(turn)} turn > 25 deg), K={k}\n")
+    print("| windows | sequence | condition | in-between NME % | identity error |")
+    print("|---|---|---|---|---|")
+    for name, (seq, condition) in sequences.items():
+        seq = np.asarray(seq, np.float64)
+        for label, rows in (("all", slice(None)), ("turn > 25 deg", turn)):
+            if condition != "clean" and label != "all":
+                continue
+            error = np.asarray(nme(seq[rows, 1:-1], truth[rows, 1:-1].astype(np.float64))).mean() * 100
+            identity_error = (identity(seq[rows]) - truth_identity[rows]).norm(dim=-1).mean().item()
+            print(f"| {label} | {name} | {condition} | {error:.2f} | {identity_error:.3f} |")
+    print("\n| head motion | R^2 of the best linear prediction of the in-between departure from a constant-speed turn |")
+    print("|---|---|")
+    for axis, r2 in pose_path_predictability(args.cases, k).items():
+        print(f"| {axis} | {r2:.3f} |")
+    if args.real:
+        print("\n| learnt correction of LI on real windows (stride 3), leave one person out | ridge | people | mean change of NME % | best person | worst person |")
+        print("|---|---|---|---|---|---|")
+        for r in real_learnable_share(args.real, k):
+            print(f"| {r['features']} | {r['ridge']:g} | {r['people']} | {r['mean change %']:+.2f} | {r['best person %']:+.1f} | {r['worst person %']:+.1f} |")
+    print(f"\n{time.time() - started:.0f} s; load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
+
+
 if __name__ == "__main__":
     import sys
-    command, argv = (sys.argv[1], sys.argv[2:]) if len(sys.argv) > 1 and sys.argv[1] in ("speed", "accuracy", "ablation") else ("speed", sys.argv[1:])
-    {"speed": speed, "accuracy": accuracy, "ablation": ablation}[command](argv)
+    command, argv = (sys.argv[1], sys.argv[2:]) if len(sys.argv) > 1 and sys.argv[1] in ("speed", "accuracy", "ablation", "bounds") else ("speed", sys.argv[1:])
+    {"speed": speed, "accuracy": accuracy, "ablation": ablation, "bounds": bounds}[command](argv)

@@ -19,7 +19,8 @@ from .face_model import camera_rotation, face_model
 
 # %% auto #0
 __all__ = ['RESIDUAL_MODES', 'model_sizes', 'FaceFit', 'model_shapes', 'project', 'fit_faces', 'layout_98_weights',
-           'model_points', 'random_faces', 'slerp_rotation', 'carried_residuals', 'residual_weights', 'interpolate_3d']
+           'model_points', 'random_faces', 'slerp_rotation', 'triangulated_offsets', 'carried_residuals',
+           'residual_weights', 'interpolate_3d']
 
 # %% ../nbs/11_face_fit.ipynb #c005
 @functools.lru_cache(maxsize=8)
@@ -277,14 +278,27 @@ def slerp_rotation(start: torch.Tensor, end: torch.Tensor, weights: torch.Tensor
     return start[:, None] @ _exp_rotation(step[:, None] * weights[None, :, None])
 
 # %% ../nbs/11_face_fit.ipynb #b9766ad0
+def triangulated_offsets(fit: FaceFit,           # `fit_faces` of the two endpoints, batch shape [B, 2]
+                         *,
+                         ridge: float = 0.1,     # rho: keeps the depth of an offset at 0 where the two views agree on it
+                        ) -> torch.Tensor:
+    r"""One 3D offset per point `[B, P, 3]` (model units) explaining both endpoints' residuals as two views of one face: the ridge
+    least-squares $d$ of $\sum_e |P R_e d - r_e / s_e|^2 + \rho |d|^2$."""
+    views = fit.rotation[..., :2, :]                                                            # [B,2,2,3]: P R_e
+    normal = (views.transpose(-1, -2) @ views).sum(1) + ridge * torch.eye(3, device=views.device)   # [B,3,3]
+    seen = torch.einsum("beij,bepi->bpj", views, fit.residual / fit.scale[..., None, None])   # [B,P,3]
+    return torch.linalg.solve(normal[:, None], seen[..., None])[..., 0]
+
 def carried_residuals(fit: FaceFit,               # `fit_faces` of the two endpoints, batch shape [B, 2]
                       rotation: torch.Tensor,     # [B, K, 3, 3] each frame's head rotation
                       scale: torch.Tensor,        # [B, K] each frame's scale, pixels per model unit
                      ) -> tuple[torch.Tensor, torch.Tensor]:
     """The endpoints' residuals turned with the head: pixels `[B, K, 2, P, 2]` (frame, which endpoint) and the lifted model-frame
     offsets `[B, 2, P, 3]`. At an endpoint's own pose the carried residual is that endpoint's residual exactly."""
-    flat = torch.cat([fit.residual, torch.zeros_like(fit.residual[..., :1])], -1)                # [B,2,P,3], z = 0 in the image
-    lifted = torch.einsum("bfji,bfpj->bfpi", fit.rotation, flat) / fit.scale[..., None, None]     # R^T P^T r / s
+    shared = triangulated_offsets(fit)                                                          # [B,P,3]
+    left = fit.residual - torch.einsum("beij,bpj->bepi", fit.rotation[..., :2, :], shared) * fit.scale[..., None, None]
+    flat = torch.cat([left, torch.zeros_like(left[..., :1])], -1)                               # [B,2,P,3], z = 0 in the image
+    lifted = shared[:, None] + torch.einsum("bfji,bfpj->bfpi", fit.rotation, flat) / fit.scale[..., None, None]  # d + R^T P^T l / s
     carried = torch.einsum("bkij,bepj->bkepi", rotation[..., :2, :], lifted) * scale[:, :, None, None, None]
     return carried, lifted
 

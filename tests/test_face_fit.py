@@ -177,6 +177,26 @@ def test_carried_residuals_turn_with_the_head_and_return_each_endpoint_exactly()
     torch.testing.assert_close(carried[:, -1, 1], fit.residual[:, 1], atol=1e-4, rtol=0)
 
 
+def test_carried_residuals_see_a_3d_detail_from_the_side_across_a_turn():
+    from reenactbook.face_fit import FaceFit, carried_residuals, triangulated_offsets
+    detail = torch.randn(1, 68, 3, generator=torch.Generator().manual_seed(3)) * 0.05       # what the model lacks, model units
+    yaw = torch.tensor([-35.0, -17.5, 0.0, 17.5, 35.0])
+    rotation = torch.as_tensor(camera_rotation(np.stack([yaw.numpy(), 0 * yaw.numpy(), 0 * yaw.numpy()], -1)), dtype=torch.float32)[None]
+    scale = torch.full((1, 5), 80.0)
+    seen = lambda j: scale[0, j] * detail[0] @ rotation[0, j, :2].T                        # the detail in frame j's image, px
+    ends = [0, 4]
+    fit = FaceFit(torch.zeros(1, 2, 16), torch.zeros(1, 2, 8), rotation[:, ends], scale[:, ends], torch.zeros(1, 2, 2),
+                  torch.stack([seen(0), seen(4)])[None])
+    torch.testing.assert_close(triangulated_offsets(fit, ridge=1e-6), detail, atol=1e-3, rtol=0)
+    carried, _ = carried_residuals(fit, rotation, scale)
+    flat_lift = lambda j: (1 - j / 4) * seen(0) @ rotation[0, 0, :2] @ rotation[0, j, :2].T + j / 4 * seen(4) @ rotation[0, 4, :2] @ rotation[0, j, :2].T
+    for j in (1, 3):
+        li_weights = (1 - j / 4) * carried[0, j, 0] + j / 4 * carried[0, j, 1]
+        error = (li_weights - seen(j)).norm(dim=-1).mean()
+        flat_error = (flat_lift(j) - seen(j)).norm(dim=-1).mean()                          # lifted at depth 0, as before
+        assert error < 0.25 * flat_error, (j, float(error), float(flat_error))
+
+
 def test_interpolate_3d_refuses_an_unknown_residual_mode_and_takes_98_points():
     points = torch.as_tensor(random_faces(2, seed=2)[0], dtype=torch.float32)
     with pytest.raises(InputError, match="residual must be one of"):

@@ -100,3 +100,20 @@ def test_synthetic_head_turns_populate_large_yaw_changes():
     turning = track_windows(synthetic_tracks(6, frames=40, turn=40.0), k=8, stride=3)[0]
     assert (yaw_change(turning) > 25).sum() > (yaw_change(calm) > 25).sum()
     assert np.array_equal(synthetic_tracks(2, frames=10).points[0], synthetic_tracks(2, frames=10).points[0])   # seeded
+
+
+# ---------------------------------------------------------------- bench/bench_lsg.py bounds, small (so it cannot rot)
+def test_bench_bounds_prints_the_oracle_floors(capsys, monkeypatch):
+    "The oracle that knows each person's exact 3D shape beats LI on identity across turns; the pose path is not predictable."
+    import sys
+    from pathlib import Path
+    monkeypatch.syspath_prepend(str(Path(__file__).parents[1] / "bench"))
+    import bench_lsg
+    bench_lsg.bounds(["--cases", "200"])
+    rows = [[cell.strip() for cell in line.split("|")[1:-1]] for line in capsys.readouterr().out.splitlines() if line.startswith("| ")]
+    scored = {(r[0], r[1]): (float(r[3]), float(r[4])) for r in rows if len(r) == 5 and r[0] in ("all", "turn > 25 deg")}
+    li, oracle = scored[("turn > 25 deg", "LI")], scored[("turn > 25 deg", "oracle: exact 3D shape, pose linear in time")]
+    assert oracle[1] < 0.9 * li[1], (oracle, li)
+    assert scored[("all", "oracle: LI of the clean endpoints")][0] < scored[("all", "LI, 2 px endpoint noise")][0]
+    predictability = {r[0]: float(r[1]) for r in rows if len(r) == 2 and r[0] in ("yaw", "pitch", "roll")}
+    assert set(predictability) == {"yaw", "pitch", "roll"} and all(v < 0.3 for v in predictability.values()), predictability
