@@ -18,9 +18,9 @@ from .lsg_inputs import check_endpoints
 from .face_model import camera_rotation, face_model
 
 # %% auto #0
-__all__ = ['RESIDUAL_MODES', 'model_sizes', 'FaceFit', 'model_shapes', 'project', 'fit_faces', 'layout_98_weights',
-           'model_points', 'random_faces', 'slerp_rotation', 'triangulated_offsets', 'carried_residuals',
-           'residual_weights', 'interpolate_3d']
+__all__ = ['RESIDUAL_MODES', 'NOT_A_FACE', 'FACING', 'model_sizes', 'FaceFit', 'model_shapes', 'project', 'fit_faces',
+           'layout_98_weights', 'model_points', 'random_faces', 'slerp_rotation', 'triangulated_offsets',
+           'carried_residuals', 'residual_weights', 'check_fitted_endpoints', 'interpolate_3d']
 
 # %% ../nbs/11_face_fit.ipynb #c005
 @functools.lru_cache(maxsize=8)
@@ -222,11 +222,14 @@ def fit_faces(landmarks,                        # [..., 68 or 98, 2] pixels; num
     if share_identity and points.ndim < 3:
         raise InputError(f"share_identity needs landmarks [..., F, P, 2] (F frames of one person), got {tuple(points.shape)}")
     batch_shape = points.shape[:-2]
+    if points.numel() == 0:                                                          # an empty batch: an empty fit
+        empty = lambda *shape: torch.zeros(*batch_shape, *shape, device=device)
+        return FaceFit(empty(model_sizes()[0]), empty(model_sizes()[1]), empty(3, 3), empty(), empty(2), empty(*points.shape[-2:]))
     grouped = points68.reshape(-1, *(batch_shape[-1:] if share_identity else (1,)), 68, 2).to(device)
     parts = [_fit_groups(grouped[i:i + batch], identity_prior, expression_prior, iterations) for i in range(0, len(grouped), batch)]
     identity, expression, rotation, scale, translation = (torch.cat(p) for p in zip(*parts))
     identity = identity[:, None].expand(-1, grouped.shape[1], -1)
-    out = lambda t: t.reshape(*batch_shape, *t.shape[2:])
+    out = lambda t: t.reshape((*batch_shape, *t.shape[2:]))
     fit = FaceFit(out(identity), out(expression), out(rotation), out(scale), out(translation), None)
     fit.residual = points.to(device) - model_points(fit.projection(), points.shape[-2])
     return fit
@@ -336,6 +339,25 @@ def _like(sequence: torch.Tensor, like, batched: bool):
     return sequence.to(like.device) if isinstance(like, torch.Tensor) else sequence.cpu().numpy()
 
 RESIDUAL_MODES = ("denoised", "linear", "none")
+NOT_A_FACE = 0.5     # RMS fitting residual, in eye-centre distances of the mean face, above which a landmark set is refused
+FACING = 0.25        # |R[2,2]| beyond which the face model is sure a set faces the camera (> 0) or away from it (< 0)
+
+def check_fitted_endpoints(fit: FaceFit,                          # `fit_faces` of the endpoints, batch shape [B, 2]
+                           names: tuple[str, str] = ("p_start", "p_end"),
+                          ) -> None:
+    "Refuse endpoints the face model cannot read as one face: a set that is not a face (point order?), or one of the two mirrored."
+    misfit = fit.residual.pow(2).sum(-1).mean(-1).sqrt() / fit.scale                 # [B, 2] eye-centre distances
+    for which, name in enumerate(names):
+        if (misfit[:, which] > NOT_A_FACE).any():
+            raise InputError(f"{name} does not look like a face: the 3D face model explains it only to {float(misfit[:, which].max()):.2f} "
+                             f"eye distances (RMS; faces, even a 25 px face with 4 px of noise, stay under 0.4); are its points in the "
+                             f"68-point iBUG or 98-point WFLW order?")
+    forward = fit.rotation[..., 2, 2]                                                 # the face's forward axis, towards the camera > 0
+    mixed = ((forward[:, 0] > FACING) & (forward[:, 1] < -FACING)) | ((forward[:, 0] < -FACING) & (forward[:, 1] > FACING))
+    if mixed.any():
+        raise InputError(f"{names[0]} and {names[1]} are mirror images of each other's layout in {int(mixed.sum())} pair(s): one has its "
+                         f"left and right swapped (a flipped image whose labels were not swapped), so the face model sees it from behind; "
+                         f"relabel that set with its layout's mirror indices, `points[..., layout.mirror, :]`")
 
 def interpolate_3d(p_start,                         # first landmark set [P, 2] or [B, P, 2] (P = 68 or 98), pixels
                    p_end,                           # last landmark set, like p_start
@@ -353,6 +375,7 @@ def interpolate_3d(p_start,                         # first landmark set [P, 2] 
     start, end, batched = check_endpoints(p_start, p_end, k)
     layout_for(start)
     fit = fit_faces(torch.stack([start, end], 1), share_identity=True, identity_prior=identity_prior, expression_prior=expression_prior)
+    check_fitted_endpoints(fit)
     w = torch.linspace(0, 1, int(k))
     rotation = slerp_rotation(fit.rotation[:, 0], fit.rotation[:, 1], w)                  # [B,K,3,3]
     mix = lambda t: (1 - w.view(1, -1, *[1] * (t.ndim - 2))) * t[:, :1] + w.view(1, -1, *[1] * (t.ndim - 2)) * t[:, 1:]

@@ -204,3 +204,44 @@ def test_interpolate_3d_refuses_an_unknown_residual_mode_and_takes_98_points():
     faces98 = torch.as_tensor(MEAN_FACE_3D_98[:, :2], dtype=torch.float32) * 60 + 128
     out = interpolate_3d(faces98, faces98 + 3.0, 5)
     assert out.shape == (5, 98, 2) and torch.equal(out[0], faces98) and torch.equal(out[-1], faces98 + 3.0)
+
+
+def test_interpolate_3d_refuses_what_is_not_a_face_and_mixed_handedness():
+    faces = torch.as_tensor(random_faces(2, seed=4, max_yaw=20)[0], dtype=torch.float32)
+    start, end = faces[0], faces[1]
+    scattered = torch.rand(68, 2, generator=torch.Generator().manual_seed(0)) * 200
+    with pytest.raises(InputError, match="p_end does not look like a face.*iBUG"):
+        interpolate_3d(start, scattered, 8)
+    with pytest.raises(InputError, match="p_start does not look like a face"):
+        interpolate_3d(start[torch.randperm(68, generator=torch.Generator().manual_seed(1))], end, 8)   # shuffled point order
+    mirrored = end * torch.tensor([-1.0, 1.0]) + torch.tensor([400.0, 0.0])                   # flipped, labels not swapped
+    with pytest.raises(InputError, match="mirror images.*layout.mirror"):
+        interpolate_3d(start, mirrored, 8)
+    both = interpolate_3d(start * torch.tensor([-1.0, 1.0]), mirrored, 8)                    # one consistent handedness: fine
+    assert torch.isfinite(both).all() and torch.equal(both[-1], mirrored)
+    upside_down = 400.0 - end                                                                  # turned 180 degrees: a rotation, not a mirror
+    assert torch.equal(interpolate_3d(start, upside_down, 8)[-1], upside_down)
+
+
+def test_fit_faces_takes_one_set_and_an_empty_batch():
+    face = torch.as_tensor(random_faces(1, seed=6)[0][0], dtype=torch.float32)
+    one = fit_faces(face)
+    assert one.identity.shape == (model_sizes()[0],) and one.rotation.shape == (3, 3) and one.residual.shape == (68, 2)
+    empty = interpolate_3d(torch.zeros(0, 68, 2), torch.zeros(0, 68, 2), 8)
+    assert empty.shape == (0, 8, 68, 2)
+    assert fit_faces(torch.zeros(0, 2, 68, 2), share_identity=True).identity.shape == (0, 2, model_sizes()[0])
+
+
+def test_annotated_real_faces_fit_well_inside_the_face_check(samples_root):
+    "Every 68- and 98-point annotation of the shared landmarked photos is read as a face facing the camera."
+    from reenactbook.face_fit import NOT_A_FACE
+    from reenactbook.landmarks import read_coco_keypoints, read_pts
+    sets = [read_pts(p) for p in sorted((samples_root / "landmarked").glob("*/*.pts"))]
+    for path in sorted((samples_root / "landmarked" / "mmpose").glob("*/*.json")):
+        sets += [v[:, :2] for record in read_coco_keypoints(path) for v in record.values()
+                 if isinstance(v, np.ndarray) and v.ndim == 2 and v.shape[0] in (68, 98)]
+    assert len(sets) >= 10 and {len(s) for s in sets} == {68, 98}
+    for points in sets:
+        fit = fit_faces(np.asarray(points, np.float32))
+        misfit = float(fit.residual.pow(2).sum(-1).mean(-1).sqrt() / fit.scale)
+        assert misfit < NOT_A_FACE / 4 and float(fit.rotation[2, 2]) > 0.5, (len(points), misfit)

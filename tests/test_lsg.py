@@ -14,6 +14,7 @@ from reenactbook.lsg import (IdentityConsistencyDiscriminator, HiddenIdentityCla
                              generate_sequence, head_rotation, interpolation_base, linear_interpolation, rotation_trajectory, sketch_strip)
 from reenactbook.lsg_inputs import eye_centre_scale
 from reenactbook.lsg_train import LSGTrainer, lsg_cli, lsg_windows, max_frames, pretrained_lsg, train_lsg, train_lsg_cli
+from reenactbook.face_fit import random_faces
 from reenactbook.face_model import camera_rotation, face_model
 from reenactbook.landmarks import WFLW98_TO_68, interocular_distance, read_pts, write_pts
 from reenactbook.lsg_eval import evaluate_sequences
@@ -38,7 +39,7 @@ def trained(dataset, tmp_path_factory):
 
 def endpoints(batch=3, seed=0):
     rng = np.random.default_rng(seed)
-    base = np.random.default_rng(9).uniform(60, 190, (68, 2)).astype(np.float32)
+    base = random_faces(1, seed=9, max_yaw=20)[0][0].numpy()          # a face (the 3D base refuses sets that are not faces)
     return (base + rng.normal(0, 2, (batch, 68, 2))).astype(np.float32), (base + rng.normal(0, 2, (batch, 68, 2))).astype(np.float32)
 
 
