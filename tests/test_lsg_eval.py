@@ -111,7 +111,7 @@ def test_bench_bounds_prints_the_oracle_floors(capsys, monkeypatch):
     import bench_lsg
     bench_lsg.bounds(["--cases", "200"])
     rows = [[cell.strip() for cell in line.split("|")[1:-1]] for line in capsys.readouterr().out.splitlines() if line.startswith("| ")]
-    scored = {(r[0], r[1]): (float(r[3]), float(r[4])) for r in rows if len(r) == 5 and r[0] in ("all", "turn > 25 deg")}
+    scored = {(r[0], r[1]): (float(r[3]), float(r[4])) for r in rows if len(r) == 6 and r[0] in ("all", "turn > 25 deg")}
     li, oracle = scored[("turn > 25 deg", "LI")], scored[("turn > 25 deg", "oracle: exact 3D shape, pose linear in time")]
     assert oracle[1] < 0.9 * li[1], (oracle, li)
     assert scored[("all", "oracle: LI of the clean endpoints")][0] < scored[("all", "LI, 2 px endpoint noise")][0]
