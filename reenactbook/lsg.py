@@ -19,7 +19,7 @@ from fastcore.basics import patch
 from .core import CheckpointError, ConfigError, InputError, get_device
 from .config import ConfigBase, config_section
 from .checkpoints import load_checkpoint, load_module_state
-from .face_fit import fit_faces, interpolate_3d, model_points
+from .face_fit import check_fitted_endpoints, fit_faces, interpolate_3d, model_points
 from .landmarks import WFLW98_TO_68
 from .sketch import render_sketch
 from .lsg_inputs import EYE_POINTS, _like_input, check_endpoints, eye_centre_scale
@@ -143,6 +143,7 @@ def interpolation_base(start: torch.Tensor, end: torch.Tensor, k: int, base: str
 def denoise_endpoints(start: torch.Tensor, end: torch.Tensor, keep: float) -> tuple[torch.Tensor, torch.Tensor]:
     "Refinement's geometric first step: both endpoints `[B,P,2]` as the face model fitted to them with one identity, plus `keep` x what the model leaves unexplained."
     fit = fit_faces(torch.stack([start, end], 1).detach().float(), share_identity=True)
+    check_fitted_endpoints(fit)                                     # refinement must not turn what is not a face into one
     projection = model_points(fit.projection(), start.shape[-2]).to(start)
     denoised = projection + keep * (torch.stack([start, end], 1) - projection)
     return denoised[:, 0], denoised[:, 1]

@@ -312,3 +312,13 @@ def test_eye_centre_scale_is_not_the_reported_interocular_distance():
     face = sample_tracks(1, 2, seed=0).landmarks[0, 0]
     centres, corners = float(eye_centre_scale(torch.from_numpy(face))), float(interocular_distance(face))
     assert 0.6 < centres / corners < 0.85
+
+
+def test_refinement_refuses_what_is_not_a_face_instead_of_making_one():
+    "Refined endpoints are the face model's fit: points that are not a face must be refused, not turned into a face."
+    model = LandmarkSequenceGenerator(68, hidden=8, layers=1, k=6, base="3d", refine_endpoints=True, strength=(0.0, 0.0, 0.5))
+    a, b = endpoints(1)
+    assert model.lsg(a, b, 6).shape == (1, 6, 68, 2)
+    scattered = np.random.default_rng(3).uniform(60, 190, (1, 68, 2)).astype(np.float32)
+    with pytest.raises(InputError, match="does not look like a face"):
+        model.lsg(scattered, b, 6)
