@@ -205,6 +205,9 @@ def _as_points(landmarks, what: str = "landmarks") -> torch.Tensor:
     layout_for(points)
     if not torch.isfinite(points).all():
         raise InputError(f"{what} contain NaN or infinite coordinates; drop or re-detect those frames first")
+    flat = (points.amax(-2) - points.amin(-2)).amax(-1) <= 1e-6 if points.numel() else torch.zeros(0, dtype=torch.bool)
+    if flat.any():
+        raise InputError(f"{what}: all points are equal in {int(flat.sum())} set(s) (an empty or zeroed landmark file?); give detected faces")
     return points
 
 def fit_faces(landmarks,                        # [..., 68 or 98, 2] pixels; numpy or torch, any float dtype

@@ -230,6 +230,8 @@ def test_fit_faces_takes_one_set_and_an_empty_batch():
     empty = interpolate_3d(torch.zeros(0, 68, 2), torch.zeros(0, 68, 2), 8)
     assert empty.shape == (0, 8, 68, 2)
     assert fit_faces(torch.zeros(0, 2, 68, 2), share_identity=True).identity.shape == (0, 2, model_sizes()[0])
+    with pytest.raises(InputError, match="all points are equal in 1 set"):
+        fit_faces(torch.stack([face, torch.zeros(68, 2)]))
 
 
 def test_annotated_real_faces_fit_well_inside_the_face_check(samples_root):
