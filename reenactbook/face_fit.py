@@ -370,15 +370,16 @@ def interpolate_3d(p_start,                         # first landmark set [P, 2] 
                    expression_prior: float = 1e-3,  # as in `fit_faces`
                    residual: str = "denoised",      # "denoised": turned with the head, the noise's share fades out near
                                                     # its endpoint; "linear": LI's weights in the image; "none": the model alone
+                   names: tuple[str, str] = ("p_start", "p_end"),  # what to call the endpoints in errors (file names in the CLI)
                   ):
     """The 3D-aware baseline: `k` frames `[K,P,2]` (or `[B,K,P,2]`) from `p_start` to `p_end` by the face model; numpy or torch in, the
     same out. Endpoints come back exactly unless `residual="none"` (every frame is then the model's projection)."""
     if residual not in RESIDUAL_MODES:
         raise InputError(f"residual must be one of {RESIDUAL_MODES}, got {residual!r}")
-    start, end, batched = check_endpoints(p_start, p_end, k)
+    start, end, batched = check_endpoints(p_start, p_end, k, names=names)
     layout_for(start)
     fit = fit_faces(torch.stack([start, end], 1), share_identity=True, identity_prior=identity_prior, expression_prior=expression_prior)
-    check_fitted_endpoints(fit)
+    check_fitted_endpoints(fit, names)
     w = torch.linspace(0, 1, int(k))
     rotation = slerp_rotation(fit.rotation[:, 0], fit.rotation[:, 1], w)                  # [B,K,3,3]
     mix = lambda t: (1 - w.view(1, -1, *[1] * (t.ndim - 2))) * t[:, :1] + w.view(1, -1, *[1] * (t.ndim - 2)) * t[:, 1:]

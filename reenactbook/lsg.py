@@ -130,20 +130,22 @@ def linear_interpolation(p_start, p_end, k: int = 8):
     start, end, batched = check_endpoints(p_start, p_end, k)
     return _like_input(_interpolate(start, end, int(k)), p_start, batched)
 
-def interpolation_base(start: torch.Tensor, end: torch.Tensor, k: int, base: str = "linear") -> torch.Tensor:
+def interpolation_base(start: torch.Tensor, end: torch.Tensor, k: int, base: str = "linear",
+                       names: tuple[str, str] = ("p_start", "p_end")) -> torch.Tensor:
     "f_up of eq. 1 on `[B,P,2]` endpoints: LI, or the 3D-aware `face_fit.interpolate_3d`; endpoints reproduced exactly either way."
     if base == "linear":
         return _interpolate(start, end, k)
     if base != "3d":
         raise ConfigError(f"lsg.base={base!r}: choose 'linear' or '3d'")
-    frames = interpolate_3d(start.detach().float(), end.detach().float(), k).to(start)
+    frames = interpolate_3d(start.detach().float(), end.detach().float(), k, names=names).to(start)
     frames[:, 0], frames[:, -1] = start, end
     return frames
 
-def denoise_endpoints(start: torch.Tensor, end: torch.Tensor, keep: float) -> tuple[torch.Tensor, torch.Tensor]:
+def denoise_endpoints(start: torch.Tensor, end: torch.Tensor, keep: float,
+                      names: tuple[str, str] = ("p_start", "p_end")) -> tuple[torch.Tensor, torch.Tensor]:
     "Refinement's geometric first step: both endpoints `[B,P,2]` as the face model fitted to them with one identity, plus `keep` x what the model leaves unexplained."
     fit = fit_faces(torch.stack([start, end], 1).detach().float(), share_identity=True)
-    check_fitted_endpoints(fit)                                     # refinement must not turn what is not a face into one
+    check_fitted_endpoints(fit, names)                              # refinement must not turn what is not a face into one
     projection = model_points(fit.projection(), start.shape[-2]).to(start)
     denoised = projection + keep * (torch.stack([start, end], 1) - projection)
     return denoised[:, 0], denoised[:, 1]
@@ -275,11 +277,12 @@ class HiddenIdentityClassifier(nn.Module):
 
 # %% ../nbs/10_lsg.ipynb #c025
 def generate_sequence(net: LandmarkSequenceNet, start: torch.Tensor, end: torch.Tensor, k: int, base: str = "linear",
-                      refine: bool = False, strength: tuple[float, ...] = (1.0, 1.0, 1.0)) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+                      refine: bool = False, strength: tuple[float, ...] = (1.0, 1.0, 1.0),
+                      names: tuple[str, str] = ("p_start", "p_end")) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     "Eq. 1 on endpoint tensors `[B,P,2]`: (sequence `[B,K,P,2]` pixels, shift `[B,K,P,2]` normalised, hidden states `[B,K,2H]`)."
     if refine and len(strength) > 2 and strength[2] < 1:
-        start, end = denoise_endpoints(start, end, strength[2])
-    upsampled = interpolation_base(start, end, k, base)
+        start, end = denoise_endpoints(start, end, strength[2], names)
+    upsampled = interpolation_base(start, end, k, base, names)
     frame = SequenceFrame.of(start, end)
     endpoints = torch.stack([pose_normalize(start), pose_normalize(end)], 1)
     with torch.no_grad():
@@ -342,7 +345,7 @@ def forward(self: LandmarkSequenceGenerator, p_start, p_end,
     k = self.k if k is None else k
     refine = self.refine_endpoints if refine_endpoints is None else bool(refine_endpoints)
     start, end, batched = check_endpoints(p_start, p_end, k, self.net.num_points, names)
-    sequence = generate_sequence(self.net, start.to(self.device), end.to(self.device), int(k), self.base, refine, self.strength)[0].float()
+    sequence = generate_sequence(self.net, start.to(self.device), end.to(self.device), int(k), self.base, refine, self.strength, names)[0].float()
     if isinstance(p_start, torch.Tensor):
         sequence = sequence.to(p_start.device)
     return _like_input(sequence, p_start, batched)

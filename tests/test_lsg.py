@@ -322,3 +322,13 @@ def test_refinement_refuses_what_is_not_a_face_instead_of_making_one():
     scattered = np.random.default_rng(3).uniform(60, 190, (1, 68, 2)).astype(np.float32)
     with pytest.raises(InputError, match="does not look like a face"):
         model.lsg(scattered, b, 6)
+
+
+def test_cli_names_the_file_that_is_not_a_face(trained, tmp_path):
+    "The face check of the 3D base names the .pts file, as every other endpoint error of the command does."
+    a, b = endpoints(1)
+    write_pts(tmp_path / "a.pts", a[0])
+    write_pts(tmp_path / "scattered.pts", np.random.default_rng(4).uniform(60, 190, (68, 2)))
+    with pytest.raises(InputError, match=r"scattered.pts does not look like a face"):
+        lsg_cli(str(tmp_path / "a.pts"), str(tmp_path / "scattered.pts"), checkpoint=str(trained), out=str(tmp_path / "out"))
+    assert not (tmp_path / "out").exists()
