@@ -360,3 +360,17 @@ def test_progress_is_logged_with_frames_per_second_when_not_on_a_terminal(photo,
     progress = [line for line in lines if line.startswith("reenact: ")]
     assert len(progress) == 5, progress
     assert "10/40 frames (25%)" in progress[0] and "frames/s" in progress[0] and progress[-1].startswith("reenact: done, 40/40")
+
+
+def test_lsg_bridge_falls_back_to_linear_for_a_window_it_refuses(caplog):
+    "One detection that is not a face must not stop a stream: that window is bridged linearly (warned), the others by the LSG."
+    from reenactbook.face_fit import random_faces
+    lsg = LandmarkSequenceGenerator(68, hidden=8, layers=1, k=5, base="3d")
+    faces = random_faces(4, seed=2, max_yaw=20)[0].numpy().astype(np.float64)
+    start, end = faces[:2], faces[2:].copy()
+    end[1] = np.random.default_rng(0).uniform(60, 190, (68, 2))                 # a detection that is not a face
+    with caplog.at_level("WARNING"):
+        bridged = make_bridge(lsg)(start, end, 5)
+    assert bridged.shape == (2, 5, 68, 2) and "not look like a face" in caplog.text
+    np.testing.assert_allclose(bridged[1], linear_interpolation(start[1], end[1], 5))
+    np.testing.assert_allclose(bridged[0], lsg.lsg(start[:1].astype(np.float32), end[:1].astype(np.float32), 5)[0], atol=1e-4)
