@@ -20,7 +20,7 @@ from .face_model import camera_rotation, face_model
 # %% auto #0
 __all__ = ['RESIDUAL_MODES', 'NOT_A_FACE', 'FACING', 'model_sizes', 'FaceFit', 'model_shapes', 'project', 'fit_faces',
            'layout_98_weights', 'model_points', 'random_faces', 'slerp_rotation', 'triangulated_offsets',
-           'carried_residuals', 'residual_weights', 'check_fitted_endpoints', 'interpolate_3d']
+           'carried_residuals', 'residual_weights', 'fitted_face_checks', 'check_fitted_endpoints', 'interpolate_3d']
 
 # %% ../nbs/11_face_fit.ipynb #c005
 @functools.lru_cache(maxsize=8)
@@ -345,18 +345,24 @@ RESIDUAL_MODES = ("denoised", "linear", "none")
 NOT_A_FACE = 0.5     # RMS fitting residual, in eye-centre distances of the mean face, above which a landmark set is refused
 FACING = 0.25        # |R[2,2]| beyond which the face model is sure a set faces the camera (> 0) or away from it (< 0)
 
+def fitted_face_checks(fit: FaceFit) -> tuple[torch.Tensor, torch.Tensor]:
+    """What `check_fitted_endpoints` tests, for endpoint pairs (batch shape [B, 2]): each set's misfit `[B, 2]` (RMS residual in
+    eye-centre distances of the mean face) and whether the two sets of a pair are mirror images of each other's layout `[B]`."""
+    misfit = fit.residual.pow(2).sum(-1).mean(-1).sqrt() / fit.scale
+    forward = fit.rotation[..., 2, 2]                                                 # the face's forward axis, towards the camera > 0
+    mixed = ((forward[:, 0] > FACING) & (forward[:, 1] < -FACING)) | ((forward[:, 0] < -FACING) & (forward[:, 1] > FACING))
+    return misfit, mixed
+
 def check_fitted_endpoints(fit: FaceFit,                          # `fit_faces` of the endpoints, batch shape [B, 2]
                            names: tuple[str, str] = ("p_start", "p_end"),
                           ) -> None:
     "Refuse endpoints the face model cannot read as one face: a set that is not a face (point order?), or one of the two mirrored."
-    misfit = fit.residual.pow(2).sum(-1).mean(-1).sqrt() / fit.scale                 # [B, 2] eye-centre distances
+    misfit, mixed = fitted_face_checks(fit)
     for which, name in enumerate(names):
         if (misfit[:, which] > NOT_A_FACE).any():
             raise InputError(f"{name} does not look like a face: the 3D face model explains it only to {float(misfit[:, which].max()):.2f} "
                              f"eye distances (RMS; faces, even a 25 px face with 4 px of noise, stay under 0.4); are its points in the "
                              f"68-point iBUG or 98-point WFLW order?")
-    forward = fit.rotation[..., 2, 2]                                                 # the face's forward axis, towards the camera > 0
-    mixed = ((forward[:, 0] > FACING) & (forward[:, 1] < -FACING)) | ((forward[:, 0] < -FACING) & (forward[:, 1] > FACING))
     if mixed.any():
         raise InputError(f"{names[0]} and {names[1]} are mirror images of each other's layout in {int(mixed.sum())} pair(s): one has its "
                          f"left and right swapped (a flipped image whose labels were not swapped), so the face model sees it from behind; "

@@ -332,3 +332,20 @@ def test_cli_names_the_file_that_is_not_a_face(trained, tmp_path):
     with pytest.raises(InputError, match=r"scattered.pts does not look like a face"):
         lsg_cli(str(tmp_path / "a.pts"), str(tmp_path / "scattered.pts"), checkpoint=str(trained), out=str(tmp_path / "out"))
     assert not (tmp_path / "out").exists()
+
+
+def test_training_drops_windows_whose_endpoints_are_not_faces(tmp_path, caplog):
+    "A detector glitch in the data must not stop a run mid-way: windows whose endpoints do not read as faces are dropped, and said."
+    from reenactbook.dataset import FaceDataset
+    from reenactbook.lsg_train import training_windows
+    from reenactbook.views import _example_dataset
+    root = _example_dataset(tmp_path / "ds", identities=2, videos=1, frames=12).root
+    options = load_options("tiny", {"run.data_root": str(root), "lsg.max_stride": 1})
+    before = len(training_windows(FaceDataset(root), options)[0])
+    points = np.load(root / "landmarks68.npy")
+    points[0] = np.random.default_rng(0).uniform(60, 190, (68, 2))           # the first frame of the first clip: not a face
+    np.save(root / "landmarks68.npy", points)
+    with caplog.at_level("WARNING"):
+        windows, labels, _ = training_windows(FaceDataset(root), options)
+    assert len(windows) < before and len(windows) == len(labels) and "dropped" in caplog.text
+    assert not np.isclose(windows[:, 0].numpy(), points[0]).all(axis=(-1, -2)).any()
