@@ -353,6 +353,11 @@ def fitted_face_checks(fit: FaceFit) -> tuple[torch.Tensor, torch.Tensor]:
     mixed = ((forward[:, 0] > FACING) & (forward[:, 1] < -FACING)) | ((forward[:, 0] < -FACING) & (forward[:, 1] > FACING))
     return misfit, mixed
 
+def _batch_rows(bad: torch.Tensor) -> str:
+    "' (batch rows 3, 17)' for the error messages of a batch `bad [B]`; nothing for a batch of one."
+    rows = bad.nonzero()[:, 0].tolist()
+    return "" if len(bad) == 1 else f" (batch rows {', '.join(map(str, rows[:5]))}{', ...' if len(rows) > 5 else ''})"
+
 def check_fitted_endpoints(fit: FaceFit,                          # `fit_faces` of the endpoints, batch shape [B, 2]
                            names: tuple[str, str] = ("p_start", "p_end"),
                           ) -> None:
@@ -360,13 +365,13 @@ def check_fitted_endpoints(fit: FaceFit,                          # `fit_faces` 
     misfit, mixed = fitted_face_checks(fit)
     for which, name in enumerate(names):
         if (misfit[:, which] > NOT_A_FACE).any():
-            raise InputError(f"{name} does not look like a face: the 3D face model explains it only to {float(misfit[:, which].max()):.2f} "
-                             f"eye distances (RMS; faces, even a 25 px face with 4 px of noise, stay under 0.4); are its points in the "
-                             f"68-point iBUG or 98-point WFLW order?")
+            raise InputError(f"{name} does not look like a face{_batch_rows(misfit[:, which] > NOT_A_FACE)}: the 3D face model explains it only "
+                             f"to {float(misfit[:, which].max()):.2f} eye distances (RMS; faces, even a 25 px face with 4 px of noise, stay "
+                             f"under 0.4); are its points in the 68-point iBUG or 98-point WFLW order?")
     if mixed.any():
-        raise InputError(f"{names[0]} and {names[1]} are mirror images of each other's layout in {int(mixed.sum())} pair(s): one has its "
-                         f"left and right swapped (a flipped image whose labels were not swapped), so the face model sees it from behind; "
-                         f"relabel that set with its layout's mirror indices, `points[..., layout.mirror, :]`")
+        raise InputError(f"{names[0]} and {names[1]} are mirror images of each other's layout{_batch_rows(mixed)}: one has its left and right "
+                         f"swapped (a flipped image whose labels were not swapped), so the face model sees it from behind; relabel that "
+                         f"set with its layout's mirror indices, `points[..., layout.mirror, :]`")
 
 def interpolate_3d(p_start,                         # first landmark set [P, 2] or [B, P, 2] (P = 68 or 98), pixels
                    p_end,                           # last landmark set, like p_start

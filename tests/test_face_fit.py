@@ -220,6 +220,9 @@ def test_interpolate_3d_refuses_what_is_not_a_face_and_mixed_handedness():
     both = interpolate_3d(start * torch.tensor([-1.0, 1.0]), mirrored, 8)                    # one consistent handedness: fine
     assert torch.isfinite(both).all() and torch.equal(both[-1], mirrored)
     upside_down = 400.0 - end                                                                  # turned 180 degrees: a rotation, not a mirror
+    batch_end = torch.stack([end, scattered, end, scattered])
+    with pytest.raises(InputError, match=r"p_end does not look like a face \(batch rows 1, 3\)"):
+        interpolate_3d(start.expand(4, -1, -1), batch_end, 8)
     assert torch.equal(interpolate_3d(start, upside_down, 8)[-1], upside_down)
 
 
