@@ -20,7 +20,8 @@ from .face_model import camera_rotation, face_model
 # %% auto #0
 __all__ = ['RESIDUAL_MODES', 'NOT_A_FACE', 'FACING', 'model_sizes', 'FaceFit', 'model_shapes', 'project', 'fit_faces',
            'layout_98_weights', 'model_points', 'random_faces', 'slerp_rotation', 'triangulated_offsets',
-           'carried_residuals', 'residual_weights', 'fitted_face_checks', 'check_fitted_endpoints', 'interpolate_3d']
+           'carried_residuals', 'residual_weights', 'fitted_face_checks', 'face_windows', 'check_fitted_endpoints',
+           'interpolate_3d']
 
 # %% ../nbs/11_face_fit.ipynb #c005
 @functools.lru_cache(maxsize=8)
@@ -352,6 +353,12 @@ def fitted_face_checks(fit: FaceFit) -> tuple[torch.Tensor, torch.Tensor]:
     forward = fit.rotation[..., 2, 2]                                                 # the face's forward axis, towards the camera > 0
     mixed = ((forward[:, 0] > FACING) & (forward[:, 1] < -FACING)) | ((forward[:, 0] < -FACING) & (forward[:, 1] > FACING))
     return misfit, mixed
+
+def face_windows(windows) -> torch.Tensor:
+    """Which landmark windows `[N,K,P,2]` to train or evaluate on `[N]`: endpoints the 3D base reads as faces with room to spare
+    for noise added later (misfit under half of `NOT_A_FACE`), of one handedness; so that one glitch in the data cannot stop a run."""
+    misfit, mixed = fitted_face_checks(fit_faces(_as_points(windows, "windows")[:, [0, -1]], share_identity=True))
+    return (misfit.amax(-1) < NOT_A_FACE / 2) & ~mixed
 
 def _batch_rows(bad: torch.Tensor) -> str:
     "' (batch rows 3, 17)' for the error messages of a batch `bad [B]`; nothing for a batch of one."

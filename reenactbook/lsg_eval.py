@@ -14,9 +14,9 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .bootstrap import bootstrap_interval
-from .core import DataError, write_bytes
+from .core import DataError, get_logger, write_bytes
 from .face_model import build_rig, face_model, pose_geometry, sample_identity, sample_motion
-from .face_fit import fit_faces, interpolate_3d
+from .face_fit import face_windows, fit_faces, interpolate_3d
 from .landmarks import interocular_distance, nme
 from .alignment import ATTRIBUTES, manipulate
 from .smoothing import jerk, one_euro_filter
@@ -131,11 +131,12 @@ def _evaluate_sequences(generator, dataset, split, k, stride, noise_levels, attr
     evaluated_identities = sorted(dataset.index["identity"].iloc[evaluated_rows].unique())
     windows = LandmarkWindows(dataset, k, stride, None, identities=names)
     inside = np.isin(windows.rows, evaluated_rows).all(1)
+    all_x, all_y = windows.tensors()
     candidates = np.flatnonzero(inside)
+    candidates = candidates[_face_windows_only(all_x[candidates], str(dataset.root))]
     if len(candidates) == 0:
         raise DataError(f"{dataset.root}: no window of {k} frames in the evaluated videos of split {split!r}")
     chosen = np.sort(rng.choice(candidates, size=min(max_windows, len(candidates)), replace=False))
-    all_x, all_y = windows.tensors()
     truth, labels = all_x[chosen], all_y[chosen]
     # the identity judge: every identity of the dataset, from frames that are never evaluated
     label_of = {name: i for i, name in enumerate(names)}
@@ -248,6 +249,13 @@ def dataset_tracks(dataset, split: str | None = None, size: int = 256, fps: floa
                   np.array(owners), np.concatenate(judge), np.array(judge_people), fps, size)
 
 # %% ../nbs/12_lsg_eval.ipynb #c011
+def _face_windows_only(windows, source: str) -> np.ndarray:
+    "The mask `[N]` of `face_fit.face_windows`, with a warning naming how many windows of `source` it leaves out."
+    keep = face_windows(torch.as_tensor(np.asarray(windows, np.float32))).cpu().numpy()
+    if not keep.all():
+        get_logger(__name__).warning("%s: %d of %d windows left out, their endpoints do not read as faces", source, int((~keep).sum()), len(keep))
+    return keep
+
 def track_windows(tracks: Tracks, k: int = 8, stride: int = 1, hop: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     "Windows `[N,K,68,2]` of K frames every `stride` frames (a new window every `hop` frames, default K-1 strides) and their person indices `[N]`."
     span, hop = (k - 1) * stride + 1, hop or (k - 1) * stride
@@ -364,6 +372,8 @@ def identity_gap(tracks: Tracks,                 # evaluated people (`synthetic_
     "Table 1 at the landmark level for one set of tracks and stride: a DataFrame of conditions x methods (see above)."
     import pandas as pd
     truth, people = track_windows(tracks, k, stride)
+    faces = _face_windows_only(truth, tracks.name)
+    truth, people = truth[faces], people[faces]
     chosen = np.sort(np.random.default_rng(seed).choice(len(truth), size=min(max_windows, len(truth)), replace=False))
     truth, people = truth[chosen], people[chosen]
     judge, means = _judge_for(tracks, judge_steps, seed)
@@ -384,7 +394,7 @@ def identity_gap(tracks: Tracks,                 # evaluated people (`synthetic_
                     rows += _rows_for(f"clean, yaw change {label}", keep, scores, sequences, features, real_features, real_jerk, seed)
     rows += _reference_rows(truth, swapped, truth_identity, judge.embed, means, people)
     table = pd.DataFrame(rows)
-    table.attrs.update(tracks=tracks.name, stride=stride, k=k, windows=len(truth), people=len(set(people)),
+    table.attrs.update(tracks=tracks.name, stride=stride, k=k, windows=len(truth), people=len(set(people)), not_faces=int((~faces).sum()),
                        yaw_windows={label: int(((yaw >= low) & (yaw < high)).sum()) for low, high, label in YAW_BINS})
     return table
 

@@ -26,7 +26,7 @@ from .core import (ConfigError, DataError, InputError, atomic_write, autocast, c
 from .config import Options, load_options
 from .checkpoints import save_checkpoint
 from .dataset import FaceDataset
-from .face_fit import NOT_A_FACE, fit_faces, fitted_face_checks
+from .face_fit import face_windows, fit_faces
 from .landmarks import read_pts, wflw98_to_68, write_pts
 from .alignment import ATTRIBUTES, manipulate
 from .lsg import (HiddenIdentityClassifier, IdentityConsistencyDiscriminator, LandmarkIdentityClassifier, LandmarkSequenceGenerator,
@@ -40,8 +40,8 @@ from .views import LandmarkWindows
 
 # %% auto #0
 __all__ = ['LOSS_TERMS', 'STRENGTHS', 'WINDOW_STRIDES', 'LSG_RUN_FILES', 'MAX_STRIP_WIDTH', 'STRIP_SIZE', 'LSGTrainer',
-           'plot_losses', 'lsg_dataset', 'lsg_windows', 'training_windows', 'face_windows', 'train_lsg',
-           'pretrained_lsg', 'max_frames', 'train_lsg_cli', 'lsg_cli']
+           'plot_losses', 'lsg_dataset', 'lsg_windows', 'training_windows', 'train_lsg', 'pretrained_lsg', 'max_frames',
+           'train_lsg_cli', 'lsg_cli']
 
 # %% ../nbs/11a_lsg_train.ipynb #c005
 LOSS_TERMS = ("d1", "d2", "s1_real", "g_d1", "g_d2", "g_s1", "g_s2", "reconstruction", "g_total")
@@ -374,12 +374,6 @@ def training_windows(dataset, options: Options, split: str = "train") -> tuple[t
     if not keep.any():
         raise DataError(f"{dataset.root}: no window of split {split!r} has endpoints the face model reads as a face; check the landmarks")
     return x[keep], y[keep], identities
-
-def face_windows(windows: torch.Tensor) -> torch.Tensor:
-    """Which windows `[N,K,P,2]` to train on: endpoints that the 3D base reads as faces with room to spare for the augmentation
-    noise (misfit under half of `face_fit.NOT_A_FACE`), and of one handedness, so that no batch can stop a run mid-way."""
-    misfit, mixed = fitted_face_checks(fit_faces(windows[:, [0, -1]], share_identity=True))
-    return (misfit.amax(-1) < NOT_A_FACE / 2) & ~mixed
 
 LSG_RUN_FILES = ("lsg.safetensors", "lsg.json", "losses.csv", "losses.png")   # what a run writes besides options.json
 

@@ -117,3 +117,15 @@ def test_bench_bounds_prints_the_oracle_floors(capsys, monkeypatch):
     assert scored[("all", "oracle: LI of the clean endpoints")][0] < scored[("all", "LI, 2 px endpoint noise")][0]
     predictability = {r[0]: float(r[1]) for r in rows if len(r) == 2 and r[0] in ("yaw", "pitch", "roll")}
     assert set(predictability) == {"yaw", "pitch", "roll"} and all(v < 0.3 for v in predictability.values()), predictability
+
+
+def test_identity_gap_leaves_out_windows_that_are_not_faces(tracks, caplog):
+    "One glitch in the evaluated tracks is left out (counted and warned), not a crash of the whole table."
+    from dataclasses import replace
+    points = [p.copy() for p in tracks.points]
+    points[0][0] = np.random.default_rng(1).uniform(60, 190, (68, 2))       # the first frame of the first track: not a face
+    glitchy = replace(tracks, points=points)
+    with caplog.at_level("WARNING"):
+        table = identity_gap(glitchy, default_methods(None), k=6, stride=1, max_windows=30, judge_steps=30)
+    assert table.attrs["not_faces"] == 1 and "do not read as faces" in caplog.text
+    assert identity_gap(tracks, default_methods(None), k=6, stride=1, max_windows=30, judge_steps=30).attrs["not_faces"] == 0
