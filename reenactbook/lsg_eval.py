@@ -114,6 +114,13 @@ def _judge_split(dataset, split: str) -> tuple[np.ndarray, np.ndarray]:
     judge = ~in_split | (in_split & ~single & first_video) | (in_split & single & late)
     return np.flatnonzero(judge), np.flatnonzero(in_split & ~judge)
 
+def _face_windows_only(windows, source: str) -> np.ndarray:
+    "The mask `[N]` of `face_fit.face_windows`, with a warning naming how many windows of `source` it leaves out."
+    keep = face_windows(torch.as_tensor(np.asarray(windows, np.float32))).cpu().numpy()
+    if not keep.all():
+        get_logger(__name__).warning("%s: %d of %d windows left out, their endpoints do not read as faces", source, int((~keep).sum()), len(keep))
+    return keep
+
 def _evaluate_sequences(generator, dataset, split, k, stride, noise_levels, attributes, strength, max_windows, judge_steps, seed, methods):
     import pandas as pd  # heavy and only for the table: imported when one is made
     k = int(k or (generator.k if generator is not None else 8))
@@ -249,13 +256,6 @@ def dataset_tracks(dataset, split: str | None = None, size: int = 256, fps: floa
                   np.array(owners), np.concatenate(judge), np.array(judge_people), fps, size)
 
 # %% ../nbs/12_lsg_eval.ipynb #c011
-def _face_windows_only(windows, source: str) -> np.ndarray:
-    "The mask `[N]` of `face_fit.face_windows`, with a warning naming how many windows of `source` it leaves out."
-    keep = face_windows(torch.as_tensor(np.asarray(windows, np.float32))).cpu().numpy()
-    if not keep.all():
-        get_logger(__name__).warning("%s: %d of %d windows left out, their endpoints do not read as faces", source, int((~keep).sum()), len(keep))
-    return keep
-
 def track_windows(tracks: Tracks, k: int = 8, stride: int = 1, hop: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     "Windows `[N,K,68,2]` of K frames every `stride` frames (a new window every `hop` frames, default K-1 strides) and their person indices `[N]`."
     span, hop = (k - 1) * stride + 1, hop or (k - 1) * stride
