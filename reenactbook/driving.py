@@ -290,24 +290,23 @@ def open_driver(driving,                       # a video, .npy, .pts, folder of 
 def _linear_bridge(start, end, k: int) -> np.ndarray:
     return np.asarray(linear_interpolation(np.asarray(start, np.float64), np.asarray(end, np.float64), k), np.float64)
 
-def _lsg_or_linear(lsg, start, end, k: int) -> np.ndarray:
-    "The LSG's sequence for one window, or LI (with a warning) where the LSG refuses an endpoint (`InputError`: not a face, mirrored)."
-    try:
-        return np.asarray(lsg.lsg(np.asarray(start, np.float32), np.asarray(end, np.float32), k), np.float64)
-    except InputError as error:
-        get_logger(__name__).warning("LSG bridge: %s; this gap is bridged by linear interpolation", error)
-        return _linear_bridge(start, end, k)
-
 def make_bridge(lsg=None) -> Callable:
     """bridge(start [B, P, 2], end [B, P, 2], k) -> [B, k, P, 2]: the LSG's sequences, or linear interpolation without one. In a
     stream one bad detection must not stop the run: a window whose endpoints the LSG refuses is bridged linearly, with a warning."""
     if lsg is None:
         return _linear_bridge
+    run = lambda start, end, k: np.asarray(lsg.lsg(np.asarray(start, np.float32), np.asarray(end, np.float32), k), np.float64)
+    def one(start, end, k):                                  # one window [1, P, 2]: the LSG, or LI where it refuses the endpoints
+        try:
+            return run(start, end, k)
+        except InputError as error:
+            get_logger(__name__).warning("LSG bridge: %s; this gap is bridged by linear interpolation", error)
+            return _linear_bridge(start, end, k)
     def bridge(start, end, k):
         try:
-            return np.asarray(lsg.lsg(np.asarray(start, np.float32), np.asarray(end, np.float32), k), np.float64)
+            return run(start, end, k)
         except InputError:                                   # find the refused windows one by one
-            return np.stack([_lsg_or_linear(lsg, s[None], e[None], k)[0] for s, e in zip(start, end)])
+            return np.concatenate([one(s[None], e[None], k) for s, e in zip(start, end)])
     return bridge
 
 def fill_gaps(stream,                         # (landmarks or None, origin) items

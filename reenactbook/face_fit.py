@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .core import InputError
+from .core import InputError, get_logger
 from .landmarks import WFLW98_TO_68, layout_for
 from .alignment import euler_angles
 from .lsg_inputs import check_endpoints
@@ -354,11 +354,17 @@ def fitted_face_checks(fit: FaceFit) -> tuple[torch.Tensor, torch.Tensor]:
     mixed = ((forward[:, 0] > FACING) & (forward[:, 1] < -FACING)) | ((forward[:, 0] < -FACING) & (forward[:, 1] > FACING))
     return misfit, mixed
 
-def face_windows(windows) -> torch.Tensor:
-    """Which landmark windows `[N,K,P,2]` to train or evaluate on `[N]`: endpoints the 3D base reads as faces with room to spare
-    for noise added later (misfit under half of `NOT_A_FACE`), of one handedness; so that one glitch in the data cannot stop a run."""
+def face_windows(windows,                  # [N,K,P,2] landmark windows, pixels
+                 source: str = "windows",  # what they are, for the warning
+                ) -> torch.Tensor:
+    """Which windows to train or evaluate on `[N]`: endpoints the 3D base reads as faces with room to spare for noise added later
+    (misfit under half of `NOT_A_FACE`), of one handedness; so that one glitch in the data cannot stop a run. Warns what it leaves out."""
     misfit, mixed = fitted_face_checks(fit_faces(_as_points(windows, "windows")[:, [0, -1]], share_identity=True))
-    return (misfit.amax(-1) < NOT_A_FACE / 2) & ~mixed
+    keep = (misfit.amax(-1) < NOT_A_FACE / 2) & ~mixed
+    if not keep.all():
+        get_logger(__name__).warning("%s: %d of %d windows left out, their endpoints do not read as faces (a detector glitch?)",
+                                     source, int((~keep).sum()), len(keep))
+    return keep
 
 def _batch_rows(bad: torch.Tensor) -> str:
     "' (batch rows 3, 17)' for the error messages of a batch `bad [B]`; nothing for a batch of one."

@@ -14,7 +14,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .bootstrap import bootstrap_interval
-from .core import DataError, get_logger, write_bytes
+from .core import DataError, write_bytes
 from .face_model import build_rig, face_model, pose_geometry, sample_identity, sample_motion
 from .face_fit import face_windows, fit_faces, interpolate_3d
 from .landmarks import interocular_distance, nme
@@ -114,13 +114,6 @@ def _judge_split(dataset, split: str) -> tuple[np.ndarray, np.ndarray]:
     judge = ~in_split | (in_split & ~single & first_video) | (in_split & single & late)
     return np.flatnonzero(judge), np.flatnonzero(in_split & ~judge)
 
-def _face_windows_only(windows, source: str) -> np.ndarray:
-    "The mask `[N]` of `face_fit.face_windows`, with a warning naming how many windows of `source` it leaves out."
-    keep = face_windows(torch.as_tensor(np.asarray(windows, np.float32))).cpu().numpy()
-    if not keep.all():
-        get_logger(__name__).warning("%s: %d of %d windows left out, their endpoints do not read as faces", source, int((~keep).sum()), len(keep))
-    return keep
-
 def _evaluate_sequences(generator, dataset, split, k, stride, noise_levels, attributes, strength, max_windows, judge_steps, seed, methods):
     import pandas as pd  # heavy and only for the table: imported when one is made
     k = int(k or (generator.k if generator is not None else 8))
@@ -140,7 +133,7 @@ def _evaluate_sequences(generator, dataset, split, k, stride, noise_levels, attr
     inside = np.isin(windows.rows, evaluated_rows).all(1)
     all_x, all_y = windows.tensors()
     candidates = np.flatnonzero(inside)
-    candidates = candidates[_face_windows_only(all_x[candidates], str(dataset.root))]
+    candidates = candidates[face_windows(all_x[candidates], str(dataset.root)).numpy()]
     if len(candidates) == 0:
         raise DataError(f"{dataset.root}: no window of {k} frames in the evaluated videos of split {split!r}")
     chosen = np.sort(rng.choice(candidates, size=min(max_windows, len(candidates)), replace=False))
@@ -372,7 +365,7 @@ def identity_gap(tracks: Tracks,                 # evaluated people (`synthetic_
     "Table 1 at the landmark level for one set of tracks and stride: a DataFrame of conditions x methods (see above)."
     import pandas as pd
     truth, people = track_windows(tracks, k, stride)
-    faces = _face_windows_only(truth, tracks.name)
+    faces = face_windows(truth, tracks.name).numpy()
     truth, people = truth[faces], people[faces]
     chosen = np.sort(np.random.default_rng(seed).choice(len(truth), size=min(max_windows, len(truth)), replace=False))
     truth, people = truth[chosen], people[chosen]

@@ -367,10 +367,7 @@ def training_windows(dataset, options: Options, split: str = "train") -> tuple[t
     if not xs:
         raise DataError(f"{dataset.root}: no window of {options.lsg.k} frames in split {split!r}; use a smaller lsg.k")
     x, y = torch.cat(xs), torch.cat(ys)
-    keep = face_windows(x)
-    if not keep.all():
-        get_logger(__name__).warning("LSG: dropped %d of %d %s windows whose endpoints the face model does not read as a face "
-                                     "(a detector glitch?)", int((~keep).sum()), len(x), split)
+    keep = face_windows(x, f"LSG training, split {split!r}")
     if not keep.any():
         raise DataError(f"{dataset.root}: no window of split {split!r} has endpoints the face model reads as a face; check the landmarks")
     return x[keep], y[keep], identities
